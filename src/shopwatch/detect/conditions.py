@@ -1,0 +1,105 @@
+"""``where`` clauses of rule files, compiled to one Polars expression.
+
+A clause maps field names to conditions, all of which must hold:
+
+- a scalar: equality (``event.outcome: failure``);
+- a list: membership (``http.response.status_code: [401, 403]``);
+- a mapping of operators: ``eq ne in not_in gte gt lte lt exists`` and the regular
+  expression operators ``regex`` / ``not_regex`` (Rust regex syntax, unanchored; prefix
+  ``(?i)`` for case-insensitive matching). Several operators on one field all must hold.
+
+``any_of`` (a list of clauses, at least one holds) and ``none_of`` (no listed clause holds)
+may appear beside the fields. A null field satisfies no condition except ``exists: false``
+and ``ne``/``not_in``/``not_regex``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import polars as pl
+
+__all__ = ["compile_where", "fields_of"]
+
+_OPS = {"eq", "ne", "in", "not_in", "regex", "not_regex", "gte", "gt", "lte", "lt", "exists"}
+
+
+def _check_regex(pattern: Any, field: str) -> str:
+    if not isinstance(pattern, str):
+        raise ValueError(f"regex for {field!r} must be a string")
+    try:
+        re.compile(pattern.replace("(?i)", ""))
+    except re.error as err:
+        raise ValueError(f"regex for {field!r} does not compile: {err}") from err
+    return pattern
+
+
+def _field_expr(field: str, cond: Any) -> pl.Expr:
+    col = pl.col(field)
+    if isinstance(cond, list):
+        return col.is_in(cond).fill_null(False)
+    if not isinstance(cond, dict):
+        return col.eq(cond).fill_null(False)
+    unknown = set(cond) - _OPS
+    if unknown:
+        raise ValueError(f"unknown operator(s) {sorted(unknown)} for {field!r}; known: {sorted(_OPS)}")
+    parts: list[pl.Expr] = []
+    for op, value in cond.items():
+        if op == "eq":
+            parts.append(col.eq(value).fill_null(False))
+        elif op == "ne":
+            parts.append(col.ne(value).fill_null(True))
+        elif op == "in":
+            parts.append(col.is_in(list(value)).fill_null(False))
+        elif op == "not_in":
+            parts.append(col.is_in(list(value)).not_().fill_null(True))
+        elif op == "regex":
+            parts.append(col.str.contains(_check_regex(value, field)).fill_null(False))
+        elif op == "not_regex":
+            parts.append(col.str.contains(_check_regex(value, field)).not_().fill_null(True))
+        elif op == "gte":
+            parts.append((col >= value).fill_null(False))
+        elif op == "gt":
+            parts.append((col > value).fill_null(False))
+        elif op == "lte":
+            parts.append((col <= value).fill_null(False))
+        elif op == "lt":
+            parts.append((col < value).fill_null(False))
+        elif op == "exists":
+            parts.append(col.is_not_null() if value else col.is_null())
+    return pl.all_horizontal(parts) if parts else pl.lit(True)
+
+
+def compile_where(clause: dict[str, Any] | None) -> pl.Expr:
+    """One boolean expression for ``clause`` (True everywhere when empty).
+
+    >>> df = pl.DataFrame({"event.outcome": ["failure", "success", None]})
+    >>> df.filter(compile_where({"event.outcome": "failure"})).height
+    1
+    """
+    if not clause:
+        return pl.lit(True)
+    parts: list[pl.Expr] = []
+    for field, cond in clause.items():
+        if field == "any_of":
+            parts.append(pl.any_horizontal([compile_where(c) for c in cond]))
+        elif field == "none_of":
+            parts.append(pl.any_horizontal([compile_where(c) for c in cond]).not_())
+        else:
+            parts.append(_field_expr(field, cond))
+    return pl.all_horizontal(parts)
+
+
+def fields_of(clause: dict[str, Any] | None) -> set[str]:
+    """Every field a clause reads (for a detector's ``needs``)."""
+    if not clause:
+        return set()
+    out: set[str] = set()
+    for field, cond in clause.items():
+        if field in ("any_of", "none_of"):
+            for sub in cond:
+                out |= fields_of(sub)
+        else:
+            out.add(field)
+    return out

@@ -1,0 +1,3 @@
+"""Imports every module that registers a detector kind (the registry is filled on import)."""
+
+from shopwatch.detect import threshold  # noqa: F401

@@ -1,0 +1,148 @@
+"""The Detector interface, the registry of kinds, and the rule spec every kind extends.
+
+Python adds *kinds* (``@kind("threshold")``); content files choose a kind and give its
+parameters. ``build`` validates a rule's mapping against its kind's pydantic model (typos
+are errors naming the file) and returns a Detector with frozen parameters.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from shopwatch.contract import CATEGORIES, EVENT_SCHEMA, Category, Severity
+from shopwatch.detect.state import KeyedState
+from shopwatch.errors import ContentError, RegistryError
+
+__all__ = [
+    "KINDS",
+    "BASE_RISK",
+    "Detector",
+    "RuleSpec",
+    "build",
+    "kind",
+    "parse_duration",
+]
+
+BASE_RISK = {"low": 25, "medium": 50, "high": 75, "critical": 90}
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str | int | float) -> timedelta:
+    """``"10m"`` → 10 minutes. Bare numbers are refused: a duration carries its unit.
+
+    >>> parse_duration("90s")
+    datetime.timedelta(seconds=90)
+    """
+    if isinstance(text, (int, float)):
+        raise ValueError(f"duration {text!r} has no unit; write e.g. '{text}s' or '{text}m'")
+    found = _DURATION.match(text)
+    if not found:
+        raise ValueError(f"duration {text!r} is not of the form <number><ms|s|m|h|d>")
+    return timedelta(seconds=float(found.group(1)) * _UNITS[found.group(2)])
+
+
+class RuleSpec(BaseModel):
+    """Fields every rule has, whatever its kind."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
+    kind: str
+    name: str = ""
+    category: Category
+    severity: Severity = "medium"
+    description: str = ""
+    technique: str | None = Field(default=None, pattern=r"^T\d{4}(\.\d{3})?$")
+    enabled: bool = True
+    risk_score: int | None = Field(default=None, ge=0, le=100)
+    tags: tuple[str, ...] = ()
+
+    @field_validator("category")
+    @classmethod
+    def _known_category(cls, value: str) -> str:
+        if value not in CATEGORIES:
+            raise ValueError(f"unknown category {value!r}; known: {', '.join(CATEGORIES)}")
+        return value
+
+    @property
+    def title(self) -> str:
+        """The human rule name (``name`` or the id made readable)."""
+        return self.name or self.id.split(".", 1)[-1].replace("_", " ").capitalize()
+
+    @property
+    def base_risk(self) -> int:
+        """Risk score of a plain hit of this rule."""
+        return self.risk_score if self.risk_score is not None else BASE_RISK[self.severity]
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """One detection. ``detect`` returns ALERT_SCHEMA rows and keeps memory only in state."""
+
+    id: str
+    category: str
+    keys: tuple[str, ...]
+    needs: frozenset[str]
+    spec: RuleSpec
+
+    def detect(self, batch: pl.DataFrame, state: KeyedState) -> pl.DataFrame: ...
+
+
+class DetectorKind(Protocol):
+    """A class registered with :func:`kind`: built from its ``Spec``."""
+
+    Spec: ClassVar[type[RuleSpec]]
+
+    def __call__(self, spec: Any) -> Detector: ...
+
+
+K = TypeVar("K", bound=type)
+KINDS: dict[str, Any] = {}
+
+
+def kind(name: str) -> Callable[[K], K]:
+    """Register a detector class under ``name``; content selects it with ``kind: name``."""
+
+    def add(factory: K) -> K:
+        if name in KINDS:
+            raise RegistryError(f"detector kind {name!r} is registered twice")
+        spec_cls = getattr(factory, "Spec", None)
+        if spec_cls is None or not issubclass(spec_cls, RuleSpec):
+            raise RegistryError(f"detector kind {name!r} has no Spec (a RuleSpec subclass)")
+        KINDS[name] = factory
+        return factory
+
+    return add
+
+
+def build(raw: dict[str, Any], where: str = "") -> Detector:
+    """Validate ``raw`` (one rule's mapping) and build its Detector.
+
+    Raises ContentError naming ``where`` and, for an unknown kind, the known ones.
+    """
+    kind_name = raw.get("kind")
+    factory = KINDS.get(str(kind_name))
+    if factory is None:
+        known = ", ".join(sorted(KINDS)) or "none"
+        raise ContentError(f"unknown detector kind {kind_name!r} (known kinds: {known})", where)
+    try:
+        spec = factory.Spec.model_validate(raw)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '<rule>'}: {e['msg']}" for e in err.errors()
+        )
+        raise ContentError(f"invalid rule {raw.get('id', '?')!r}: {problems}", where) from err
+    detector: Detector = factory(spec)
+    unknown = sorted(detector.needs - EVENT_SCHEMA.keys())
+    if unknown:
+        raise ContentError(f"rule {spec.id!r} reads fields not in the contract: {unknown}", where)
+    return detector
+
