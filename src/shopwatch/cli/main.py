@@ -1,0 +1,45 @@
+"""The ``shopwatch`` command: one Typer app; each area registers its commands from its module."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="shopwatch",
+    help="Real-time threat monitoring and anomaly detection for online shops.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+@app.callback()
+def _root() -> None:
+    """Real-time threat monitoring and anomaly detection for online shops."""
+
+
+#: Modules under shopwatch.cli with a ``register(app)`` function, in help order.
+_COMMAND_MODULES: tuple[str, ...] = (
+    "run",
+)
+
+
+def _register_all() -> None:
+    for name in _COMMAND_MODULES:
+        module = importlib.import_module(f"shopwatch.cli.{name}")
+        module.register(app)
+
+
+_register_all()
+
+
+def main() -> None:
+    """Entry point of the console script."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
