@@ -8,6 +8,10 @@ A clause maps field names to conditions, all of which must hold:
   expression operators ``regex`` / ``not_regex`` (Rust regex syntax, unanchored; prefix
   ``(?i)`` for case-insensitive matching). Several operators on one field all must hold.
 
+A field name may carry modifiers after ``|`` that transform the value first, as in Sigma:
+``url.original|decoded`` percent-decodes (twice, so double encoding is seen through, and
+``+`` reads as a space) and lower-cases; ``|lower`` only lower-cases.
+
 ``any_of`` (a list of clauses, at least one holds) and ``none_of`` (no listed clause holds)
 may appear beside the fields. A null field satisfies no condition except ``exists: false``
 and ``ne``/``not_in``/``not_regex``.
@@ -20,7 +24,7 @@ from typing import Any
 
 import polars as pl
 
-__all__ = ["compile_where", "fields_of"]
+__all__ = ["compile_where", "fields_of", "percent_decoded"]
 
 _OPS = {"eq", "ne", "in", "not_in", "regex", "not_regex", "gte", "gt", "lte", "lt", "exists"}
 
@@ -35,8 +39,38 @@ def _check_regex(pattern: Any, field: str) -> str:
     return pattern
 
 
+_ESCAPES = [f"%{code:02X}" for code in range(0x20, 0x7F)]
+_CHARS = [chr(code) for code in range(0x20, 0x7F)]
+_MODIFIERS = {"decoded", "lower"}
+
+
+def percent_decoded(expr: pl.Expr) -> pl.Expr:
+    """Percent-decode printable ASCII escapes twice, ``+`` as space, then lower-case.
+
+    >>> pl.select(percent_decoded(pl.lit("%2527%20OR+1%3d1"))).item()
+    "' or 1=1"
+    """
+    once = expr.str.replace_all("+", " ", literal=True).str.replace_many(
+        _ESCAPES, _CHARS, ascii_case_insensitive=True
+    )
+    return once.str.replace_many(_ESCAPES, _CHARS, ascii_case_insensitive=True).str.to_lowercase()
+
+
+def _column(field: str) -> pl.Expr:
+    name, *mods = field.split("|")
+    unknown = set(mods) - _MODIFIERS
+    if unknown:
+        raise ValueError(f"unknown modifier(s) {sorted(unknown)} in {field!r}; known: {sorted(_MODIFIERS)}")
+    col = pl.col(name)
+    if "decoded" in mods:
+        col = percent_decoded(col)
+    elif "lower" in mods:
+        col = col.str.to_lowercase()
+    return col
+
+
 def _field_expr(field: str, cond: Any) -> pl.Expr:
-    col = pl.col(field)
+    col = _column(field)
     if isinstance(cond, list):
         return col.is_in(cond).fill_null(False)
     if not isinstance(cond, dict):
@@ -101,5 +135,5 @@ def fields_of(clause: dict[str, Any] | None) -> set[str]:
             for sub in cond:
                 out |= fields_of(sub)
         else:
-            out.add(field)
+            out.add(field.split("|", 1)[0])
     return out
