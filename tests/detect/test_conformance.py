@@ -1,0 +1,67 @@
+"""Properties every registered detector must have, checked over the whole registry."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from shopwatch.contract import ALERT_SCHEMA, EVENT_SCHEMA, empty_events
+from shopwatch.detect.content import load_detectors
+from shopwatch.detect.state import KeyedState
+
+from .helpers import CASES, read_events, run
+
+DETECTORS = {d.id: d for d in load_detectors().detectors}
+
+
+@pytest.fixture(scope="module")
+def stream() -> pl.DataFrame:
+    """All case files (attacks and look-alikes) as one event-time ordered stream."""
+    frames = [read_events(p) for p in sorted(CASES.glob("*/*")) if p.stem in ("fires", "benign")]
+    return pl.concat(frames).sort("@timestamp", maintain_order=True)
+
+
+@pytest.mark.parametrize("rule_id", sorted(DETECTORS))
+def test_empty_batch_gives_empty_alerts(rule_id: str) -> None:
+    detector = DETECTORS[rule_id]
+    out = detector.detect(empty_events(), KeyedState(detector.keys))
+    assert out.height == 0 and out.schema == pl.Schema(ALERT_SCHEMA)
+
+
+@pytest.mark.parametrize("rule_id", sorted(DETECTORS))
+def test_needs_only_contract_columns(rule_id: str) -> None:
+    assert DETECTORS[rule_id].needs <= EVENT_SCHEMA.keys()
+
+
+@pytest.mark.parametrize("rule_id", sorted(DETECTORS))
+def test_batch_boundaries_do_not_change_alerts(rule_id: str, stream: pl.DataFrame) -> None:
+    detector = DETECTORS[rule_id]
+    whole = run(detector, [stream])
+    assert whole.height > 0, "the case stream must make every detector fire"
+    size = -(-stream.height // 7)
+    sliced = run(detector, stream.iter_slices(size))
+    assert sliced.equals(whole)
+    again = run(detector, [stream])
+    assert again.equals(whole), "same input twice gives the same alerts"
+
+
+@pytest.mark.parametrize("rule_id", sorted(DETECTORS))
+def test_snapshot_restore_mid_stream(rule_id: str, stream: pl.DataFrame) -> None:
+    detector = DETECTORS[rule_id]
+    whole = run(detector, [stream])
+    half = stream.height // 2
+    first_state = KeyedState(detector.keys)
+    first = run(detector, [stream.head(half)], first_state)
+    restored = KeyedState(detector.keys)
+    restored.restore(first_state.snapshot())
+    second = run(detector, [stream.slice(half)], restored)
+    assert pl.concat([first, second]).equals(whole)
+
+
+@pytest.mark.parametrize("rule_id", sorted(DETECTORS))
+def test_missing_optional_columns_do_not_crash(rule_id: str, stream: pl.DataFrame) -> None:
+    detector = DETECTORS[rule_id]
+    slim = stream.select(sorted(detector.needs & set(stream.columns)))
+    assert run(detector, [slim]).height >= 0
+    bare = stream.select("@timestamp")
+    assert run(detector, [bare]).height == 0
