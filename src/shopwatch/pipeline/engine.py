@@ -1,4 +1,4 @@
-"""The only module that wires stages together: parse → enrich → detect → (store, sinks).
+"""Enrichment and detection over event-time batches: parse → enrich → detect → sinks.
 
 :class:`Engine` runs enrichers and detectors over event-time batches and owns the keyed
 state, the watermark and the runtime counters. Replay and live monitoring share it: replay
