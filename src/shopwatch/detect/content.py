@@ -69,8 +69,6 @@ def load_detectors(
     ``overrides`` maps a detector id to an object with ``enabled`` and ``params`` (the
     config's ``detectors:`` section); params overlay the rule's top-level keys.
     """
-    import shopwatch.detect.kinds  # noqa: F401  (registers the built-in kinds)
-
     rules, errors = read_rule_files([builtin_rules_dir(), *extra_dirs])
     loaded = Loaded(errors=errors)
     overrides = overrides or {}

@@ -44,6 +44,8 @@ def parse_duration(text: str | int | float) -> timedelta:
     if isinstance(text, (int, float)):
         raise ValueError(f"duration {text!r} has no unit; write e.g. '{text}s' or '{text}m'")
     found = _DURATION.match(text)
+    if not found and text.strip().replace(".", "", 1).isdigit():
+        raise ValueError(f"duration {text!r} has no unit; write e.g. '{text.strip()}m'")
     if not found:
         raise ValueError(f"duration {text!r} is not of the form <number><ms|s|m|h|d>")
     return timedelta(seconds=float(found.group(1)) * _UNITS[found.group(2)])
@@ -128,6 +130,8 @@ def build(raw: dict[str, Any], where: str = "") -> Detector:
 
     Raises ContentError naming ``where`` and, for an unknown kind, the known ones.
     """
+    import shopwatch.detect.kinds  # noqa: F401  (fills KINDS on first use)
+
     kind_name = raw.get("kind")
     factory = KINDS.get(str(kind_name))
     if factory is None:
