@@ -151,7 +151,15 @@ class Settings(BaseSettings):
 
     def masked(self) -> dict[str, Any]:
         """A JSON-ready dump with secrets masked (``config show``)."""
-        return self.model_dump(mode="json")
+        data = self.model_dump(mode="json")
+        if self.store.url:
+            from sqlalchemy.engine import make_url
+
+            try:
+                data["store"]["url"] = make_url(self.store.url).render_as_string(hide_password=True)
+            except Exception:  # an unparsable URL is shown only as masked
+                data["store"]["url"] = "**********"
+        return data
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
