@@ -25,6 +25,7 @@ def _root() -> None:
 #: Modules under shopwatch.cli with a ``register(app)`` function, in help order.
 _COMMAND_MODULES: tuple[str, ...] = (
     "run",
+    "rules",
 )
 
 
