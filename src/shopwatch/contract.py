@@ -161,6 +161,10 @@ EVENT_SCHEMA: Final[dict[str, pl.DataType]] = {
     "shop.vendor.name": _S,
     "shop.metric.name": _S,
     "shop.metric.value": _F,
+    # Geo/ASN of client.ip (the original client behind a proxy or CDN), as for source.ip.
+    "client.geo.country_iso_code": _S,
+    "client.as.number": _I,
+    "client.as.organization.name": _S,
 }
 
 #: The keys an alert's ``entity`` may carry (contract: "Output: alerts").
