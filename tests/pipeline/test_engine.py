@@ -111,3 +111,31 @@ def test_empty_batch_is_a_no_op() -> None:
     engine = Engine([build(RULE)])
     assert engine.process(frame([])).equals(empty_alerts())
     assert engine.stats.batches == 0
+
+
+def test_engine_precomputed_fields_give_the_detectors_own_answer() -> None:
+    from shopwatch.detect.content import load_detectors
+
+    web = [d for d in load_detectors().detectors if d.id.startswith("web.")]
+    urls = [
+        "/products?id=1%27%20OR%201%3D1--",
+        "/search?q=%3Cscript%3Ealert(1)%3C/script%3E",
+        "/static/..%252f..%252fetc/passwd",
+        "/search?q=men%27s+shoes",
+    ]
+    batch = conform(
+        pl.DataFrame(
+            {
+                "@timestamp": [T0 + timedelta(seconds=i) for i in range(len(urls))],
+                "event.id": [f"w{i}" for i in range(len(urls))],
+                "event.dataset": ["http.access"] * len(urls),
+                "source.ip": ["192.0.2.44"] * len(urls),
+                "url.original": urls,
+                "url.path": [u.split("?")[0] for u in urls],
+            }
+        )
+    )
+    alone = pl.concat([d.detect(batch, KeyedState(d.keys)) for d in web]).sort("@timestamp", "rule.id", "alert.id")
+    through_engine = Engine(web).process(batch)
+    assert through_engine.equals(alone)
+    assert set(through_engine["rule.id"]) == {"web.sqli_probe", "web.xss_probe", "web.path_traversal"}

@@ -24,7 +24,14 @@ from typing import Any
 
 import polars as pl
 
-__all__ = ["compile_where", "fields_of", "percent_decoded"]
+__all__ = [
+    "compile_where",
+    "derived_column",
+    "derived_name",
+    "derived_of",
+    "fields_of",
+    "percent_decoded",
+]
 
 _OPS = {"eq", "ne", "in", "not_in", "regex", "not_regex", "gte", "gt", "lte", "lt", "exists"}
 
@@ -56,7 +63,13 @@ def percent_decoded(expr: pl.Expr) -> pl.Expr:
     return once.str.replace_many(_ESCAPES, _CHARS, ascii_case_insensitive=True).str.to_lowercase()
 
 
-def _column(field: str) -> pl.Expr:
+def derived_name(field: str) -> str:
+    """Helper-column name under which the engine precomputes a modified field once a batch."""
+    return "_" + field
+
+
+def derived_column(field: str) -> pl.Expr:
+    """The expression for ``field`` with its ``|modifiers`` applied, named by derived_name."""
     name, *mods = field.split("|")
     unknown = set(mods) - _MODIFIERS
     if unknown:
@@ -66,11 +79,18 @@ def _column(field: str) -> pl.Expr:
         col = percent_decoded(col)
     elif "lower" in mods:
         col = col.str.to_lowercase()
-    return col
+    return col.alias(derived_name(field))
 
 
-def _field_expr(field: str, cond: Any) -> pl.Expr:
-    col = _column(field)
+def _column(field: str, precomputed: bool) -> pl.Expr:
+    if "|" not in field:
+        return pl.col(field)
+    expr = derived_column(field)
+    return pl.col(derived_name(field)) if precomputed else expr
+
+
+def _field_expr(field: str, cond: Any, precomputed: bool = False) -> pl.Expr:
+    col = _column(field, precomputed)
     if isinstance(cond, list):
         return col.is_in(cond).fill_null(False)
     if not isinstance(cond, dict):
@@ -105,8 +125,11 @@ def _field_expr(field: str, cond: Any) -> pl.Expr:
     return pl.all_horizontal(parts) if parts else pl.lit(True)
 
 
-def compile_where(clause: dict[str, Any] | None) -> pl.Expr:
+def compile_where(clause: dict[str, Any] | None, *, precomputed: bool = False) -> pl.Expr:
     """One boolean expression for ``clause`` (True everywhere when empty).
+
+    With ``precomputed``, modified fields (``url.original|decoded``) are read from the
+    helper columns the engine adds once per batch (see :func:`derived_of`).
 
     >>> df = pl.DataFrame({"event.outcome": ["failure", "success", None]})
     >>> df.filter(compile_where({"event.outcome": "failure"})).height
@@ -117,12 +140,26 @@ def compile_where(clause: dict[str, Any] | None) -> pl.Expr:
     parts: list[pl.Expr] = []
     for field, cond in clause.items():
         if field == "any_of":
-            parts.append(pl.any_horizontal([compile_where(c) for c in cond]))
+            parts.append(pl.any_horizontal([compile_where(c, precomputed=precomputed) for c in cond]))
         elif field == "none_of":
-            parts.append(pl.any_horizontal([compile_where(c) for c in cond]).not_())
+            parts.append(pl.any_horizontal([compile_where(c, precomputed=precomputed) for c in cond]).not_())
         else:
-            parts.append(_field_expr(field, cond))
+            parts.append(_field_expr(field, cond, precomputed))
     return pl.all_horizontal(parts)
+
+
+def derived_of(clause: dict[str, Any] | None) -> set[str]:
+    """The modified fields (``name|modifier``) a clause reads."""
+    if not clause:
+        return set()
+    out: set[str] = set()
+    for field, cond in clause.items():
+        if field in ("any_of", "none_of"):
+            for sub in cond:
+                out |= derived_of(sub)
+        elif "|" in field:
+            out.add(field)
+    return out
 
 
 def fields_of(clause: dict[str, Any] | None) -> set[str]:

@@ -22,7 +22,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shopwatch.contract import ALERT_SCHEMA, ENTITY_FIELDS, TIMESTAMP, empty_alerts, stable_id
-from shopwatch.detect.conditions import compile_where, fields_of
+from shopwatch.detect.conditions import compile_where, derived_name, derived_of, fields_of
 from shopwatch.detect.registry import RuleSpec, kind, parse_duration
 from shopwatch.detect.state import KeyedState
 
@@ -114,6 +114,8 @@ class ThresholdDetector:
         hop = parse_duration(spec.hop) if spec.hop else max(self.window / 10, timedelta(seconds=1))
         self.hop = min(hop, self.window)
         self._where = compile_where(spec.where)
+        self._where_fast = compile_where(spec.where, precomputed=True)
+        self.derived = frozenset(derived_of(spec.where))
         needs = fields_of(spec.where) | set(self.keys) | {"@timestamp", "event.id"}
         if spec.count.distinct:
             needs.add(spec.count.distinct)
@@ -143,7 +145,12 @@ class ThresholdDetector:
             pl.col(distinct).cast(pl.String) if distinct and distinct in batch.columns else pl.lit(None, pl.String)
         )
         event_id = pl.col("event.id") if "event.id" in batch.columns else pl.lit(None, pl.String)
-        where = self._where if not (fields_of(spec.where) - set(batch.columns)) else pl.lit(False)
+        if fields_of(spec.where) - set(batch.columns):
+            where = pl.lit(False)
+        elif all(derived_name(f) in batch.columns for f in self.derived):
+            where = self._where_fast
+        else:
+            where = self._where
         new = (
             batch.lazy()
             .filter(where & pl.all_horizontal([pl.col(k).is_not_null() for k in self.keys]))

@@ -23,6 +23,7 @@ import structlog
 
 from shopwatch.config import RuntimeSettings
 from shopwatch.contract import ALERT_SCHEMA, empty_alerts
+from shopwatch.detect.conditions import derived_column
 from shopwatch.detect.registry import Detector
 from shopwatch.detect.state import KeyedState
 from shopwatch.enrich.base import Enricher
@@ -87,6 +88,7 @@ class Engine:
             for d in self.detectors
         }
         self.stats = EngineStats()
+        self._derived = sorted({f for d in self.detectors for f in getattr(d, "derived", ())})
         self._last_evict: datetime | None = None
 
     @property
@@ -114,6 +116,9 @@ class Engine:
             self.stats.late_events += int(batch.select((pl.col("@timestamp") < watermark).sum()).item())
         for enricher in self.enrichers:
             batch = enricher.enrich(batch)
+        derived = [f for f in self._derived if f.split("|", 1)[0] in batch.columns]
+        if derived:  # modified fields (url.original|decoded) computed once for every detector
+            batch = batch.with_columns([derived_column(f) for f in derived])
         outputs: list[pl.DataFrame] = []
         for detector in self.detectors:
             started = time.perf_counter()
