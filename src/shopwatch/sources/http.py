@@ -1,0 +1,273 @@
+"""HTTP ingest: ``POST /ingest`` with NDJSON (ECS events), served by uvicorn on 127.0.0.1.
+
+Answers, in the order they are checked:
+
+- 503 while shutting down; 401 without ``Authorization: Bearer <token>`` or with a wrong
+  one (compared in constant time); 415 for a ``Content-Type`` other than
+  ``application/x-ndjson``, ``application/json`` or ``text/plain``, or a
+  ``Content-Encoding`` other than ``gzip`` / ``identity``; 413 when the body (raw, or
+  once gunzipped) passes ``max_body_bytes`` — checked while it streams in, so an
+  oversized body is never held whole; 400 for a corrupt gzip stream.
+- Then each non-blank line must be a JSON object. Good lines are queued as one
+  ``RawChunk(format="ecs", source="http")``; the answer is
+  ``{"accepted": n, "rejected": [{"line": i, "reason": ...}, ...]}`` (line numbers are
+  1-based within the body, reasons ``invalid_json`` / ``not_an_object``, at most
+  :data:`MAX_REJECTS_LISTED` listed, ``rejected_count`` has them all), with 200 when any
+  line was accepted and 400 when none was.
+- 429 with ``Retry-After`` when the hand-off queue is full: nothing of that request is
+  queued, and the client should send it again.
+
+200 means "queued for processing", not "processed": this source does not wait for acks.
+``GET /health`` (no auth) and ``GET /metrics`` (Prometheus text, no auth; counters
+``shopwatch_sources_*_total``) complete the app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import socket
+import zlib
+from typing import Any
+
+import orjson
+import structlog
+import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from shopwatch.config import HttpIngestSettings
+from shopwatch.errors import ConfigError
+from shopwatch.sources.base import ChunkQueue, RawChunk, SourceMetrics, decode_line
+
+__all__ = ["ACCEPTED_CONTENT_TYPES", "MAX_REJECTS_LISTED", "HttpSource"]
+
+log = structlog.get_logger("shopwatch.sources.http")
+
+ACCEPTED_CONTENT_TYPES = frozenset({"application/x-ndjson", "application/json", "text/plain"})
+MAX_REJECTS_LISTED = 1000
+_RETRY_AFTER_S = "1"
+
+
+class _TooLarge(Exception):
+    """The body passed the size limit while streaming in."""
+
+
+class HttpSource:
+    """The NDJSON ingest endpoint as a live source (see the module docstring)."""
+
+    def __init__(
+        self,
+        out: ChunkQueue,
+        *,
+        token: str | None,
+        host: str = "127.0.0.1",
+        port: int = 8081,
+        max_body_bytes: int = 8 * 1024 * 1024,
+        name: str = "http",
+        metrics: SourceMetrics | None = None,
+    ) -> None:
+        if not token:
+            raise ConfigError(
+                "HTTP ingest needs a bearer token: set sources.http.token "
+                "(SHOPWATCH_SOURCES__HTTP__TOKEN); there is no default"
+            )
+        if max_body_bytes < 1:
+            raise ConfigError("sources.http.max_body_bytes must be positive")
+        self.name = name
+        self.out = out
+        self.host = host
+        self.port = port
+        self.max_body_bytes = max_body_bytes
+        self.metrics = metrics or SourceMetrics()
+        self._token = token.encode("utf-8")
+        self._closing = False
+        self._lines_seen = 0
+        self._server: uvicorn.Server | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.app = Starlette(
+            routes=[
+                Route("/ingest", self._ingest, methods=["POST"]),
+                Route("/health", self._health, methods=["GET"]),
+                Route("/metrics", self._metrics, methods=["GET"]),
+            ]
+        )
+
+    @classmethod
+    def from_settings(
+        cls, settings: HttpIngestSettings, out: ChunkQueue, metrics: SourceMetrics | None = None
+    ) -> HttpSource:
+        """The endpoint described by ``settings.sources.http``."""
+        return cls(
+            out,
+            token=settings.token.get_secret_value() if settings.token else None,
+            host=settings.host,
+            port=settings.port,
+            max_body_bytes=settings.max_body_bytes,
+            metrics=metrics,
+        )
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind the socket (``port`` 0 picks a free one, see :attr:`port`) and serve."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError as err:
+            sock.close()
+            raise ConfigError(f"HTTP ingest cannot listen on {self.host}:{self.port}: {err}") from err
+        sock.listen(128)
+        sock.setblocking(False)
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            self.app,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=5,
+            server_header=False,
+        )
+        self._server = uvicorn.Server(config)
+        self._closing = False
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name=f"{self.name}-serve")
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()  # raises the startup failure
+                raise ConfigError(f"HTTP ingest on {self.host}:{self.port} stopped at start")
+            await asyncio.sleep(0.01)
+        log.info("http_ingest_listening", host=self.host, port=self.port)
+
+    async def stop(self) -> None:
+        """Answer 503 from now on, finish in-flight requests and close the server."""
+        self._closing = True
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            await self._task
+        self._server = None
+        self._task = None
+
+    def ack(self, token: Any) -> None:
+        """Nothing to do: ingest answers once lines are queued."""
+
+    # -- endpoints -------------------------------------------------------------------
+
+    def _answer(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+        self.metrics.requests.labels(str(status)).inc()
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    async def _health(self, request: Request) -> Response:
+        status = 503 if self._closing else 200
+        return JSONResponse(
+            {"status": "closing" if self._closing else "ok", "queued_lines": self.out.lines},
+            status_code=status,
+        )
+
+    async def _metrics(self, request: Request) -> Response:
+        return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    def _authorized(self, request: Request) -> bool:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        return hmac.compare_digest(given.strip().encode("utf-8"), self._token)
+
+    async def _ingest(self, request: Request) -> Response:
+        if self._closing:
+            return self._answer(503, {"error": "shutting down"}, {"Retry-After": _RETRY_AFTER_S})
+        if not self._authorized(request):
+            return self._answer(401, {"error": "missing or wrong bearer token"}, {"WWW-Authenticate": "Bearer"})
+        media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if media not in ACCEPTED_CONTENT_TYPES:
+            return self._answer(
+                415, {"error": f"content type must be one of {sorted(ACCEPTED_CONTENT_TYPES)}"}
+            )
+        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("identity", "gzip"):
+            return self._answer(415, {"error": "content encoding must be gzip or identity"})
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            return self._too_large()
+        try:
+            body = await self._read_body(request, gzip=encoding == "gzip")
+        except _TooLarge:
+            return self._too_large()
+        except zlib.error:
+            return self._answer(400, {"error": "body is not a valid gzip stream"})
+        return self._accept(body)
+
+    def _too_large(self) -> Response:
+        log.warning("http_body_too_large", limit=self.max_body_bytes)
+        return self._answer(413, {"error": f"body larger than {self.max_body_bytes} bytes"})
+
+    async def _read_body(self, request: Request, *, gzip: bool) -> bytes:
+        """The (gunzipped) body, read piece by piece; raises _TooLarge past the limit."""
+        limit = self.max_body_bytes
+        parts: list[bytes] = []
+        raw_size = 0
+        size = 0
+        inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzip else None
+        async for piece in request.stream():
+            raw_size += len(piece)
+            if raw_size > limit:
+                raise _TooLarge
+            if inflate is not None:
+                # Never inflate more than the room left (+1 to notice the overflow).
+                piece = inflate.decompress(piece, limit - size + 1)
+                if inflate.unconsumed_tail:
+                    raise _TooLarge
+            size += len(piece)
+            if size > limit:
+                raise _TooLarge
+            parts.append(piece)
+        if inflate is not None:
+            tail = inflate.flush()
+            size += len(tail)
+            if size > limit:
+                raise _TooLarge
+            parts.append(tail)
+            if not inflate.eof:
+                raise zlib.error("truncated gzip stream")
+        return b"".join(parts)
+
+    def _accept(self, body: bytes) -> Response:
+        good: list[str] = []
+        rejected: list[dict[str, Any]] = []
+        counts: dict[str, int] = {}
+        for i, raw in enumerate(body.split(b"\n"), start=1):
+            if not raw.strip():
+                continue
+            try:
+                value = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                reason = "invalid_json"
+            else:
+                if isinstance(value, dict):
+                    good.append(decode_line(raw))
+                    continue
+                reason = "not_an_object"
+            counts[reason] = counts.get(reason, 0) + 1
+            if len(rejected) < MAX_REJECTS_LISTED:
+                rejected.append({"line": i, "reason": reason})
+        n_rejected = sum(counts.values())
+        if good:
+            chunk = RawChunk(self.name, "ecs", good, self._lines_seen + 1)
+            if not self.out.offer(chunk):
+                self.metrics.dropped.labels(self.name, "queue_full").inc(len(good))
+                log.warning("http_ingest_refused", reason="queue_full", lines=len(good))
+                return self._answer(
+                    429, {"error": "ingest queue is full; retry later"}, {"Retry-After": _RETRY_AFTER_S}
+                )
+            self._lines_seen += len(good)
+            self.metrics.lines.labels(self.name).inc(len(good))
+            self.metrics.chunks.labels(self.name).inc()
+        for reason, n in counts.items():
+            self.metrics.rejected.labels(self.name, reason).inc(n)
+        if n_rejected:
+            log.info("http_lines_rejected", accepted=len(good), rejected=n_rejected, reasons=counts)
+        payload = {"accepted": len(good), "rejected": rejected, "rejected_count": n_rejected}
+        return self._answer(200 if good else 400, payload)

@@ -1,0 +1,126 @@
+"""The persisted offset registry of the file tail: where processing stopped, per file.
+
+A file is identified by its device and inode plus a fingerprint (SHA-256 of its first
+``fp_len`` bytes, up to :data:`FINGERPRINT_BYTES`), so a renamed file is still recognised
+and a new file that reuses an old inode is not. The registry is one JSON file written
+atomically (temporary file, fsync, rename, fsync of the folder): after a crash it holds
+either the previous or the new content, never a torn one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from shopwatch.errors import ConfigError
+
+__all__ = ["FINGERPRINT_BYTES", "FileOffset", "OffsetRegistry", "file_key"]
+
+#: Bytes from the start of a file that make up its fingerprint.
+FINGERPRINT_BYTES = 256
+_VERSION = 1
+
+
+def file_key(dev: int, inode: int) -> str:
+    """The registry key of a file identity.
+
+    >>> file_key(2049, 131)
+    '2049:131'
+    """
+    return f"{dev}:{inode}"
+
+
+@dataclass(slots=True)
+class FileOffset:
+    """What was processed of one file: bytes ``[0, offset)``, i.e. lines ``1..line``."""
+
+    path: str
+    dev: int
+    inode: int
+    offset: int
+    line: int
+    fp: str
+    fp_len: int
+    name: str = ""  # the base name its chunks carry (the name it had when first followed)
+
+    @property
+    def key(self) -> str:
+        """Registry key (device:inode)."""
+        return file_key(self.dev, self.inode)
+
+
+class OffsetRegistry:
+    """File offsets by identity, loaded at start and saved atomically on each commit.
+
+    Thread-safe: the tail's loop and the pipeline's acks both call it.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._entries: dict[str, FileOffset] = {}
+        self._load()
+
+    def _load(self) -> None:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return
+        try:
+            data = json.loads(text)
+            if data.get("version") != _VERSION:
+                raise ValueError(f"unknown version {data.get('version')!r}")
+            for key, raw in data["files"].items():
+                entry = FileOffset(**raw)
+                if entry.key != key:
+                    raise ValueError(f"entry {key} holds identity {entry.key}")
+                self._entries[key] = entry
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise ConfigError(
+                f"offset registry {self.path} is unreadable ({err}); move it away to "
+                "re-read every followed file from its start"
+            ) from err
+
+    def get(self, key: str) -> FileOffset | None:
+        """The entry for identity ``key``, if any (a copy)."""
+        with self._lock:
+            entry = self._entries.get(key)
+            return None if entry is None else FileOffset(**asdict(entry))
+
+    def entries(self) -> list[FileOffset]:
+        """Copies of every entry."""
+        with self._lock:
+            return [FileOffset(**asdict(e)) for e in self._entries.values()]
+
+    def commit(self, entry: FileOffset) -> None:
+        """Record ``entry`` and save the registry."""
+        with self._lock:
+            self._entries[entry.key] = FileOffset(**asdict(entry))
+            self._save_locked()
+
+    def remove(self, key: str) -> None:
+        """Forget identity ``key`` (and save) if known."""
+        with self._lock:
+            if self._entries.pop(key, None) is not None:
+                self._save_locked()
+
+    def _save_locked(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "version": _VERSION,
+            "files": {k: asdict(v) for k, v in sorted(self._entries.items())},
+        }
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(payload, fh, indent=1)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+        dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
