@@ -6,6 +6,7 @@ import gzip
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,7 +23,7 @@ POLL_S = 0.02
 def nginx(i: int, path: str = "/product") -> str:
     """A realistic combined-format access log line."""
     return (
-        f'203.0.113.{i % 250} - - [05/Mar/2024:10:{i // 60 % 60:02d}:{i % 60:02d} +0000] '
+        f"203.0.113.{i % 250} - - [05/Mar/2024:10:{i // 60 % 60:02d}:{i % 60:02d} +0000] "
         f'"GET {path}/{i}?ref=home HTTP/1.1" 200 {512 + i} "https://shop.example/" '
         f'"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36"'
     )
@@ -33,9 +34,9 @@ def write(path: Path, lines: list[str], mode: str = "a") -> None:
         fh.write("".join(f"{line}\n" for line in lines))
 
 
-def tail(tmp_path: Path, queue: ChunkQueue, *specs: FileSource, **kwargs: object) -> TailSource:
+def tail(tmp_path: Path, queue: ChunkQueue, *specs: FileSource, **kwargs: Any) -> TailSource:
     return TailSource(
-        list(specs), queue, tmp_path / "data" / "offsets.json", poll_interval_s=POLL_S, **kwargs  # type: ignore[arg-type]
+        list(specs), queue, tmp_path / "data" / "offsets.json", poll_interval_s=POLL_S, **kwargs
     )
 
 
@@ -62,7 +63,9 @@ def test_partial_line_is_held_until_its_newline(tmp_path: Path) -> None:
         assert lines_of(take(queue, 1)) == [nginx(1)]  # CR of CRLF stripped
         assert_quiet(queue)  # the half-written line waits
         with open(log, "ab") as fh:
-            fh.write(nginx(2).encode()[40:] + b"\n" + "caf\xe9 latin-1 line".encode("latin-1") + b"\n")
+            fh.write(
+                nginx(2).encode()[40:] + b"\n" + "caf\xe9 latin-1 line".encode("latin-1") + b"\n"
+            )
         chunks = take(queue, 2)
     assert numbered(chunks) == [(2, nginx(2)), (3, "café latin-1 line")]
 
@@ -71,7 +74,9 @@ def test_chunks_are_bounded_by_max_lines(tmp_path: Path) -> None:
     log = tmp_path / "big.log"
     write(log, [nginx(i) for i in range(1, 2501)])
     queue = ChunkQueue()
-    source = tail(tmp_path, queue, FileSource(path=str(log), format="nginx"), max_lines=100, block_bytes=4096)
+    source = tail(
+        tmp_path, queue, FileSource(path=str(log), format="nginx"), max_lines=100, block_bytes=4096
+    )
     with running([source], queue):
         chunks = take(queue, 2500)
     assert max(len(c.lines) for c in chunks) <= 100
@@ -80,7 +85,7 @@ def test_chunks_are_bounded_by_max_lines(tmp_path: Path) -> None:
 
 def test_rotation_by_rename_reads_old_file_to_the_end_first(tmp_path: Path) -> None:
     log = tmp_path / "access.log"
-    writer = open(log, "a", encoding="utf-8")  # the web server's handle, kept across rename
+    writer = open(log, "a", encoding="utf-8")  # noqa: SIM115 - the server's handle, kept across rename
     writer.write("".join(f"{nginx(i)}\n" for i in range(1, 4)))
     writer.flush()
     queue = ChunkQueue()
@@ -96,8 +101,13 @@ def test_rotation_by_rename_reads_old_file_to_the_end_first(tmp_path: Path) -> N
         writer.flush()
         straggler = take(queue, 1)
         writer.close()
-    assert numbered(chunks) == [(4, nginx(4)), (5, nginx(5)), (6, nginx(6)),
-                                (1, nginx(1, "/new")), (2, nginx(2, "/new"))]
+    assert numbered(chunks) == [
+        (4, nginx(4)),
+        (5, nginx(5)),
+        (6, nginx(6)),
+        (1, nginx(1, "/new")),
+        (2, nginx(2, "/new")),
+    ]
     assert {c.source for c in chunks} == {"access.log"}
     assert numbered(straggler) == [(7, nginx(7))]
     assert source.rotations == 1
@@ -196,7 +206,7 @@ def test_out_of_order_acks_commit_only_the_acked_prefix(tmp_path: Path) -> None:
     write(log, [nginx(i) for i in range(1, 31)])
     queue = ChunkQueue()
     with running([tail(tmp_path, queue, spec, max_lines=10)], queue):
-        c1, c2, c3 = take(queue, 30)
+        c1, _c2, c3 = take(queue, 30)
         ack(c1.token)
         ack(c3.token)  # c2 is still being processed when we stop
     queue = ChunkQueue()
@@ -256,4 +266,6 @@ def test_bad_configuration_is_refused(tmp_path: Path) -> None:
         TailSource([], ChunkQueue(), tmp_path / "offsets.json")
     (tmp_path / "offsets.json").write_text("{not json")
     with pytest.raises(ConfigError, match="offset registry"):
-        TailSource([FileSource(path=str(tmp_path / "x.log"))], ChunkQueue(), tmp_path / "offsets.json")
+        TailSource(
+            [FileSource(path=str(tmp_path / "x.log"))], ChunkQueue(), tmp_path / "offsets.json"
+        )

@@ -120,7 +120,9 @@ class HttpSource:
             sock.bind((self.host, self.port))
         except OSError as err:
             sock.close()
-            raise ConfigError(f"HTTP ingest cannot listen on {self.host}:{self.port}: {err}") from err
+            raise ConfigError(
+                f"HTTP ingest cannot listen on {self.host}:{self.port}: {err}"
+            ) from err
         sock.listen(128)
         sock.setblocking(False)
         self.port = sock.getsockname()[1]
@@ -134,7 +136,9 @@ class HttpSource:
         )
         self._server = uvicorn.Server(config)
         self._closing = False
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name=f"{self.name}-serve")
+        self._task = asyncio.create_task(
+            self._server.serve(sockets=[sock]), name=f"{self.name}-serve"
+        )
         while not self._server.started:
             if self._task.done():
                 self._task.result()  # raises the startup failure
@@ -142,9 +146,17 @@ class HttpSource:
             await asyncio.sleep(0.01)
         log.info("http_ingest_listening", host=self.host, port=self.port)
 
+    def begin_shutdown(self) -> None:
+        """Answer 503 to ingest (and /health) from now on; the server keeps running.
+
+        ``stop`` calls it first; call it earlier from any thread to refuse new input while
+        the pipeline drains.
+        """
+        self._closing = True
+
     async def stop(self) -> None:
         """Answer 503 from now on, finish in-flight requests and close the server."""
-        self._closing = True
+        self.begin_shutdown()
         if self._server is not None and self._task is not None:
             self._server.should_exit = True
             await self._task
@@ -156,7 +168,9 @@ class HttpSource:
 
     # -- endpoints -------------------------------------------------------------------
 
-    def _answer(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    def _answer(
+        self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> Response:
         self.metrics.requests.labels(str(status)).inc()
         return JSONResponse(body, status_code=status, headers=headers)
 
@@ -180,7 +194,9 @@ class HttpSource:
         if self._closing:
             return self._answer(503, {"error": "shutting down"}, {"Retry-After": _RETRY_AFTER_S})
         if not self._authorized(request):
-            return self._answer(401, {"error": "missing or wrong bearer token"}, {"WWW-Authenticate": "Bearer"})
+            return self._answer(
+                401, {"error": "missing or wrong bearer token"}, {"WWW-Authenticate": "Bearer"}
+            )
         media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if media not in ACCEPTED_CONTENT_TYPES:
             return self._answer(
@@ -260,7 +276,9 @@ class HttpSource:
                 self.metrics.dropped.labels(self.name, "queue_full").inc(len(good))
                 log.warning("http_ingest_refused", reason="queue_full", lines=len(good))
                 return self._answer(
-                    429, {"error": "ingest queue is full; retry later"}, {"Retry-After": _RETRY_AFTER_S}
+                    429,
+                    {"error": "ingest queue is full; retry later"},
+                    {"Retry-After": _RETRY_AFTER_S},
                 )
             self._lines_seen += len(good)
             self.metrics.lines.labels(self.name).inc(len(good))

@@ -196,7 +196,12 @@ class _Batcher:
             if stopping is None:
                 if not self.out.offer(chunk):
                     self.metrics.dropped.labels(self.name, "shutdown").inc(len(self.lines))
-                    log.warning("syslog_dropped", source=self.name, reason="shutdown", messages=len(self.lines))
+                    log.warning(
+                        "syslog_dropped",
+                        source=self.name,
+                        reason="shutdown",
+                        messages=len(self.lines),
+                    )
                     self.lines.clear()
                     return
             elif not await self.out.put(chunk, stopping):
@@ -240,7 +245,9 @@ class SyslogSource:
         if not protocols or set(protocols) - {"udp", "tcp"}:
             raise ConfigError(f"syslog protocols must be udp and/or tcp, not {list(protocols)}")
         if max_message_bytes < 1 or max_connections < 1 or batch_lines < 1:
-            raise ConfigError("syslog max_message_bytes, max_connections and batch_lines must be positive")
+            raise ConfigError(
+                "syslog max_message_bytes, max_connections and batch_lines must be positive"
+            )
         self.name = name
         self.out = out
         self.host = host
@@ -268,7 +275,13 @@ class SyslogSource:
         cls, settings: SyslogSettings, out: ChunkQueue, metrics: SourceMetrics | None = None
     ) -> SyslogSource:
         """The listener described by ``settings.sources.syslog``."""
-        return cls(out, host=settings.host, port=settings.port, protocols=settings.protocols, metrics=metrics)
+        return cls(
+            out,
+            host=settings.host,
+            port=settings.port,
+            protocols=settings.protocols,
+            metrics=metrics,
+        )
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -321,7 +334,9 @@ class SyslogSource:
 
     def _oversize(self, name: str, count: int) -> None:
         self.metrics.dropped.labels(name, "oversize").inc(count)
-        log.warning("syslog_message_too_large", source=name, messages=count, limit=self.max_message_bytes)
+        log.warning(
+            "syslog_message_too_large", source=name, messages=count, limit=self.max_message_bytes
+        )
 
     def _on_datagram(self, data: bytes) -> None:
         messages = [m for m in data.split(b"\n") if m.strip(_TRIM + b" ")]
@@ -330,7 +345,9 @@ class SyslogSource:
             self._oversize("syslog-udp", len(messages) - len(small))
         self._batchers["syslog-udp"].add_nowait(small)
 
-    async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _on_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         task = asyncio.current_task()
         assert task is not None
         if len(self._connections) >= self.max_connections:

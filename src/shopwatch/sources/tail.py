@@ -28,6 +28,7 @@ when found, read to its end before anything newer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import glob
 import hashlib
 import os
@@ -136,7 +137,9 @@ class TailSource:
         self.name = name
         self.files = list(files)
         self.out = out
-        self.registry = registry if isinstance(registry, OffsetRegistry) else OffsetRegistry(registry)
+        self.registry = (
+            registry if isinstance(registry, OffsetRegistry) else OffsetRegistry(registry)
+        )
         self.poll_interval_s = poll_interval_s
         self.max_lines = max_lines
         self.block_bytes = block_bytes
@@ -189,10 +192,8 @@ class TailSource:
             while not self._stopping.is_set():
                 await self._poll(initial)
                 initial = False
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), self.poll_interval_s)
-                except TimeoutError:
-                    pass
         except Exception:
             log.exception("tail_failed", source=self.name)
             raise
@@ -237,7 +238,9 @@ class TailSource:
                 log.info("offset_forgotten", path=entry.path, reason="file_gone")
                 self.registry.remove(entry.key)
                 continue
-            f = self._open(moved, entry.name or Path(entry.path).name, "auto", entry, resume_only=True)
+            f = self._open(
+                moved, entry.name or Path(entry.path).name, "auto", entry, resume_only=True
+            )
             if f is None:
                 self.registry.remove(entry.key)
                 continue
@@ -258,7 +261,10 @@ class TailSource:
         try:
             with os.scandir(folder) as it:
                 for item in it:
-                    if item.inode() != inode or Path(item.name).suffix.lower() in COMPRESSED_SUFFIXES:
+                    if (
+                        item.inode() != inode
+                        or Path(item.name).suffix.lower() in COMPRESSED_SUFFIXES
+                    ):
                         continue
                     st = item.stat(follow_symlinks=False)
                     if st.st_dev == dev and stat.S_ISREG(st.st_mode):
@@ -313,15 +319,15 @@ class TailSource:
         for f in [f for f in self._followed.values() if f.rotated_at is not None]:
             if not await self._drain(f):
                 return
-            if now - f.rotated_at >= self.rotate_grace_s:  # type: ignore[operator]
-                if not await self._close_rotated(f):
-                    return
+            expired = f.rotated_at is not None and now - f.rotated_at >= self.rotate_grace_s
+            if expired and not await self._close_rotated(f):
+                return
         for key, (path, st, spec) in found.items():
             if key in self._followed:
                 continue
-            f = await self._start_following(path, st, spec, initial)
-            if f is not None:
-                self._followed[key] = f
+            new = await self._start_following(path, st, spec, initial)
+            if new is not None:
+                self._followed[key] = new
         for f in [f for f in self._followed.values() if f.rotated_at is None]:
             if not await self._drain(f):
                 return
@@ -347,7 +353,16 @@ class TailSource:
         """Record ``f``'s current position as processed (a start position, not data)."""
         with self._commit_lock:
             self.registry.commit(
-                FileOffset(f.path, f.dev, f.inode, f.offset - len(f.partial), f.line, f.fp, f.fp_len, f.name)
+                FileOffset(
+                    f.path,
+                    f.dev,
+                    f.inode,
+                    f.offset - len(f.partial),
+                    f.line,
+                    f.fp,
+                    f.fp_len,
+                    f.name,
+                )
             )
 
     async def _close_rotated(self, f: _Followed) -> bool:
@@ -420,7 +435,9 @@ class TailSource:
                     piece = bytes(f.partial[: self.max_line_bytes])
                     del f.partial[: self.max_line_bytes]
                     self.metrics.dropped.labels(self.name, "line_split").inc()
-                    log.warning("long_line_split", path=f.path, line=f.line + 1, bytes=self.max_line_bytes)
+                    log.warning(
+                        "long_line_split", path=f.path, line=f.line + 1, bytes=self.max_line_bytes
+                    )
                     if not await self._emit(f, [piece], f.offset - len(f.partial), raw=True):
                         return False
                 continue
@@ -443,7 +460,9 @@ class TailSource:
                 return False
         return True
 
-    async def _emit(self, f: _Followed, lines: list[Any], end_offset: int, *, raw: bool = False) -> bool:
+    async def _emit(
+        self, f: _Followed, lines: list[Any], end_offset: int, *, raw: bool = False
+    ) -> bool:
         """Queue one chunk ending at byte ``end_offset``; False when stopping first."""
         if raw:
             lines = decode_lines(b"\n".join(lines) + b"\n")
@@ -491,4 +510,6 @@ class TailSource:
             elif last is not None:
                 _, end_offset, end_line, path, fp, fp_len, _ = last
                 dev, inode = (int(x) for x in key.split(":"))
-                self.registry.commit(FileOffset(path, dev, inode, end_offset, end_line, fp, fp_len, name))
+                self.registry.commit(
+                    FileOffset(path, dev, inode, end_offset, end_line, fp, fp_len, name)
+                )

@@ -1,0 +1,155 @@
+"""Syslog listener with real UDP and TCP sockets on 127.0.0.1."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from shopwatch.errors import ConfigError
+from shopwatch.sources.base import ChunkQueue, SourceMetrics
+from shopwatch.sources.syslog import OctetOrLineFramer, SyslogSource
+from tests.sources.conftest import WAIT_S, lines_of, running, take
+
+RFC3164 = [
+    "<38>Mar  5 10:15:01 web1 sshd[2211]: Failed password for invalid user admin from 203.0.113.7 port 52144 ssh2",
+    "<38>Mar  5 10:15:03 web1 sshd[2211]: Failed password for root from 203.0.113.7 port 52150 ssh2",
+    "<85>Mar  5 10:16:40 web1 sudo:   deploy : TTY=pts/0 ; PWD=/srv/shop ; USER=root ; COMMAND=/bin/systemctl restart nginx",
+]
+RFC5424 = [
+    "<86>1 2024-03-05T10:15:02.003Z web1 sshd 2212 - - Accepted publickey for deploy from 198.51.100.4 port 50022 ssh2",
+    '<38>1 2024-03-05T10:15:05.120+01:00 db1 sshd 3301 ID47 [exampleSDID@32473 iut="3" eventSource="Application"] Invalid user oracle from 203.0.113.9 port 40122',
+]
+MAX = 512
+
+
+@pytest.fixture()
+def listener() -> Iterator[tuple[SyslogSource, ChunkQueue]]:
+    queue = ChunkQueue()
+    source = SyslogSource(
+        queue, port=0, max_message_bytes=MAX, max_connections=2, metrics=SourceMetrics()
+    )
+    with running([source], queue):
+        yield source, queue
+
+
+def udp_send(port: int, *datagrams: bytes) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for datagram in datagrams:
+            sock.sendto(datagram, ("127.0.0.1", port))
+
+
+def tcp_connect(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=WAIT_S)
+    return sock
+
+
+def dropped(source: SyslogSource, name: str, reason: str) -> float:
+    value = source.metrics.registry.get_sample_value(
+        "shopwatch_sources_dropped_total", {"source": name, "reason": reason}
+    )
+    return value or 0.0
+
+
+def test_udp_datagrams_of_both_rfcs(listener: tuple[SyslogSource, ChunkQueue]) -> None:
+    source, queue = listener
+    assert source.udp_port
+    udp_send(source.udp_port, RFC3164[0].encode(), (RFC5424[0] + "\n").encode())
+    first = lines_of(take(queue, 2))
+    udp_send(source.udp_port, ("\n".join([RFC3164[1], RFC5424[1], RFC3164[2]]) + "\n").encode())
+    chunks = take(queue, 3)
+    assert first == [RFC3164[0], RFC5424[0]]
+    assert lines_of(chunks) == [RFC3164[1], RFC5424[1], RFC3164[2]]
+    assert {(c.source, c.format) for c in chunks} == {("syslog-udp", "syslog")}
+    assert chunks[0].first_line_no == 3
+
+
+def test_tcp_newline_framing_with_several_messages_per_segment(
+    listener: tuple[SyslogSource, ChunkQueue],
+) -> None:
+    source, queue = listener
+    assert source.tcp_port
+    with tcp_connect(source.tcp_port) as sock:
+        sock.sendall(("\n".join(RFC3164) + "\n" + RFC5424[0][:30]).encode())
+        first = take(queue, 3)
+        sock.sendall((RFC5424[0][30:] + "\r\n").encode())
+        second = take(queue, 1)
+        sock.sendall(RFC5424[1].encode())  # no newline: ends with the connection
+    last = take(queue, 1)
+    assert lines_of(first) == RFC3164
+    assert lines_of(second + last) == RFC5424
+    assert {(c.source, c.format) for c in first} == {("syslog-tcp", "syslog")}
+
+
+def test_tcp_octet_counting(listener: tuple[SyslogSource, ChunkQueue]) -> None:
+    source, queue = listener
+    assert source.tcp_port
+    frames = b"".join(f"{len(m.encode())} {m}".encode() for m in RFC5424 + RFC3164)
+    with tcp_connect(source.tcp_port) as sock:
+        sock.sendall(frames[:25])  # a frame split across segments
+        sock.sendall(frames[25:])
+        chunks = take(queue, 5)
+    assert lines_of(chunks) == RFC5424 + RFC3164
+
+
+def test_oversized_messages_are_counted_and_dropped(
+    listener: tuple[SyslogSource, ChunkQueue],
+) -> None:
+    source, queue = listener
+    assert source.udp_port and source.tcp_port
+    huge = "<38>Mar  5 10:15:01 web1 app: " + "x" * (MAX * 2)
+    udp_send(source.udp_port, huge.encode(), RFC3164[0].encode())
+    assert lines_of(take(queue, 1)) == [RFC3164[0]]
+    with tcp_connect(source.tcp_port) as sock:
+        sock.sendall(f"{len(huge)} {huge}".encode())  # octet-counted, skipped without keeping it
+        sock.sendall(f"{len(RFC5424[0])} {RFC5424[0]}".encode())
+        sock.sendall(huge.encode() + b"\n" + RFC3164[1].encode() + b"\n")  # newline-framed
+        chunks = take(queue, 2)
+    assert lines_of(chunks) == [RFC5424[0], RFC3164[1]]
+    assert dropped(source, "syslog-udp", "oversize") == 1
+    assert dropped(source, "syslog-tcp", "oversize") == 2
+
+
+def test_connection_limit(listener: tuple[SyslogSource, ChunkQueue]) -> None:
+    source, queue = listener
+    assert source.tcp_port
+    with tcp_connect(source.tcp_port) as a, tcp_connect(source.tcp_port) as b:
+        a.sendall(RFC3164[0].encode() + b"\n")
+        b.sendall(RFC3164[1].encode() + b"\n")
+        take(queue, 2)  # both handlers are running: the limit (2) is reached
+        with tcp_connect(source.tcp_port) as c:
+            c.settimeout(WAIT_S)
+            assert c.recv(1) == b""  # closed by the listener
+    refused = source.metrics.registry.get_sample_value(
+        "shopwatch_sources_connections_total", {"source": "syslog-tcp", "outcome": "refused"}
+    )
+    assert refused == 1
+
+
+def test_batches_flush_by_size() -> None:
+    queue = ChunkQueue()
+    source = SyslogSource(queue, port=0, protocols=["tcp"], batch_lines=50, flush_interval_s=5.0)
+    with running([source], queue):
+        assert source.tcp_port and source.udp_port is None
+        with tcp_connect(source.tcp_port) as sock:
+            sock.sendall(("\n".join(f"{RFC3164[0]} #{i}" for i in range(120)) + "\n").encode())
+            chunks = take(queue, 100, timeout=2.0)  # two full batches, long before 5 s
+    assert [len(c.lines) for c in chunks] == [50, 50]
+    assert [c.first_line_no for c in chunks] == [1, 51]
+
+
+def test_framer_handles_every_split_point() -> None:
+    stream = (
+        b"".join(f"{len(m.encode())} {m}".encode() for m in RFC5424)
+        + ("\n".join(RFC3164) + "\n").encode()
+    )
+    for cut in range(len(stream)):
+        framer = OctetOrLineFramer(MAX)
+        got = framer.feed(stream[:cut]) + framer.feed(stream[cut:]) + framer.close()
+        assert [m.decode() for m in got] == RFC5424 + RFC3164, cut
+
+
+def test_bad_configuration_is_refused() -> None:
+    with pytest.raises(ConfigError):
+        SyslogSource(ChunkQueue(), protocols=["sctp"])  # type: ignore[list-item]
