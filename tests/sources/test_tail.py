@@ -150,20 +150,41 @@ def test_copytruncate_restarts_at_zero(tmp_path: Path) -> None:
     assert text == 1.0
 
 
-def test_rewritten_file_longer_than_offset_is_detected_by_fingerprint(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("new_path", "count"), [("/x", 5), ("/prodxct", 2)], ids=["longer", "same-size"]
+)
+def test_rewritten_file_is_detected_by_fingerprint(
+    tmp_path: Path, new_path: str, count: int
+) -> None:
     log = tmp_path / "app.log"
-    write(log, [nginx(1)])
+    write(log, [nginx(1), nginx(2)])
     queue = ChunkQueue()
     source = tail(tmp_path, queue, FileSource(path=str(log), format="nginx"))
     with running([source], queue):
-        take(queue, 1)
-        fd = os.open(log, os.O_WRONLY)  # same inode, new content, already longer than before
+        take(queue, 2)
+        rewritten = "".join(f"{nginx(i, new_path)}\n" for i in range(1, count + 1)).encode()
+        assert (len(rewritten) == log.stat().st_size) == (count == 2)
+        fd = os.open(log, os.O_WRONLY)  # same inode, new content, at least as long as before
         os.ftruncate(fd, 0)
-        os.pwrite(fd, "".join(f"{nginx(i, '/x')}\n" for i in range(1, 6)).encode(), 0)
+        os.pwrite(fd, rewritten, 0)
         os.close(fd)
-        chunks = take(queue, 5)
-    assert numbered(chunks) == [(i, nginx(i, "/x")) for i in range(1, 6)]
+        chunks = take(queue, count)
+    assert numbered(chunks) == [(i, nginx(i, new_path)) for i in range(1, count + 1)]
     assert source.truncations == 1
+
+
+def test_overlong_line_is_split_not_held(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"a" * 250)
+    queue = ChunkQueue()
+    source = tail(tmp_path, queue, FileSource(path=str(log)), max_line_bytes=100, block_bytes=64)
+    with running([source], queue):
+        first = take(queue, 2)
+        with open(log, "ab") as fh:
+            fh.write(b"\n" + b"GET /health 200\n")
+        rest = take(queue, 2)
+    assert [len(line) for line in lines_of(first + rest)] == [100, 100, 50, 15]
+    assert [n for n, _ in numbered(first + rest)] == [1, 2, 3, 4]
 
 
 def test_restart_resumes_after_the_acked_lines_exactly_once(tmp_path: Path) -> None:

@@ -97,7 +97,6 @@ class _Followed:
     fp: str
     fp_len: int
     partial: bytearray = field(default_factory=bytearray)
-    last_size: int = -1
     rotated_at: float | None = None  # monotonic time it was found gone from its path
 
 
@@ -340,7 +339,7 @@ class TailSource:
         f = self._open(path, Path(path).name, spec.format, entry)
         if f is None:
             return None
-        if f.offset == 0 and f.line == 0 and initial and not spec.from_beginning:
+        if entry is None and initial and not spec.from_beginning:
             size = os.fstat(f.fd).st_size
             f.line, f.offset = await asyncio.to_thread(_count_lines, path, size)
         if entry is None or (f.offset, f.line) != (entry.offset, entry.line):
@@ -389,12 +388,13 @@ class TailSource:
     # -- reading ---------------------------------------------------------------------
 
     def _check_identity(self, f: _Followed, size: int) -> bool:
-        """False when ``f`` was truncated or rewritten since last read."""
+        """False when ``f`` was truncated or rewritten since last read.
+
+        Costs one ``pread`` of at most FINGERPRINT_BYTES: checked on every read, so a file
+        truncated and refilled past (or to exactly) the old offset is caught too.
+        """
         if size < f.offset:
             return False
-        if size == f.last_size:
-            return True
-        f.last_size = size
         if f.fp_len:
             head = os.pread(f.fd, f.fp_len, 0)
             if len(head) < f.fp_len or hashlib.sha256(head).hexdigest() != f.fp:
@@ -407,7 +407,7 @@ class TailSource:
         self.truncations += 1
         self.metrics.truncations.inc()
         log.warning("file_truncated", path=f.path, size=size, offset=f.offset, line=f.line)
-        f.offset, f.line, f.last_size = 0, 0, -1
+        f.offset, f.line = 0, 0
         f.partial.clear()
         f.fp, f.fp_len = _fingerprint(f.fd, size)
         with self._lock:
