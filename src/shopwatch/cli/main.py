@@ -26,6 +26,7 @@ def _root() -> None:
 _COMMAND_MODULES: tuple[str, ...] = (
     "run",
     "rules",
+    "db",
 )
 
 

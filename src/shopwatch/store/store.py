@@ -106,7 +106,6 @@ class Store:
         self.dialect: str = self._url.get_backend_name()
         """``"sqlite"`` or ``"postgresql"``."""
         self._engine = self._create_engine()
-        log.debug("store_created", url=self.url)
 
     # -- lifecycle ---------------------------------------------------------------------
 
