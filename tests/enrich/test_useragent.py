@@ -131,9 +131,28 @@ def test_many_rows_few_unique_keep_order(ua: UserAgentEnricher) -> None:
 def test_cache_is_used_across_batches() -> None:
     ua = UserAgentEnricher(cache_size=10)
     ua.enrich(pl.DataFrame({"user_agent.original": [CHROME_WIN, GOOGLEBOT] * 50}))
-    assert ua._parse.cache_info().misses == 2  # parsed once per unique string
+    assert ua.parsed == 2  # parsed once per unique string
     ua.enrich(pl.DataFrame({"user_agent.original": [GOOGLEBOT]}))
-    assert ua._parse.cache_info().misses == 2
+    assert ua.parsed == 2
+    many = [f"python-requests/2.{i}.0" for i in range(12)]  # more than the cache holds
+    out = ua.enrich(pl.DataFrame({"user_agent.original": [GOOGLEBOT, *many]}))
+    assert out["user_agent.bot.name"].to_list() == ["Googlebot"] + ["python-requests"] * 12
+    assert ua.parsed == 14 and len(ua._cache) <= 12
+
+
+def test_vectorized_claims_agree_with_python_regexes() -> None:
+    patterns = load_bot_patterns()
+    strings = [
+        CHROME_WIN, SAFARI_IPHONE, GOOGLEBOT, GOOGLEBOT_SMARTPHONE, BINGBOT, HEADLESS, PHANTOM,
+        SQLMAP, NIKTO, NUCLEI, "curl/8.4.0", "Go-http-client/1.1", "", "-", "WGET/1.0",
+        "Mozilla/5.0 (compatible; YandexBot/3.0; +http://yandex.com/bots)",
+        "Mozilla/5.0 (Linux; Android 5.0) AppleWebKit/537.36 (KHTML, like Gecko) Mobile "
+        "Safari/537.36 (compatible; Bytespider; spider-feedback@bytedance.com)",
+    ]  # fmt: skip
+    many = patterns.claim_many(pl.Series(strings)).to_list()
+    one = [patterns.claim(s) for s in strings]
+    assert [None if i is None else patterns.entries[i] for i in many] == one
+    assert sum(c is not None for c in one) == len(strings) - 4  # browsers, "", "-"
 
 
 def test_keeps_given_values_and_missing_columns(ua: UserAgentEnricher) -> None:
@@ -181,3 +200,26 @@ def test_from_settings(tmp_path: Path) -> None:
     assert out["user_agent.bot.name"].to_list() == ["ShopProbe", "curl"]  # overlay + shipped
     with pytest.raises(ConfigError, match="unknown keys"):
         UserAgentEnricher.from_settings(Settings(enrich={"user_agent": {"size": 3}}))
+
+
+def test_real_access_log(datasets: Path, ua: UserAgentEnricher) -> None:
+    """A real blog's log (elastic_apache_logs): browsers, crawlers and tools are told apart."""
+    import re
+
+    path = datasets / "access-logs" / "elastic_apache_logs.log"
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    last_quoted = re.compile(r'"([^"]*)"\s*$')
+    strings = [
+        m.group(1)
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines()
+        if (m := last_quoted.search(line))
+    ]
+    out = ua.enrich(pl.DataFrame({"user_agent.original": strings}))
+    assert out.height == len(strings) > 9000
+    bots = out["user_agent.bot.name"].value_counts()
+    counts = dict(zip(bots["user_agent.bot.name"], bots["count"], strict=True))
+    assert counts["Googlebot"] > 500 and counts["Bingbot"] > 100
+    browsers = out.filter(pl.col("user_agent.bot.name").is_null())
+    assert browsers.height > len(strings) * 0.7  # mostly people
+    assert browsers["user_agent.name"].is_in(["Chrome", "Firefox", "Safari"]).mean() > 0.5  # type: ignore[operator]

@@ -182,8 +182,7 @@ class CrawlerVerifier:
         """The verifiable bot each row claims (null for none), from its user agent."""
         if "user_agent.original" in batch.columns:
             original = batch.get_column("user_agent.original").cast(pl.String, strict=False)
-            unique = original.drop_nulls().unique().to_list()
-            mapping = {ua: self._claim(ua) for ua in unique}
+            mapping = self._claims_of(original.drop_nulls().unique())
             claimed = original.replace_strict(
                 list(mapping), list(mapping.values()), default=None, return_dtype=pl.String
             )
@@ -197,15 +196,20 @@ class CrawlerVerifier:
             claimed = claimed.fill_null(named)
         return claimed if claimed.null_count() < batch.height else None
 
-    def _claim(self, ua: str) -> str | None:
-        found = self._claims.get(ua, "")
-        if found == "":
-            entry = self.patterns.claim(ua)
-            found = entry.name if entry is not None and entry.verify else None
-            if len(self._claims) >= self.max_entries:
-                self._claims.clear()
-            self._claims[ua] = found
-        return found
+    def _claims_of(self, uas: pl.Series) -> dict[str, str | None]:
+        """User agent -> the verifiable bot it claims, for unique ``uas`` (cached)."""
+        known = self._claims
+        missing = uas.filter(~uas.is_in(list(known))) if known else uas
+        if missing.len():
+            if len(known) + missing.len() > self.max_entries:
+                known.clear()
+            entries = self.patterns.entries
+            for ua, index in zip(
+                missing.to_list(), self.patterns.claim_many(missing).to_list(), strict=True
+            ):
+                entry = None if index is None else entries[index]
+                known[ua] = entry.name if entry is not None and entry.verify else None
+        return {ua: known.get(ua) for ua in uas.to_list()}
 
     @staticmethod
     def _address(batch: pl.DataFrame) -> pl.Series | None:
