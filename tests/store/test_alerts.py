@@ -83,7 +83,8 @@ def test_alerts_from_detector_rows_round_trip(store: Store) -> None:
     alerts = [Alert.from_row(row) for row in frame.iter_rows(named=True)]
     assert store.save_alerts(alerts) == 2
     assert sorted(store.alerts(), key=lambda a: a.id) == alerts
-    assert store.alert("a1") is not None and store.alert("a1").entity == {"source.ip": "198.51.100.23"}  # type: ignore[union-attr]
+    first = store.alert("a1")
+    assert first is not None and first.entity == {"source.ip": "198.51.100.23"}
 
 
 def test_saving_again_is_idempotent(store: Store) -> None:
@@ -111,8 +112,15 @@ def test_filters_and_newest_first(store: Store) -> None:
         make_alert(0, at=T0, ip="203.0.113.9", user="carol@example.com"),
         make_alert(1, at=T0, rule_id="web.sqli_probe", category="web_attack", severity="medium"),
         make_alert(2, at=T0 + timedelta(hours=1), ip="203.0.113.9"),
-        make_alert(3, at=T0 + timedelta(hours=2), category="card_testing", rule_id="pay.card_testing",
-                   severity="critical", ip="192.0.2.77", user="carol@example.com"),
+        make_alert(
+            3,
+            at=T0 + timedelta(hours=2),
+            category="card_testing",
+            rule_id="pay.card_testing",
+            severity="critical",
+            ip="192.0.2.77",
+            user="carol@example.com",
+        ),
         make_alert(4, at=T0 - timedelta(days=1), severity="low"),
     ]
     store.save_alerts(alerts)
@@ -132,23 +140,35 @@ def test_filters_and_newest_first(store: Store) -> None:
     assert [a.id for a in store.alerts(rule_id="pay.card_testing")] == [alerts[3].id]
     # entity_value matches any key of the entity, not only the first
     assert [a.id for a in store.alerts(entity_value="203.0.113.9")] == [alerts[2].id, alerts[0].id]
-    assert [a.id for a in store.alerts(entity_value="carol@example.com")] == [alerts[3].id, alerts[0].id]
-    assert [a.id for a in store.alerts(entity_value="carol@example.com", category="card_testing")] == [alerts[3].id]
+    assert [a.id for a in store.alerts(entity_value="carol@example.com")] == [
+        alerts[3].id,
+        alerts[0].id,
+    ]
+    assert [
+        a.id for a in store.alerts(entity_value="carol@example.com", category="card_testing")
+    ] == [alerts[3].id]
     assert store.alerts(entity_value="nobody") == []
 
 
 def test_counts_by_category(store: Store) -> None:
     store.save_alerts(
         [make_alert(n, at=T0 + timedelta(minutes=n)) for n in range(6)]
-        + [make_alert(n, category="web_attack", rule_id="web.xss_probe", at=T0 + timedelta(minutes=n))
-           for n in range(3)]
+        + [
+            make_alert(
+                n, category="web_attack", rule_id="web.xss_probe", at=T0 + timedelta(minutes=n)
+            )
+            for n in range(3)
+        ]
         + [make_alert(0, category="dos", rule_id="net.syn_flood", at=T0 - timedelta(hours=1))]
     )
     assert store.count_alerts() == 10
     counts = store.alert_counts()
     assert counts == {"credential_stuffing": 6, "web_attack": 3, "dos": 1}
     assert list(counts) == ["credential_stuffing", "web_attack", "dos"]  # most first
-    assert store.alert_counts(since=T0 + timedelta(minutes=2)) == {"credential_stuffing": 4, "web_attack": 1}
+    assert store.alert_counts(since=T0 + timedelta(minutes=2)) == {
+        "credential_stuffing": 4,
+        "web_attack": 1,
+    }
 
 
 def test_naive_timestamps_are_refused(store: Store) -> None:

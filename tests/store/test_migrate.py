@@ -67,13 +67,13 @@ def test_models_agree_with_the_migrated_schema(store: Store) -> None:
 
 
 def test_sqlite_connections_use_wal_and_foreign_keys(tmp_path: Path) -> None:
-    with Store.open(f"sqlite:///{tmp_path / 'new' / 'dir' / 'shopwatch.db'}") as store:
-        with store._engine.connect() as conn:
-            pragma = lambda name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()  # noqa: E731
-            assert pragma("journal_mode") == "wal"
-            assert pragma("synchronous") == 1  # NORMAL
-            assert pragma("foreign_keys") == 1
-            assert pragma("busy_timeout") >= 5000
+    url = f"sqlite:///{tmp_path / 'new' / 'dir' / 'shopwatch.db'}"
+    with Store.open(url) as store, store._engine.connect() as conn:
+        pragma = lambda name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()  # noqa: E731
+        assert pragma("journal_mode") == "wal"
+        assert pragma("synchronous") == 1  # NORMAL
+        assert pragma("foreign_keys") == 1
+        assert pragma("busy_timeout") >= 5000
     assert (tmp_path / "new" / "dir" / "shopwatch.db").is_file()
 
 
@@ -89,7 +89,15 @@ def _build_package(tmp_path: Path) -> Path:
     )
     lib = tmp_path / "lib"
     subprocess.run(
-        [sys.executable, "-c", "import setuptools; setuptools.setup()", "-q", "build_py", "-d", str(lib)],
+        [
+            sys.executable,
+            "-c",
+            "import setuptools; setuptools.setup()",
+            "-q",
+            "build_py",
+            "-d",
+            str(lib),
+        ],
         cwd=project,
         check=True,
         capture_output=True,

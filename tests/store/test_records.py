@@ -14,7 +14,9 @@ from shopwatch.store import Store
 from .conftest import T0, make_alert
 
 
-def _incident(n: int, alert_ids: tuple[str, ...], *, status: str = "open", updated: int = 0) -> Incident:
+def _incident(
+    n: int, alert_ids: tuple[str, ...], *, status: str = "open", updated: int = 0
+) -> Incident:
     return Incident(
         id=f"inc-{n}",
         opened_at=T0 + timedelta(minutes=n),

@@ -108,6 +108,7 @@ def test_concurrent_writers_and_readers(store_url: str) -> None:
                 fn()
             except BaseException as err:  # collected and asserted below
                 errors.append(err)
+
         return run
 
     @guard

@@ -1,8 +1,10 @@
 """store stage: alerts, incidents, decisions, feedback and checkpoints in SQLite or PostgreSQL.
 
->>> store = Store.open("sqlite://")   # in memory; a file or PostgreSQL URL in real use
->>> store.revision() == head_revision()
-True
+Use ``Store.open(url)`` to get a migrated store; ``Store(url)`` alone does not migrate:
+
+>>> store = Store("sqlite://")   # in memory; a file or a PostgreSQL URL in real use
+>>> store.revision() is None, head_revision()
+(True, '0001')
 >>> store.close()
 """
 

@@ -72,7 +72,9 @@ class UTCDateTime(TypeDecorator[datetime]):
         if not isinstance(value, datetime):
             raise ValueError(f"expected a datetime, got {type(value).__name__} {value!r}")
         if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(f"naive datetime {value.isoformat()}: pass a timezone-aware (UTC) datetime")
+            raise ValueError(
+                f"naive datetime {value.isoformat()}: pass a timezone-aware (UTC) datetime"
+            )
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
@@ -137,9 +139,7 @@ alert_entities: Final = Table(
 incident_alerts: Final = Table(
     "incident_alerts",
     metadata,
-    Column(
-        "incident_id", String, ForeignKey("incidents.id", ondelete="CASCADE"), primary_key=True
-    ),
+    Column("incident_id", String, ForeignKey("incidents.id", ondelete="CASCADE"), primary_key=True),
     Column("alert_id", String, ForeignKey("alerts.id", ondelete="CASCADE"), primary_key=True),
     Column("position", Integer, nullable=False),
     Index("ix_incident_alerts_alert_id", "alert_id"),
@@ -175,9 +175,7 @@ feedback: Final = Table(
     Column("analyst", String, nullable=False),
     Column("note", Text, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
-    CheckConstraint(
-        "verdict IN ('true_positive', 'false_positive', 'benign')", name="verdict"
-    ),
+    CheckConstraint("verdict IN ('true_positive', 'false_positive', 'benign')", name="verdict"),
 )
 
 checkpoints: Final = Table(

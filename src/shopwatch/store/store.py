@@ -35,7 +35,9 @@ __all__ = ["Store", "mask_url"]
 
 log = structlog.get_logger("shopwatch.store")
 
-_EXAMPLES: Final = "sqlite:///data/shopwatch.db or postgresql+psycopg://user:password@127.0.0.1:5432/shopwatch"
+_EXAMPLES: Final = (
+    "sqlite:///data/shopwatch.db or postgresql+psycopg://user:password@127.0.0.1:5432/shopwatch"
+)
 _WHERE: Final = "store.url in the config file, SHOPWATCH_STORE__URL or --url"
 _CHUNK: Final = 500  # ids per IN (...) list
 _SQLITE_BUSY_MS: Final = 30_000
@@ -133,7 +135,9 @@ class Store:
             if before != head_revision():
                 command.upgrade(alembic_config(conn), "head")
         if before != head_revision():
-            log.info("store_migrated", url=self.url, from_revision=before, to_revision=head_revision())
+            log.info(
+                "store_migrated", url=self.url, from_revision=before, to_revision=head_revision()
+            )
 
     def revision(self) -> str | None:
         """The schema revision of the database; ``None`` when it was never migrated."""
@@ -299,7 +303,9 @@ class Store:
                     "save the alerts first"
                 )
             conn.execute(upsert)
-            conn.execute(sa.delete(t.incident_alerts).where(t.incident_alerts.c.incident_id == incident.id))
+            conn.execute(
+                sa.delete(t.incident_alerts).where(t.incident_alerts.c.incident_id == incident.id)
+            )
             if alert_ids:
                 conn.execute(
                     sa.insert(t.incident_alerts),
@@ -467,7 +473,9 @@ class Store:
 
     def save_checkpoint(self, name: str, data: bytes) -> None:
         """Store ``data`` under ``name``, replacing what was there."""
-        stmt = self._insert(t.checkpoints).values(name=name, data=bytes(data), updated_at=_utc_now())
+        stmt = self._insert(t.checkpoints).values(
+            name=name, data=bytes(data), updated_at=_utc_now()
+        )
         stmt = stmt.on_conflict_do_update(
             index_elements=["name"],
             set_={"data": stmt.excluded.data, "updated_at": stmt.excluded.updated_at},
@@ -534,8 +542,7 @@ class Store:
             engine = sa.create_engine(url, **kwargs)
         except (exc.ArgumentError, exc.NoSuchModuleError, ImportError) as err:
             raise StoreError(
-                f"cannot use database URL {self.url!r}: {err}; expected e.g. {_EXAMPLES} "
-                f"({_WHERE})"
+                f"cannot use database URL {self.url!r}: {err}; expected e.g. {_EXAMPLES} ({_WHERE})"
             ) from err
         if self.dialect == "sqlite":
             _configure_sqlite(engine, wal=not memory)
@@ -551,7 +558,9 @@ class Store:
     def _existing_alert_ids(conn: Connection, ids: Sequence[str]) -> set[str]:
         found: set[str] = set()
         for chunk in _chunks(ids):
-            found.update(conn.execute(sa.select(t.alerts.c.id).where(t.alerts.c.id.in_(chunk))).scalars())
+            found.update(
+                conn.execute(sa.select(t.alerts.c.id).where(t.alerts.c.id.in_(chunk))).scalars()
+            )
         return found
 
     @staticmethod
@@ -591,7 +600,9 @@ class Store:
         except StoreError:
             raise
         except exc.IntegrityError as err:
-            raise StoreError(f"cannot {doing} in {self.url}: constraint violated: {_reason(err)}") from err
+            raise StoreError(
+                f"cannot {doing} in {self.url}: constraint violated: {_reason(err)}"
+            ) from err
         except exc.DBAPIError as err:
             reason = _reason(err)
             if _NO_TABLE.search(reason):
@@ -599,7 +610,10 @@ class Store:
                     f"cannot {doing}: the database {self.url} has no shopwatch schema yet "
                     f"({reason}); run `shopwatch db upgrade` first"
                 ) from err
-            if isinstance(err, exc.OperationalError | exc.InterfaceError) or err.connection_invalidated:
+            if (
+                isinstance(err, exc.OperationalError | exc.InterfaceError)
+                or err.connection_invalidated
+            ):
                 raise StoreError(
                     f"cannot {doing}: database {self.url} is unreachable or refused the "
                     f"operation: {reason}; check that the server is running and accepts "
@@ -633,4 +647,3 @@ def _configure_sqlite(engine: Engine, *, wal: bool) -> None:
         # read to write can fail at once with "database is locked" despite busy_timeout.
         immediate = conn.get_execution_options().get("shopwatch_write", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-

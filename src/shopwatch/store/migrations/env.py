@@ -15,8 +15,6 @@ from sqlalchemy.pool import NullPool
 
 from shopwatch.store.schema import metadata
 
-config = context.config
-
 
 def _run(connection: Connection) -> None:
     context.configure(
@@ -30,6 +28,7 @@ def _run(connection: Connection) -> None:
 
 
 def _run_offline() -> None:
+    config = context.config
     context.configure(
         url=config.get_main_option("sqlalchemy.url"),
         target_metadata=metadata,
@@ -40,17 +39,25 @@ def _run_offline() -> None:
         context.run_migrations()
 
 
-if context.is_offline_mode():
-    _run_offline()
-else:
+def _main() -> None:
+    config = context.config
+    if context.is_offline_mode():
+        _run_offline()
+        return
     given = config.attributes.get("connection")
     if given is not None:
         _run(given)
-    else:
-        url = config.get_main_option("sqlalchemy.url")
-        if not url:
-            raise RuntimeError("set sqlalchemy.url, or let shopwatch.store run the migrations")
-        engine = create_engine(url, poolclass=NullPool)
-        with engine.begin() as conn:
-            _run(conn)
-        engine.dispose()
+        return
+    url = config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError("set sqlalchemy.url, or let shopwatch.store run the migrations")
+    engine = create_engine(url, poolclass=NullPool)
+    with engine.begin() as conn:
+        _run(conn)
+    engine.dispose()
+
+
+# Alembic installs ``context.config`` while it runs this file; a plain import (doctest
+# collection, a linter) does nothing.
+if hasattr(context, "config"):
+    _main()
