@@ -223,3 +223,13 @@ def test_shutting_down_answers_503() -> None:
         assert "retry-after" in resp.headers
         assert len(queue) == 1
         assert client.get("/health").status_code == 503
+
+
+def test_invalid_utf8_line_is_rejected_alone(
+    server: tuple[HttpSource, ChunkQueue, httpx.Client],
+) -> None:
+    _, queue, client = server
+    body = event(1).encode() + b"\r\n" + b'{"user": "caf\xe9"}\n' + event(2).encode()
+    resp = client.post("/ingest", content=body, headers=NDJSON)
+    assert resp.json()["rejected"] == [{"line": 2, "reason": "invalid_json"}]
+    assert lines_of(take(queue, 2)) == [event(1), event(2)]

@@ -187,26 +187,32 @@ def test_overlong_line_is_split_not_held(tmp_path: Path) -> None:
     assert [n for n, _ in numbered(first + rest)] == [1, 2, 3, 4]
 
 
-def test_restart_resumes_after_the_acked_lines_exactly_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("commit_interval_s", [0.0, 30.0], ids=["every-ack", "coalesced"])
+def test_restart_resumes_after_the_acked_lines_exactly_once(
+    tmp_path: Path, commit_interval_s: float
+) -> None:
     log = tmp_path / "access.log"
     spec = FileSource(path=str(log), format="nginx")
     write(log, [nginx(i) for i in range(1, 51)])
     processed: list[tuple[int, str]] = []
+    options = {"max_lines": 10, "block_bytes": 1 << 20, "commit_interval_s": commit_interval_s}
 
     queue = ChunkQueue()
-    with running([tail(tmp_path, queue, spec, max_lines=10, block_bytes=1 << 20)], queue):
+    with running([tail(tmp_path, queue, spec, **options)], queue):
         run1 = take(queue, 50)
         assert [len(c.lines) for c in run1] == [10] * 5
-        for chunk in run1[:3]:  # the pipeline processed 3 chunks; 2 were in flight at stop
+        for chunk in run1[:2]:
             processed += numbered([chunk])
             ack(chunk.token)
+    processed += numbered(run1[2:3])  # the pipeline finishes a chunk after the sources stopped
+    ack(run1[2].token)  # chunks 4 and 5 were still in flight: never acked
     registry = json.loads((tmp_path / "data" / "offsets.json").read_text())
     (entry,) = registry["files"].values()
     assert (entry["line"], entry["path"]) == (30, str(log))
 
     write(log, [nginx(i) for i in range(51, 71)])
     queue = ChunkQueue()
-    with running([tail(tmp_path, queue, spec, max_lines=10, block_bytes=1 << 20)], queue):
+    with running([tail(tmp_path, queue, spec, **options)], queue):
         run2 = take(queue, 40)  # 31..50 again (never acked) and 51..70
         assert_quiet(queue)
         for chunk in run2:

@@ -254,7 +254,11 @@ class HttpSource:
         good: list[str] = []
         rejected: list[dict[str, Any]] = []
         counts: dict[str, int] = {}
-        for i, raw in enumerate(body.split(b"\n"), start=1):
+        try:  # one decode for the whole body; lines that are not UTF-8 fail orjson anyway
+            lines: list[str | bytes] = list(body.decode("utf-8").split("\n"))
+        except UnicodeDecodeError:
+            lines = list(body.split(b"\n"))
+        for i, raw in enumerate(lines, start=1):
             if not raw.strip():
                 continue
             try:
@@ -263,7 +267,7 @@ class HttpSource:
                 reason = "invalid_json"
             else:
                 if isinstance(value, dict):
-                    good.append(decode_line(raw))
+                    good.append(raw.rstrip("\r") if isinstance(raw, str) else decode_line(raw))
                     continue
                 reason = "not_an_object"
             counts[reason] = counts.get(reason, 0) + 1

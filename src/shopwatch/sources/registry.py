@@ -97,14 +97,23 @@ class OffsetRegistry:
 
     def commit(self, entry: FileOffset) -> None:
         """Record ``entry`` and save the registry."""
-        with self._lock:
-            self._entries[entry.key] = FileOffset(**asdict(entry))
-            self._save_locked()
+        self.apply({entry.key: entry})
 
     def remove(self, key: str) -> None:
         """Forget identity ``key`` (and save) if known."""
+        self.apply({key: None})
+
+    def apply(self, updates: dict[str, FileOffset | None]) -> None:
+        """Record entries and forget keys mapped to None, then save once (if anything changed)."""
         with self._lock:
-            if self._entries.pop(key, None) is not None:
+            changed = False
+            for key, entry in updates.items():
+                if entry is None:
+                    changed |= self._entries.pop(key, None) is not None
+                else:
+                    self._entries[key] = FileOffset(**asdict(entry))
+                    changed = True
+            if changed:
                 self._save_locked()
 
     def _save_locked(self) -> None:
