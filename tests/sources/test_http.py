@@ -233,3 +233,15 @@ def test_invalid_utf8_line_is_rejected_alone(
     resp = client.post("/ingest", content=body, headers=NDJSON)
     assert resp.json()["rejected"] == [{"line": 2, "reason": "invalid_json"}]
     assert lines_of(take(queue, 2)) == [event(1), event(2)]
+
+
+def test_port_in_use_is_a_config_error() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        queue = ChunkQueue()
+        source = HttpSource(queue, token=TOKEN, port=taken.getsockname()[1])
+        with pytest.raises(ConfigError, match="cannot listen"), running([source], queue):
+            pass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -153,3 +154,32 @@ def test_framer_handles_every_split_point() -> None:
 def test_bad_configuration_is_refused() -> None:
     with pytest.raises(ConfigError):
         SyslogSource(ChunkQueue(), protocols=["sctp"])  # type: ignore[list-item]
+
+
+def test_udp_overflow_is_dropped_and_counted_when_the_queue_is_full() -> None:
+    queue = ChunkQueue(max_chunks=1)
+    source = SyslogSource(
+        queue, port=0, protocols=["udp"], batch_lines=1, max_pending_lines=3, flush_interval_s=0.01
+    )
+    with running([source], queue):
+        assert source.udp_port
+        udp_send(source.udp_port, RFC3164[0].encode())
+        deadline = time.monotonic() + WAIT_S
+        while len(queue) < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        udp_send(source.udp_port, *(f"{RFC3164[1]} #{i}".encode() for i in range(10)))
+        while dropped(source, "syslog-udp", "queue_full") < 7 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert dropped(source, "syslog-udp", "queue_full") == 7
+        chunks = take(queue, 4)  # the one queued, then the three held back
+    assert lines_of(chunks) == [RFC3164[0]] + [f"{RFC3164[1]} #{i}" for i in range(3)]
+    assert [c.first_line_no for c in chunks] == [1, 2, 3, 4]
+
+
+def test_port_in_use_is_a_config_error() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        queue = ChunkQueue()
+        source = SyslogSource(queue, port=taken.getsockname()[1])
+        with pytest.raises(ConfigError, match="cannot listen"), running([source], queue):
+            pass

@@ -207,19 +207,23 @@ class TailSource:
         self._last_write = time.monotonic()
 
     async def _run(self) -> None:
-        try:
-            await self._resume_rotated()
-            initial = True
-            while not self._stopping.is_set():
+        """Poll until stopped; a failing poll is logged (once per distinct error) and retried."""
+        await self._resume_rotated()
+        initial = True
+        seen_errors: set[str] = set()
+        while not self._stopping.is_set():
+            try:
                 await self._poll(initial)
                 initial = False
                 if self._dirty and time.monotonic() - self._last_write >= self.commit_interval_s:
                     self.flush()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), self.poll_interval_s)
-        except Exception:
-            log.exception("tail_failed", source=self.name)
-            raise
+            except Exception as err:  # keep following the other files; retried next poll
+                text = f"{type(err).__name__}: {err}"
+                if text not in seen_errors:
+                    seen_errors.add(text)
+                    log.exception("tail_poll_failed", source=self.name, error=text)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.poll_interval_s)
 
     # -- discovery -------------------------------------------------------------------
 
