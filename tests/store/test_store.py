@@ -161,3 +161,9 @@ def test_concurrent_writers_and_readers(store_url: str) -> None:
         assert reads[0] > 0
     finally:
         store.close()
+
+
+def test_missing_postgresql_database_says_to_create_it(pg_server_url: str) -> None:
+    base = pg_server_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    with pytest.raises(StoreError, match=r"'shopwatch_absent_db' does not exist.*createdb"):
+        Store.open(f"{base}/shopwatch_absent_db")

@@ -613,6 +613,13 @@ class Store:
                     f"cannot {doing}: the database {self.url} has no shopwatch schema yet "
                     f"({reason}); run `shopwatch db upgrade` first"
                 ) from err
+            missing_db = re.search(r'database "([^"]+)" does not exist', reason)
+            if missing_db:
+                raise StoreError(
+                    f"cannot {doing}: the database {missing_db.group(1)!r} does not exist on "
+                    f"the server of {self.url}; create it (createdb {missing_db.group(1)}) or "
+                    f"fix the URL ({_WHERE})"
+                ) from err
             if (
                 isinstance(err, exc.OperationalError | exc.InterfaceError)
                 or err.connection_invalidated
