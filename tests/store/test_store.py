@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import structlog
 from structlog.testing import capture_logs
 
 from shopwatch.contract import Decision
@@ -77,8 +79,14 @@ def test_unmigrated_database_says_to_upgrade(store_url: str) -> None:
 def test_passwords_never_reach_logs_or_messages(pg_url: str) -> None:
     # The test server trusts local connections, so any password is accepted and unused.
     url = pg_url.replace("postgresql+psycopg://postgres@", "postgresql+psycopg://postgres:s3cret@")
-    with capture_logs() as logs, Store.open(url) as store:
-        assert "s3cret" not in repr(store) and "s3cret" not in store.url
+    saved = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    try:
+        with capture_logs() as logs, Store.open(url) as store:
+            assert "s3cret" not in repr(store) and "s3cret" not in store.url
+            store.save_alerts([make_alert(1)])
+    finally:
+        structlog.configure(**saved)
     assert any(entry["event"] == "store_migrated" for entry in logs)
     assert "s3cret" not in repr(logs)
     assert mask_url(url).count("***") == 1
