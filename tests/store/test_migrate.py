@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+from shopwatch.errors import StoreError
 from shopwatch.store import Store, head_revision
 from shopwatch.store.schema import metadata
 
@@ -145,3 +146,10 @@ def test_migrations_are_found_from_an_installed_package(tmp_path: Path, layout: 
         assert folder.startswith(str(lib))
     else:
         assert not folder.startswith(str(ROOT))
+
+
+def test_unknown_revision_is_a_store_error(store: Store) -> None:
+    with store._engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+    with pytest.raises(StoreError, match="newer shopwatch"):
+        store.migrate()

@@ -21,6 +21,7 @@ import orjson
 import sqlalchemy as sa
 import structlog
 from alembic import command
+from alembic.util import CommandError
 from sqlalchemy import event, exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine, make_url
@@ -133,7 +134,13 @@ class Store:
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_LOCK_ID)))
             before = current_revision(conn)
             if before != head_revision():
-                command.upgrade(alembic_config(conn), "head")
+                try:
+                    command.upgrade(alembic_config(conn), "head")
+                except CommandError as err:
+                    raise StoreError(
+                        f"cannot migrate {self.url} from revision {before!r}: {err}; the "
+                        "database was probably written by a newer shopwatch, upgrade it"
+                    ) from err
         if before != head_revision():
             log.info(
                 "store_migrated", url=self.url, from_revision=before, to_revision=head_revision()
