@@ -26,3 +26,30 @@ def settings_from(config: Path | None, **flags: Any) -> Settings:
         return load_settings(config, **flags)
     except ConfigError as err:
         fail(str(err))
+
+
+def setup_logging(level: str = "warning", as_json: bool = False) -> None:
+    """structlog on stderr (stdout carries data): readable on a terminal, JSON in services."""
+    import logging
+    import sys
+
+    import structlog
+
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        fail(f"unknown log level {level!r}; use debug, info, warning or error")
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    logging.basicConfig(level=numeric, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")

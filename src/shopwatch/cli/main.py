@@ -18,8 +18,14 @@ app = typer.Typer(
 )
 
 @app.callback()
-def _root() -> None:
+def _root(
+    log_level: str = typer.Option("warning", "--log-level", envvar="SHOPWATCH_LOG_LEVEL", help="debug, info, warning, error."),
+    log_json: bool = typer.Option(False, "--log-json", envvar="SHOPWATCH_LOG_JSON", help="Log JSON lines (for services)."),
+) -> None:
     """Real-time threat monitoring and anomaly detection for online shops."""
+    from shopwatch.cli.common import setup_logging
+
+    setup_logging(log_level, log_json)
 
 
 #: Modules under shopwatch.cli with a ``register(app)`` function, in help order.

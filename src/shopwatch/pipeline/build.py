@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from types import SimpleNamespace
 
 import structlog
 
@@ -17,9 +18,38 @@ __all__ = ["build_engine", "build_enrichers"]
 log = structlog.get_logger("shopwatch.pipeline")
 
 
-def build_enrichers(settings: Settings) -> list[Enricher]:
-    """The enrichment chain configured in ``settings.enrich`` (empty when nothing is set)."""
-    return []
+def _options(settings: Settings, name: str, *, default_on: bool) -> SimpleNamespace | None:
+    """``settings.enrich[name]`` without its ``enabled`` switch, or None when switched off."""
+    options = dict(settings.enrich.get(name) or {})
+    if not options.pop("enabled", default_on):
+        return None
+    return SimpleNamespace(enrich={name: options})
+
+
+def build_enrichers(settings: Settings, *, live: bool = False) -> list[Enricher]:
+    """The enrichment chain: geo/ASN, user agent, then (live only, by default) crawler DNS.
+
+    Every enricher can be switched off with ``enrich: {<name>: {enabled: false}}``. The DNS
+    check of claimed crawlers asks a resolver, so replay leaves it off unless enabled:
+    replay must give the same alerts run after run, without the network.
+    """
+    from shopwatch.enrich.dns import CrawlerVerifier
+    from shopwatch.enrich.geo import GeoEnricher
+    from shopwatch.enrich.useragent import UserAgentEnricher
+
+    unknown = set(settings.enrich) - {"geo", "user_agent", "crawler_dns"}
+    if unknown:
+        raise ConfigError(f"enrich has unknown sections {sorted(unknown)}; known: crawler_dns, geo, user_agent")
+    chain: list[Enricher] = []
+    for name, factory, default_on in (
+        ("geo", GeoEnricher, True),
+        ("user_agent", UserAgentEnricher, True),
+        ("crawler_dns", CrawlerVerifier, live),
+    ):
+        options = _options(settings, name, default_on=default_on)
+        if options is not None:
+            chain.append(factory.from_settings(options))
+    return chain
 
 
 def build_engine(
@@ -28,6 +58,7 @@ def build_engine(
     sinks: Iterable[AlertSink] = (),
     enrichers: Sequence[Enricher] | None = None,
     strict: bool = False,
+    live: bool = False,
 ) -> Engine:
     """An Engine with every enabled detector; content errors are logged (raised if ``strict``)."""
     loaded = load_detectors(settings.rules_dirs, settings.detectors)
@@ -38,5 +69,5 @@ def build_engine(
     if not loaded.detectors:
         raise ConfigError("no detector is enabled: check the rules folders and detectors: config")
     log.info("detectors_loaded", loaded=len(loaded.detectors), skipped=len(loaded.errors))
-    chain = build_enrichers(settings) if enrichers is None else list(enrichers)
+    chain = build_enrichers(settings, live=live) if enrichers is None else list(enrichers)
     return Engine(loaded.detectors, chain, runtime=settings.runtime, sinks=sinks)

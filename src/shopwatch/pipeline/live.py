@@ -1,8 +1,9 @@
 """Live monitoring: raw chunks from sources → micro-batches → Engine → store, with checkpoints.
 
-Sources (file tails, HTTP ingest, syslog, the demo's simulator) hand raw lines to
-:meth:`LiveRunner.submit`, which puts them on a bounded queue (so a flood is pushed back to
-the source instead of growing memory). One worker thread drains it in micro-batches bounded
+Sources (file tails, HTTP ingest, syslog) put raw chunks on the sources' bounded
+:class:`~shopwatch.sources.base.ChunkQueue` (so a flood is pushed back to the source instead
+of growing memory); code that is not a source (the demo's simulator) uses
+:meth:`LiveRunner.submit`. One worker thread drains the queue in micro-batches bounded
 by size (``batch_max_events``) and latency (``batch_max_latency_ms``), parses each chunk
 with its format, runs the batch through the Engine, stores the alerts, and only then acks
 the chunks, so a source's persisted offset never runs ahead of what was processed.
@@ -10,7 +11,6 @@ the chunks, so a source's persisted offset never runs ahead of what was processe
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections import deque
@@ -27,25 +27,11 @@ from shopwatch.contract import Alert
 from shopwatch.parse import parse_frame, sniff_format
 from shopwatch.parse.base import ParseContext
 from shopwatch.pipeline.engine import Engine
+from shopwatch.sources.base import ChunkQueue, RawChunk, ack
 
-__all__ = ["Arrival", "LiveRunner"]
+__all__ = ["LiveRunner", "LiveStats"]
 
 log = structlog.get_logger("shopwatch.live")
-
-Ack = Callable[[Any], None]
-
-
-@dataclass(slots=True)
-class Arrival:
-    """One chunk of raw lines as it reached the runtime."""
-
-    source: str
-    format: str
-    lines: list[str]
-    first_line_no: int
-    received: float  # time.monotonic() at submit
-    token: Any = None
-    ack: Ack | None = None
 
 
 @dataclass
@@ -87,7 +73,7 @@ class LiveRunner:
         save_alerts: Callable[[list[Alert]], int] | None = None,
         checkpoint: Callable[[bytes], None] | None = None,
         on_alerts: Callable[[pl.DataFrame], None] | None = None,
-        max_queued_chunks: int = 10_000,
+        inbox: ChunkQueue | None = None,
         year: int | None = None,
         timezone: str = "UTC",
     ) -> None:
@@ -96,7 +82,7 @@ class LiveRunner:
         self.save_alerts = save_alerts
         self.checkpoint = checkpoint
         self.on_alerts = on_alerts
-        self.inbox: queue.Queue[Arrival] = queue.Queue(maxsize=max_queued_chunks)
+        self.inbox = inbox or ChunkQueue(max_chunks=1024, max_lines=4 * self.runtime.batch_max_events)
         self.stats = LiveStats()
         self.year = year
         self.timezone = timezone
@@ -108,33 +94,24 @@ class LiveRunner:
     # -- the sources' side ---------------------------------------------------------
 
     def submit(
-        self,
-        source: str,
-        fmt: str,
-        lines: list[str],
-        first_line_no: int = 1,
-        *,
-        token: Any = None,
-        ack: Ack | None = None,
-        timeout: float | None = None,
+        self, source: str, fmt: str, lines: list[str], first_line_no: int = 1, *, timeout: float = 5.0
     ) -> bool:
-        """Queue raw lines; False (and counted) when the queue stays full past ``timeout``."""
+        """Queue raw lines, waiting up to ``timeout`` for room; False (and counted) if none came."""
         if not lines:
-            if ack is not None:
-                ack(token)
             return True
-        arrival = Arrival(source, fmt, lines, first_line_no, time.monotonic(), token, ack)
-        try:
-            self.inbox.put(arrival, timeout=timeout)
-        except queue.Full:
-            self.stats.refused += 1
-            return False
+        chunk = RawChunk(source, fmt, lines, first_line_no)
+        deadline = time.monotonic() + timeout
+        while not self.inbox.offer(chunk):
+            if time.monotonic() >= deadline or self._stop.is_set():
+                self.stats.refused += 1
+                return False
+            time.sleep(0.005)
         return True
 
     @property
     def queued(self) -> int:
         """Chunks waiting to be processed."""
-        return self.inbox.qsize()
+        return len(self.inbox)
 
     # -- the worker ----------------------------------------------------------------
 
@@ -151,31 +128,28 @@ class LiveRunner:
         self.write_checkpoint()
 
     def _loop(self) -> None:
-        while not self._stop.is_set() or not self.inbox.empty():
+        while not self._stop.is_set() or len(self.inbox):
             try:
                 self.step(wait_s=0.2)
             except Exception:  # keep monitoring; the failure is logged with its traceback
                 log.exception("live_batch_failed")
 
-    def _collect(self, wait_s: float) -> list[Arrival]:
-        try:
-            first = self.inbox.get(timeout=wait_s)
-        except queue.Empty:
+    def _collect(self, wait_s: float) -> list[RawChunk]:
+        first = self.inbox.get(timeout=wait_s)
+        if first is None:
             return []
         arrivals = [first]
         count = len(first.lines)
         deadline = first.received + self.runtime.batch_max_latency_ms / 1000
         while count < self.runtime.batch_max_events:
-            remaining = deadline - time.monotonic()
-            try:
-                nxt = self.inbox.get(timeout=max(remaining, 0)) if remaining > 0 else self.inbox.get_nowait()
-            except queue.Empty:
+            nxt = self.inbox.get(timeout=max(deadline - time.monotonic(), 0.0))
+            if nxt is None:
                 break
             arrivals.append(nxt)
             count += len(nxt.lines)
         return arrivals
 
-    def _format_of(self, arrival: Arrival) -> str:
+    def _format_of(self, arrival: RawChunk) -> str:
         if arrival.format != "auto":
             return arrival.format
         known = self._formats.get(arrival.source)
@@ -222,8 +196,7 @@ class LiveRunner:
         done = time.monotonic()
         for arrival in arrivals:
             self.stats.latencies.append(done - arrival.received)
-            if arrival.ack is not None:
-                arrival.ack(arrival.token)
+            ack(arrival.token)
         self.stats.events += events
         self.stats.batches += 1
         self.stats.recent.append((done, events))

@@ -30,7 +30,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import structlog
@@ -71,6 +71,7 @@ class RawChunk:
     lines: list[str]
     first_line_no: int
     token: Any = None
+    received: float = field(default_factory=time.monotonic)  # for arrival → stored latency
 
 
 @runtime_checkable
