@@ -1,0 +1,162 @@
+"""A running shopwatch: store, engine (restored from its checkpoint), live runner, sources, web.
+
+``shopwatch run`` and ``shopwatch demo`` both build a :class:`Service`; the demo adds the
+traffic simulator as one more producer. :meth:`Service.stop` shuts down in the safe order:
+sources first (HTTP answers 503), then the runner drains what is queued, acks it and writes
+a last checkpoint, then the web server and the store close.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import structlog
+
+from shopwatch.config import Settings
+from shopwatch.contract import Alert
+from shopwatch.pipeline.build import build_engine
+from shopwatch.pipeline.live import LiveRunner
+from shopwatch.sources.base import ChunkQueue, SourceMetrics, SourceRunner
+from shopwatch.store import Store
+
+__all__ = ["Service", "ensure_web_token"]
+
+log = structlog.get_logger("shopwatch.service")
+
+CHECKPOINT = "engine"
+
+
+def ensure_web_token(settings: Settings) -> str:
+    """The web API token: from settings, else one generated and kept in the data folder (0600)."""
+    if settings.web.token is not None:
+        return settings.web.token.get_secret_value()
+    path = settings.data_dir / "web-token"
+    if path.is_file():
+        token = path.read_text(encoding="utf-8").strip()
+        if token:
+            return token
+    token = secrets.token_urlsafe(24)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_text(token + "\n", encoding="utf-8")
+    return token
+
+
+@dataclass
+class Service:
+    """Everything a live shopwatch runs, wired once."""
+
+    settings: Settings
+    with_sources: bool = True
+    with_web: bool = True
+    store: Store = field(init=False)
+    runner: LiveRunner = field(init=False)
+    newest: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=50))
+    web_url: str | None = None
+    token: str | None = None
+    _sources: SourceRunner | None = None
+    _web: Any = None
+    _producers: list[threading.Thread] = field(default_factory=list)
+    _stopping: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        settings = self.settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store.open(settings.store_url)
+        engine = build_engine(settings, live=True)
+        blob = self.store.load_checkpoint(CHECKPOINT)
+        if blob is not None:
+            try:
+                engine.restore(blob)
+                log.info("checkpoint_restored", events=engine.stats.events, bytes=len(blob))
+            except Exception:  # a snapshot from an older version must not block the start
+                log.exception("checkpoint_unreadable")
+        self.metrics = SourceMetrics()
+        queue = ChunkQueue(
+            max_chunks=1024,
+            max_lines=max(settings.sources.http.max_queued_events, settings.runtime.batch_max_events),
+            metrics=self.metrics,
+        )
+        self.runner = LiveRunner(
+            engine,
+            runtime=settings.runtime,
+            save_alerts=self.store.save_alerts,
+            checkpoint=lambda data: self.store.save_checkpoint(CHECKPOINT, data),
+            on_alerts=self._remember,
+            inbox=queue,
+            year=settings.year,
+            timezone=settings.timezone,
+        )
+
+    def _remember(self, alerts: pl.DataFrame) -> None:
+        for row in alerts.tail(50).iter_rows(named=True):
+            self.newest.appendleft(Alert.from_row(row).to_dict())
+
+    def _build_sources(self) -> list[Any]:
+        from shopwatch.sources.http import HttpSource
+        from shopwatch.sources.syslog import SyslogSource
+        from shopwatch.sources.tail import TailSource
+
+        settings = self.settings
+        queue = self.runner.inbox
+        found: list[Any] = []
+        if settings.sources.files:
+            found.append(TailSource.from_settings(settings, queue, self.metrics))
+        if settings.sources.syslog is not None:
+            found.append(SyslogSource.from_settings(settings.sources.syslog, queue, self.metrics))
+        if settings.sources.http.enabled:
+            found.append(HttpSource.from_settings(settings.sources.http, queue, self.metrics))
+        return found
+
+    def start(self) -> None:
+        """Start the runner, the sources and the web server."""
+        self.runner.start()
+        if self.with_sources:
+            sources = self._build_sources()
+            if sources:
+                self._sources = SourceRunner(sources, self.runner.inbox)
+                self._sources.start()
+        if self.with_web and self.settings.web.enabled:
+            from shopwatch.web.app import create_app, serve
+
+            self.token = ensure_web_token(self.settings)
+            app = create_app(self.store, token=self.token, stats=self.figures)
+            self._web = serve(app, host=self.settings.web.host, port=self.settings.web.port)
+            self.web_url = f"http://{self.settings.web.host}:{self._web.port}"
+        log.info("service_started", web=self.web_url)
+
+    def add_producer(self, target: Callable[[threading.Event], None], name: str) -> None:
+        """Run ``target(stop_event)`` in a thread until :meth:`stop` (the demo's simulator)."""
+        thread = threading.Thread(target=target, args=(self._stopping,), name=name, daemon=True)
+        self._producers.append(thread)
+        thread.start()
+
+    def figures(self) -> dict[str, Any]:
+        """Live runtime figures (for the terminal and ``/api/stats``)."""
+        return self.runner.figures()
+
+    def stop(self) -> None:
+        """Stop producers and sources, drain and checkpoint, close the web server and store."""
+        self._stopping.set()
+        for thread in self._producers:
+            thread.join(timeout=5)
+        if self._sources is not None:
+            self._sources.stop()
+        self.runner.stop()
+        if self._web is not None:
+            self._web.stop()
+        self.store.close()
+        log.info("service_stopped", events=self.runner.stats.events)
+
+    @property
+    def data_dir(self) -> Path:
+        """Where the database, offsets and token live."""
+        return self.settings.data_dir
