@@ -54,7 +54,14 @@ def test_every_api_route_needs_credentials(client: TestClient, method: str, path
 
 @pytest.mark.parametrize(
     "header",
-    [f"Bearer {TOKEN}x", f"Bearer {TOKEN[:-1]}", "Bearer ", f"Basic {TOKEN}", TOKEN, "Bearer wrong"],
+    [
+        f"Bearer {TOKEN}x",
+        f"Bearer {TOKEN[:-1]}",
+        "Bearer ",
+        f"Basic {TOKEN}",
+        TOKEN,
+        "Bearer wrong",
+    ],
 )
 def test_wrong_token_is_refused(client: TestClient, header: str) -> None:
     response = client.get("/api/alerts", headers={"Authorization": header})
@@ -163,7 +170,10 @@ def test_logout_clears_the_session(client: TestClient) -> None:
     _login(client)
     response = client.post("/logout", follow_redirects=False)
     assert response.status_code == 303
-    assert f'{COOKIE_NAME}=""' in response.headers["set-cookie"] or "Max-Age=0" in response.headers["set-cookie"]
+    assert (
+        f'{COOKIE_NAME}=""' in response.headers["set-cookie"]
+        or "Max-Age=0" in response.headers["set-cookie"]
+    )
     assert client.get("/api/alerts").status_code == 401
 
 

@@ -59,9 +59,7 @@ class JSONResponse(Response):
 
     def render(self, content: Any) -> bytes:
         """Serialize ``content``."""
-        return orjson.dumps(
-            content, option=orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS, default=str
-        )
+        return orjson.dumps(content, option=orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS, default=str)
 
 
 class BadRequest(Exception):
@@ -125,7 +123,9 @@ def _limit(params: Mapping[str, str], default: int = 100) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise BadRequest(f"limit={raw[:32]!r} is not a whole number; give 1 to {MAX_LIMIT}") from None
+        raise BadRequest(
+            f"limit={raw[:32]!r} is not a whole number; give 1 to {MAX_LIMIT}"
+        ) from None
     if not 1 <= value <= MAX_LIMIT:
         raise BadRequest(f"limit={value} is out of range; give 1 to {MAX_LIMIT}")
     return value
@@ -298,8 +298,8 @@ class Api:
             ]
             return error(
                 422,
-                "invalid feedback: send {\"verdict\": \"true_positive\" | \"false_positive\" | "
-                "\"benign\", \"note\": \"...\"}",
+                'invalid feedback: send {"verdict": "true_positive" | "false_positive" | '
+                '"benign", "note": "..."}',
                 problems=problems,
             )
         if await run_in_threadpool(self.store.alert, alert_id) is None:

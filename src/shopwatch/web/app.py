@@ -137,9 +137,13 @@ class _Pages:
             body += chunk
             if len(body) > _MAX_FORM:
                 return self._form("login form too large", status=413)
-        fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=8)
+        try:
+            fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=8)
+        except ValueError:
+            return self._form("the login form has too many fields", status=400)
         token = (fields.get("token") or [""])[0]
-        return self._login(request, token, (fields.get("analyst") or [None])[0])
+        analyst = (fields.get("analyst") or [""])[0]
+        return self._login(request, token, analyst)
 
     async def logout(self, request: Request) -> Response:
         """End the session (the cookie is cleared) and go back to the login form."""
@@ -169,7 +173,9 @@ class _Pages:
         return response
 
     def _form(self, message: str = "", status: int = 200) -> HTMLResponse:
-        notice = f'<p class="login-error" role="alert">{html.escape(message)}</p>' if message else ""
+        notice = (
+            f'<p class="login-error" role="alert">{html.escape(message)}</p>' if message else ""
+        )
         return HTMLResponse(_template("login.html").substitute(error=notice), status_code=status)
 
 
