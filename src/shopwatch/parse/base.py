@@ -3,13 +3,17 @@
 A parser turns a column of raw lines into a batch in the contract's columns plus the rejects:
 lines it could not read, each with its line number and a reason from a fixed set. Parsers
 never raise on bad input and never drop a line silently:
-``batch.height + rejects.height == len(lines)``.
+``batch.height + rejects.height + skipped == len(lines)``, where ``skipped`` counts the
+few lines that are format structure rather than data (the header line of a VPC flow log)
+and is 0 for every other format.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
+from pathlib import PurePath
 from enum import StrEnum
 from typing import Final
 
@@ -25,8 +29,10 @@ __all__ = [
     "Parsed",
     "RejectReason",
     "empty_rejects",
+    "event_id",
     "make_rejects",
     "register_format",
+    "source_name",
 ]
 
 
@@ -41,6 +47,7 @@ class RejectReason(StrEnum):
     BAD_FIELD = "bad_field"
     EMPTY = "empty"
     UNKNOWN_FORMAT = "unknown_format"
+    NO_DATA = "no_data"
 
 
 REJECT_SCHEMA: Final[dict[str, pl.DataType]] = {
@@ -73,11 +80,35 @@ def make_rejects(
 
 @dataclass(frozen=True, slots=True)
 class ParseContext:
-    """Where lines come from: ``source`` names the file (``-`` for stdin)."""
+    """Where lines come from: ``source`` names the file (``-`` for stdin).
+
+    ``year`` and ``timezone`` only matter for timestamps that lack them (RFC 3164 syslog):
+    ``year`` puts every such line in that year; without it each line takes the year that
+    places it at or before ``reference`` (the file's modification time; the wall clock
+    when that is ``None`` too), so a December line in a file written in January belongs
+    to the previous year.
+    """
 
     source: str = "-"
     year: int | None = None
     timezone: str = "UTC"
+    reference: datetime | None = None
+
+
+def source_name(ctx: ParseContext) -> str:
+    """The file name events are identified by: the base name of ``ctx.source``, ``-`` for stdin.
+
+    >>> source_name(ParseContext(source="/var/log/nginx/access.log"))
+    'access.log'
+    """
+    if ctx.source in ("", "-"):
+        return "-"
+    return PurePath(ctx.source).name or ctx.source
+
+
+def event_id(ctx: ParseContext) -> pl.Expr:
+    """``"<file name>:<line number>"`` from the ``line_no`` column (the contract's default id)."""
+    return pl.concat_str(pl.lit(source_name(ctx) + ":"), pl.col("line_no").cast(pl.String))
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +117,9 @@ class Parsed:
 
     batch: pl.DataFrame
     rejects: pl.DataFrame
+    #: Lines that are neither events nor rejects (a VPC flow log header line), so that
+    #: ``batch.height + rejects.height + skipped == lines in``.
+    skipped: int = 0
 
 
 #: A parser takes a frame with ``line`` (String) and ``line_no`` (Int64, 1-based).
