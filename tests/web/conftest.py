@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
@@ -177,6 +178,17 @@ def sample_alerts(now: datetime = NOW) -> list[Alert]:
             details={"pages": 4210},
         ),
     ]
+
+
+@pytest.fixture(autouse=True)
+def _default_logging() -> Iterator[None]:
+    """structlog's defaults: another test may have bound logging to a stream closed since."""
+    saved = structlog.get_config()
+    structlog.reset_defaults()
+    try:
+        yield
+    finally:
+        structlog.configure(**saved)
 
 
 @pytest.fixture()

@@ -11,6 +11,7 @@
   const state = {
     alerts: new Map(), // id -> alert (contract JSON)
     shown: new Set(), // ids rendered at least once (new ones flash)
+    loaded: false, // the first answer of this filter setting is rendered
     verdicts: new Map(), // id -> verdict given in this page
     newest: null, // newest @timestamp seen (RFC 3339 string)
     selected: null,
@@ -103,7 +104,7 @@
   function row(alert) {
     const id = alert["alert.id"];
     const tr = el("tr", { "data-id": id, tabindex: "0" });
-    if (!state.shown.has(id) && state.shown.size > 0) tr.classList.add("fresh");
+    if (state.loaded && !state.shown.has(id)) tr.classList.add("fresh");
     if (id === state.selected) tr.classList.add("selected");
 
     const [day, time] = splitTime(alert["@timestamp"]);
@@ -143,6 +144,7 @@
     for (const alert of list) body.append(row(alert));
     $("alert-rows").replaceChildren(body);
     for (const alert of list) state.shown.add(alert["alert.id"]);
+    state.loaded = true;
     $("empty").hidden = list.length > 0;
     const f = filters();
     const filtered = f.category || f.severity || f.entity;
@@ -231,6 +233,7 @@
     state.generation += 1;
     state.alerts.clear();
     state.shown.clear();
+    state.loaded = false;
     state.newest = null;
     state.ticks = 0;
     window.clearTimeout(state.timer);
