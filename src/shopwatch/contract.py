@@ -114,6 +114,8 @@ EVENT_SCHEMA: Final[dict[str, pl.DataType]] = {
     "threat.indicator.matched": _S,
     "threat.indicator.confidence": _I,
     "source.reputation": _I,
+    # Names of the YARA rules that matched http.request.body.content, comma-joined.
+    "threat.yara.rules": _S,
     "url.original": _S,
     "url.path": _S,
     "url.query": _S,

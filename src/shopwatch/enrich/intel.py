@@ -194,7 +194,7 @@ def _noisy_or(confidences: Iterable[int]) -> int:
     keep = 1.0
     for conf in confidences:
         keep *= 1.0 - conf / 100.0
-    return int(round(100.0 * (1.0 - keep)))
+    return round(100.0 * (1.0 - keep))
 
 
 def flatten_ranges(
@@ -344,8 +344,8 @@ def parse_ips(values: pl.Series, *, match_private: bool = False) -> tuple[np.nda
             elif parsed is not None:
                 v6[at], is_v6[at] = parsed, True
     if not match_private and is_v4.any():
-        at = np.searchsorted(_V4_SPECIAL_LO, v4, side="right").astype(np.int64) - 1
-        special = (at >= 0) & (v4 <= _V4_SPECIAL_HI[np.maximum(at, 0)])
+        pos = np.searchsorted(_V4_SPECIAL_LO, v4, side="right").astype(np.int64) - 1
+        special = (pos >= 0) & (v4 <= _V4_SPECIAL_HI[np.maximum(pos, 0)])
         is_v4 &= ~special
     return v4, is_v4, v6, is_v6
 

@@ -82,10 +82,7 @@ def _indicator(record: dict[str, str]) -> Indicator | None:
     hint = _HINTS[column]
     if column == "ioc_value":
         ioc_type = record.get("ioc_type", "").lower()
-        if ioc_type.endswith("_hash"):
-            hint = "hash"
-        else:
-            hint = _IOC_HINTS.get(ioc_type)
+        hint = "hash" if ioc_type.endswith("_hash") else _IOC_HINTS.get(ioc_type)
         if ioc_type == "ip:port" and value.count(":") == 1:
             value = value.split(":", 1)[0]
     found = classify(value, hint=hint)
