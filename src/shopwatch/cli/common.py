@@ -28,6 +28,20 @@ def settings_from(config: Path | None, **flags: Any) -> Settings:
         fail(str(err))
 
 
+class _Stderr:
+    """Writes to whatever ``sys.stderr`` is at the time (it may be replaced after setup)."""
+
+    def write(self, text: str) -> int:
+        import sys
+
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        import sys
+
+        sys.stderr.flush()
+
+
 def setup_logging(level: str = "warning", as_json: bool = False) -> None:
     """structlog on stderr (stdout carries data): readable on a terminal, JSON in services."""
     import logging
@@ -49,7 +63,7 @@ def setup_logging(level: str = "warning", as_json: bool = False) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=numeric, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
