@@ -1,1 +1,32 @@
-"""sim stage."""
+"""Shop traffic simulator: benign traffic, attack campaigns and look-alikes with ground truth.
+
+Deterministic for a seed, in event time. :func:`simulate` writes a run to files,
+:class:`LiveFeed` produces lines step by step for demos, :func:`write_access_log` makes large
+access logs fast for benchmarks.
+"""
+
+from shopwatch.sim.campaigns import KINDS, Campaign, CampaignKind
+from shopwatch.sim.engine import (
+    DEFAULT_START,
+    FILES,
+    LiveFeed,
+    PlannedCampaign,
+    SimulationResult,
+    Simulator,
+    plan_campaigns,
+    simulate,
+)
+
+__all__ = [
+    "DEFAULT_START",
+    "FILES",
+    "KINDS",
+    "Campaign",
+    "CampaignKind",
+    "LiveFeed",
+    "PlannedCampaign",
+    "SimulationResult",
+    "Simulator",
+    "plan_campaigns",
+    "simulate",
+]

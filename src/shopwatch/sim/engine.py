@@ -1,0 +1,329 @@
+"""The simulator in event time: :class:`Simulator` (step by step), :class:`LiveFeed` (endless,
+for demos) and :func:`simulate` (write a run to files). All three share one code path.
+
+Time is cut into minutes from the start. When a caller asks for the lines up to some moment,
+every minute that starts before it is *planned* (the sessions, background and campaigns
+starting in it are generated whole, from a random stream derived from the seed and the
+minute's index), every minute that ended by then is *closed* (its application metrics and
+VPC flow records are built from its counters), and the queued lines older than the moment
+are released in event-time order. So the output depends on the seed and the schedule only,
+never on how finely a caller slices time, and never on the wall clock.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import structlog
+
+from shopwatch.errors import ConfigError
+from shopwatch.sim.campaigns import KINDS, Campaign, generate, tr_base_rate
+from shopwatch.sim.emit import FORMATS, VPCFLOW_HEADER, Out, Sink, p95, render_vpcflow
+from shopwatch.sim.world import Shop, build_shop
+from shopwatch.sim.traffic import Traffic
+
+__all__ = [
+    "DEFAULT_START",
+    "FILES",
+    "LiveFeed",
+    "PlannedCampaign",
+    "SimulationResult",
+    "Simulator",
+    "plan_campaigns",
+    "simulate",
+]
+
+log = structlog.get_logger(__name__)
+
+#: Start of a run when none is given (a Tuesday morning, UTC).
+DEFAULT_START: Final = datetime(2025, 6, 3, 8, 0, tzinfo=UTC)
+#: Output file of each format.
+FILES: Final[dict[str, str]] = {
+    "nginx": "access.log",
+    "ecs": "events.ndjson",
+    "syslog": "auth.log",
+    "vpcflow": "vpcflow.log",
+}
+_CUSTOMER_SHARE: Final = 0.55
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedCampaign:
+    """A campaign to run: its kind, start (epoch seconds) and duration in minutes."""
+
+    kind: str
+    start: float
+    minutes: float
+
+
+def _ts(value: datetime | float) -> float:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ConfigError(f"{value.isoformat()} has no time zone; give an aware datetime (UTC)")
+        return value.timestamp()
+    return float(value)
+
+
+def plan_campaigns(
+    seed: int, start: datetime | float, minutes: float, kinds: Sequence[str] | None = None
+) -> list[PlannedCampaign]:
+    """A schedule with every kind at least once (once per six hours), spread over the run.
+
+    Durations are the kinds' natural ones, shortened to fit short runs (at most 60 % of the
+    run, at least two minutes); the office NAT covers the run (up to a working day).
+    """
+    chosen = list(KINDS) if kinds is None else list(kinds)
+    unknown = [k for k in chosen if k not in KINDS]
+    if unknown:
+        raise ConfigError(f"unknown campaign kind(s) {', '.join(unknown)}; known: {', '.join(KINDS)}")
+    if minutes <= 0:
+        raise ConfigError(f"a run needs a positive number of minutes, not {minutes}")
+    t0 = _ts(start)
+    rng = np.random.default_rng([seed, 5])
+    reps = max(1, int(minutes // 360))
+    items = [k for k in chosen for _ in range(reps)]
+    rng.shuffle(items)
+    plans: list[PlannedCampaign] = []
+    for i, kind in enumerate(items):
+        lo, hi = KINDS[kind].minutes
+        if kind == "corporate_nat":
+            dur = min(float(rng.uniform(lo, hi)), minutes / reps)
+            begin = (i % reps) * minutes / reps if reps > 1 else 0.0
+            begin = min(begin, minutes - dur)
+        else:
+            dur = min(float(rng.uniform(lo, hi)), max(2.0, 0.6 * minutes))
+            dur = min(dur, minutes)
+            slot = minutes / len(items)
+            begin = min(i * slot + float(rng.uniform(0, slot)), minutes - dur)
+        plans.append(PlannedCampaign(kind, t0 + round(max(begin, 0.0) * 60, 3), round(dur, 3)))
+    plans.sort(key=lambda p: (p.start, p.kind))
+    return plans
+
+
+def _live_schedule(seed: int, start: float) -> Iterator[PlannedCampaign]:
+    """Endless demo schedule: an attack within the first minute, then one every few minutes."""
+    rng = np.random.default_rng([seed, 6])
+    attacks = [k for k, v in KINDS.items() if not v.benign]
+    first = ["vuln_scanner", "brute_force", "sqli_probe", "credential_stuffing"]
+    hour = 0
+    while True:
+        h0 = start + hour * 3600
+        block = [PlannedCampaign("corporate_nat", h0, 60.0),
+                 PlannedCampaign("search_crawler", h0 + 90, float(rng.uniform(15, 30)))]
+        t = h0 + (15.0 if hour == 0 else float(rng.uniform(60, 180)))
+        k = 0
+        order = list(rng.permutation(attacks))
+        while t < h0 + 3600:
+            if hour == 0 and k < len(first):
+                kind = first[k]
+            elif k % 4 == 3:
+                kind = str(rng.choice(["flash_sale", "forgetful_customer", "forgetful_customer"]))
+            else:
+                kind = str(order[k % len(order)])
+            dur = float(rng.uniform(2.5, 6.0)) if kind != "flash_sale" else float(rng.uniform(8, 15))
+            block.append(PlannedCampaign(kind, t, dur))
+            t += float(rng.uniform(60, 200))
+            k += 1
+        yield from sorted(block, key=lambda p: p.start)
+        hour += 1
+
+
+class Simulator:
+    """A shop producing raw log lines in event time; advance it with :meth:`tick`.
+
+    ``campaigns`` must be sorted by start and may be endless (it is read lazily). Lines at
+    or after ``end`` are never produced.
+    """
+
+    def __init__(
+        self,
+        start: datetime | float = DEFAULT_START,
+        *,
+        seed: int = 0,
+        customers: int = 5000,
+        campaigns: Iterable[PlannedCampaign] = (),
+        end: datetime | float | None = None,
+        shop: Shop | None = None,
+    ) -> None:
+        if customers < 50:
+            raise ConfigError(f"a shop needs at least 50 customers, not {customers}")
+        self.seed = seed
+        self.origin = _ts(start)
+        self.sink = Sink(seed, self.origin)
+        if end is not None:
+            self.sink.horizon = _ts(end)
+        self.shop = shop if shop is not None else build_shop(seed, customers)
+        self.traffic = Traffic(self.shop)
+        self._planned = iter(campaigns)
+        self._peek: PlannedCampaign | None = next(self._planned, None)
+        self._next_chunk = 0
+        self._next_close = 0
+        self.campaigns: list[Campaign] = []
+        self.now = self.origin
+
+    @property
+    def ground_truth(self) -> list[dict[str, Any]]:
+        """The campaigns started so far, as ground-truth records."""
+        return [c.to_dict() for c in self.campaigns]
+
+    def tick(self, until: datetime | float) -> dict[str, list[str]]:
+        """Lines with event time in [previous ``until``, ``until``), per format, oldest first.
+
+        Formats are ``nginx``, ``ecs``, ``syslog`` and ``vpcflow``. VPC flow records and
+        metric samples of a minute come once the minute has ended (as real exporters do).
+        """
+        u = _ts(until)
+        while self.origin + 60.0 * self._next_chunk < u:
+            self._plan_minute(self._next_chunk)
+            self._next_chunk += 1
+        while self.origin + 60.0 * (self._next_close + 1) <= u:
+            self._close_minute(self._next_close)
+            self._next_close += 1
+        self.now = max(self.now, u)
+        return self.sink.release(u)
+
+    # ------------------------------------------------------------------ planning
+
+    def _plan_minute(self, k: int) -> None:
+        t0 = self.origin + 60.0 * k
+        rng = np.random.default_rng([self.seed, 1, k])
+        out = Out(self.sink, f"chunk:{k}")
+        shop, traffic = self.shop, self.traffic
+        rate = tr_base_rate(shop) * shop.rate_at(t0) * float(rng.lognormal(0.0, 0.12))
+        n = int(rng.poisson(rate))
+        for ts in np.sort(rng.uniform(t0, t0 + 60.0, n)):
+            if rng.random() < _CUSTOMER_SHARE:
+                visitor = traffic.visitor_for(rng, shop.pick_customer(rng, float(ts)))
+            else:
+                visitor = traffic.anonymous(rng)
+            traffic.session(out, rng, float(ts), visitor)
+        traffic.minute(out, rng, t0, rate)
+        while self._peek is not None and self._peek.start < t0 + 60.0:
+            plan = self._peek
+            self._peek = next(self._planned, None)
+            self._start_campaign(plan)
+
+    def _start_campaign(self, plan: PlannedCampaign) -> None:
+        index = len(self.campaigns)
+        campaign = Campaign(
+            id=f"c{index + 1:03d}-{plan.kind}", kind=plan.kind, start=plan.start,
+            end=plan.start + plan.minutes * 60.0,
+        )
+        rng = np.random.default_rng([self.seed, 2, index])
+        generate(Out(self.sink, f"campaign:{index}"), rng, campaign, self.shop, self.traffic)
+        self.campaigns.append(campaign)
+        log.debug("campaign_generated", id=campaign.id, kind=plan.kind, **{
+            k: v for k, v in campaign.params.items() if isinstance(v, int | float | str)})
+
+    def _close_minute(self, m: int) -> None:
+        t0 = self.origin + 60.0 * m
+        stats = self.sink.pop_minute(m)
+        out = Out(self.sink, f"minute:{m}")
+        at = t0 + 59.999
+        metrics = {
+            ("storefront", "http.requests"): float(stats.requests),
+            ("storefront", "http.latency.p95_ms"): round(p95(stats.rts) * 1000, 1),
+            ("storefront", "http.error_rate"): round(stats.errors / stats.requests, 4) if stats.requests else 0.0,
+            ("storefront", "http.client_error_rate"): round(stats.client_errors / stats.requests, 4) if stats.requests else 0.0,
+            ("storefront", "orders.per_min"): float(stats.orders),
+            ("storefront", "orders.revenue"): round(stats.revenue, 2),
+            ("storefront", "auth.login_failure_rate"): round(stats.login_failures / stats.logins, 4) if stats.logins else 0.0,
+            ("payments", "payments.per_min"): float(stats.payments),
+            ("payments", "payments.decline_rate"): round(stats.declines / stats.payments, 4) if stats.payments else 0.0,
+        }
+        for (service, name), value in metrics.items():
+            out.ecs(at, {
+                "event.dataset": "apm.metric", "event.kind": "metric", "event.action": "sample",
+                "service.name": service, "host.name": "web-1" if service == "storefront" else "app-1",
+                "shop.metric.name": name, "shop.metric.value": value,
+            })
+        start, end = int(t0), int(t0) + 60
+        for (eni, src, dst, dport, proto, action), (packets, nbytes, sport) in sorted(stats.flows.items()):
+            self.sink.push(t0, "vpcflow", render_vpcflow(eni, src, dst, sport, dport, proto, packets, nbytes, start, end, action))
+            if action == "ACCEPT" and dport in (22, 443) and not src.startswith("10."):
+                # the replies, as the flow log records them (one record per direction)
+                self.sink.push(t0, "vpcflow", render_vpcflow(
+                    eni, dst, src, dport, sport, proto, max(packets - 2, 1), nbytes * 4 if dport == 443 else nbytes,
+                    start, end, action))
+
+
+class LiveFeed(Simulator):
+    """An endless simulator for demos: an attack within the first minute, then every few.
+
+    Call :meth:`tick` with the event time to produce up to (e.g. start + elapsed wall time);
+    :attr:`ground_truth` lists the campaigns started so far.
+    """
+
+    def __init__(self, start: datetime | float, *, seed: int = 0, customers: int = 2000) -> None:
+        super().__init__(start, seed=seed, customers=customers, campaigns=_live_schedule(seed, _ts(start)))
+
+
+@dataclass(slots=True)
+class SimulationResult:
+    """What :func:`simulate` wrote."""
+
+    out_dir: Path
+    files: dict[str, Path]
+    lines: dict[str, int]
+    campaigns: list[dict[str, Any]]
+    start: datetime
+    end: datetime
+    ground_truth: Path = field(default_factory=Path)
+
+
+def simulate(
+    out_dir: Path | str,
+    minutes: float,
+    seed: int = 0,
+    *,
+    start: datetime = DEFAULT_START,
+    customers: int = 5000,
+    campaigns: Sequence[str] | None = None,
+    step_s: float = 60.0,
+) -> SimulationResult:
+    """Write ``minutes`` of shop traffic from ``start`` into ``out_dir``.
+
+    Files: ``access.log`` (nginx combined + request time), ``events.ndjson`` (ECS),
+    ``auth.log`` (RFC 3164 sshd), ``vpcflow.log`` (v2, with header) and
+    ``ground_truth.json`` (one record per campaign). ``campaigns`` lists kinds (default:
+    all of :data:`KINDS`; empty: none). Same arguments, same bytes.
+    """
+    directory = Path(out_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    t0 = _ts(start)
+    t_end = t0 + minutes * 60.0
+    plans = plan_campaigns(seed, t0, minutes, campaigns) if (campaigns is None or campaigns) else []
+    sim = Simulator(t0, seed=seed, customers=customers, campaigns=plans, end=t_end)
+    paths = {fmt: directory / name for fmt, name in FILES.items()}
+    counts = dict.fromkeys(FORMATS, 0)
+    handles = {fmt: path.open("w", encoding="utf-8", newline="\n") for fmt, path in paths.items()}
+    try:
+        handles["vpcflow"].write(VPCFLOW_HEADER + "\n")
+        t = t0
+        while t < t_end:
+            t = min(t + step_s, t_end)
+            for fmt, lines in sim.tick(t).items():
+                if lines:
+                    handles[fmt].write("\n".join(lines) + "\n")
+                    counts[fmt] += len(lines)
+            log.debug("simulate_step", until=t, **counts)
+    finally:
+        for handle in handles.values():
+            handle.close()
+    truth = sim.ground_truth
+    truth_path = directory / "ground_truth.json"
+    truth_path.write_text(json.dumps(truth, indent=2) + "\n", encoding="utf-8")
+    log.info("simulation_written", out_dir=str(directory), campaigns=len(truth), **counts)
+    return SimulationResult(
+        out_dir=directory, files=paths, lines=counts, campaigns=truth,
+        start=datetime.fromtimestamp(t0, UTC), end=datetime.fromtimestamp(t_end, UTC),
+        ground_truth=truth_path,
+    )
+
+
