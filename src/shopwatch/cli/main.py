@@ -33,6 +33,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "run",
     "rules",
     "db",
+    "intel",
 )
 
 

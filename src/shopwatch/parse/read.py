@@ -1,0 +1,130 @@
+"""Lines of a plain file, a gzip file or standard input, as frames of ``line`` and ``line_no``.
+
+Files are read in big blocks of bytes and split on ``\\n`` (a trailing ``\\r`` is dropped);
+a block that is valid UTF-8 is decoded in one call, and only in a block that is not does
+each line get its own decoding: UTF-8 when it is valid, Latin-1 otherwise (so one bad
+byte changes one line, never the file). Gzip is recognised by its magic bytes, whatever
+the file is called. A final line without a newline is a line; a final newline does not
+start an empty one.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+import polars as pl
+
+__all__ = ["BLOCK_BYTES", "LINES_SCHEMA", "file_mtime", "file_year_hint", "iter_chunks", "lines_frame"]
+
+#: Bytes read per call; big enough that per-block overhead vanishes.
+BLOCK_BYTES = 8 << 20
+LINES_SCHEMA: dict[str, pl.DataType] = {"line": pl.String(), "line_no": pl.Int64()}
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _decode_line(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def _decode(block: bytes) -> list[str]:
+    """Lines of ``block`` (no separators): UTF-8, else Latin-1, line by line."""
+    try:
+        text = block.decode("utf-8")
+    except UnicodeDecodeError:
+        lines = [_decode_line(raw) for raw in block.split(b"\n")]
+    else:
+        lines = text.split("\n")
+    if b"\r" in block:
+        lines = [line[:-1] if line.endswith("\r") else line for line in lines]
+    return lines
+
+
+def lines_frame(lines: list[str], first_line_no: int = 1) -> pl.DataFrame:
+    """A ``line``/``line_no`` frame numbering ``lines`` from ``first_line_no``."""
+    return pl.DataFrame(
+        {"line": pl.Series(lines, dtype=pl.String), "line_no": pl.int_range(0, len(lines), eager=True)},
+        schema=LINES_SCHEMA,
+    ).with_columns(pl.col("line_no") + first_line_no)
+
+
+def _open(path: str | Path) -> tuple[BinaryIO, BinaryIO | None]:
+    """The byte stream of ``path`` (``-``: standard input), gunzipped when it starts with the
+    gzip magic; and the file to close afterwards (``None`` for standard input)."""
+    if str(path) == "-":
+        raw: BinaryIO = sys.stdin.buffer
+        owned = None
+    else:
+        raw = open(path, "rb")  # noqa: SIM115 - closed by iter_chunks
+        owned = raw
+    buffered: BinaryIO = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
+    if buffered.peek(2)[:2] == _GZIP_MAGIC:  # type: ignore[attr-defined]
+        return gzip.GzipFile(fileobj=buffered, mode="rb"), owned  # type: ignore[return-value]
+    return buffered, owned
+
+
+def iter_chunks(path: str | Path, chunk_lines: int = 200_000) -> Iterator[pl.DataFrame]:
+    """Frames of at most ``chunk_lines`` lines (``line`` String, ``line_no`` Int64 from 1).
+
+    An empty file yields nothing. Standard input (``-``) is read until end of file.
+    """
+    if chunk_lines < 1:
+        raise ValueError("chunk_lines must be at least 1")
+    stream, owned = _open(path)
+    pending: list[str] = []
+    carry = b""
+    next_no = 1
+    try:
+        while True:
+            block = stream.read(BLOCK_BYTES)
+            if not block:
+                break
+            block = carry + block
+            cut = block.rfind(b"\n")
+            if cut < 0:
+                carry = block
+                continue
+            carry = block[cut + 1 :]
+            pending.extend(_decode(block[:cut]))
+            while len(pending) >= chunk_lines:
+                yield lines_frame(pending[:chunk_lines], next_no)
+                next_no += chunk_lines
+                del pending[:chunk_lines]
+        if carry:
+            pending.extend(_decode(carry))
+        while pending:
+            part = pending[:chunk_lines]
+            yield lines_frame(part, next_no)
+            next_no += len(part)
+            del pending[:chunk_lines]
+    finally:
+        if owned is not None:
+            owned.close()
+
+
+def file_mtime(path: str | Path) -> datetime | None:
+    """The modification time of ``path`` (UTC), ``None`` for standard input or a missing file."""
+    if str(path) == "-":
+        return None
+    try:
+        return datetime.fromtimestamp(Path(path).stat().st_mtime, tz=UTC)
+    except OSError:
+        return None
+
+
+def file_year_hint(path: str | Path) -> int | None:
+    """The year of the file's modification time: where RFC 3164 dates of that file end.
+
+    ``None`` for standard input or a missing file. Dates after the modification time
+    belong to the year before; :func:`shopwatch.parse.syslog.resolve_year` applies that.
+    """
+    mtime = file_mtime(path)
+    return mtime.year if mtime else None
