@@ -165,10 +165,8 @@ def _credential_stuffing(out: Out, rng: np.random.Generator, c: Campaign, shop: 
             total += 1
             ua = uas[int(rng.integers(0, len(uas)))]
             v = Visitor(ip, ua, _bot_device(rng), False, None, "HTTP/1.1")
-            if rng.random() < known_share:
-                cust = shop.customers[int(rng.integers(0, len(shop.customers)))]
-                if cust.email in used:
-                    continue
+            cust = shop.customers[int(rng.integers(0, len(shop.customers)))]
+            if rng.random() < known_share and cust.email not in used:
                 used.add(cust.email)
                 ok = rng.random() < success_rate / known_share
                 emit_login(out, float(ts), v, cust.email, cust.user_id, ok, None if ok else "bad_password",
@@ -182,7 +180,7 @@ def _credential_stuffing(out: Out, rng: np.random.Generator, c: Campaign, shop: 
                 last = str(rng.choice(data.LAST_NAMES["en"] + data.LAST_NAMES["de"])).replace("-", "")
                 email = f"{first}{rng.choice(['.', '', '_'])}{last}{int(rng.integers(1, 9999))}@{rng.choice(data.LEAKED_EMAIL_DOMAINS)}"
                 if email in shop.by_email:
-                    continue
+                    email = "x" + email
                 emit_login(out, float(ts), v, email, None, False, "unknown_user", _sid(rng), rt=float(rng.uniform(0.08, 0.2)))
     c.entities = {"source.ip": ips, "user.name": compromised}
     c.params = {"ips": n_ips, "attempts": total, "known_share": round(known_share, 3),
@@ -351,7 +349,7 @@ def _card_testing(out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, t
                     SITE + "/checkout", ua, ms / 1000 + 0.04, "HTTP/1.1")
             tr.vendor(out, rng, t, "stripe", "POST", "/v1/payment_intents", 200 if ok else 402, ms)
             out.ecs(t, {
-                "event.dataset": "shop.payment", "event.kind": "event", "event.category": ["payment"],
+                "event.dataset": "shop.payment", "event.kind": "event", "event.category": "payment",
                 "event.action": "authorize", "event.outcome": "success" if ok else "failure",
                 "event.reason": code, "source.ip": ip, "user.name": email, "user_agent.original": ua,
                 "shop.session.id": sid, "shop.device.id": dev, "shop.payment.amount": amount,

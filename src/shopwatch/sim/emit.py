@@ -169,6 +169,12 @@ class Sink:
         self._seq += 1
         heapq.heappush(self._heap, (ts, self._seq, fmt, line))
 
+    def drain(self) -> list[tuple[float, str, str]]:
+        """Every queued line as ``(time, format, line)``, oldest first; empties the queue."""
+        heap, self._heap = self._heap, []
+        heap.sort()
+        return [(ts, fmt, line) for ts, _, fmt, line in heap]
+
     def minute(self, ts: float) -> _Minute:
         """The counters of the minute holding ``ts``."""
         return self._minutes[int((ts - self.origin) // 60)]

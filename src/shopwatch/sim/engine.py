@@ -75,7 +75,7 @@ def plan_campaigns(
 ) -> list[PlannedCampaign]:
     """A schedule with every kind at least once (once per six hours), spread over the run.
 
-    Durations are the kinds' natural ones, shortened to fit short runs (at most 60 % of the
+    Durations are the kinds' natural ones, shortened to fit short runs (at most half the
     run, at least two minutes); the office NAT covers the run (up to a working day).
     """
     chosen = list(KINDS) if kinds is None else list(kinds)
@@ -97,7 +97,7 @@ def plan_campaigns(
             begin = (i % reps) * minutes / reps if reps > 1 else 0.0
             begin = min(begin, minutes - dur)
         else:
-            dur = min(float(rng.uniform(lo, hi)), max(2.0, 0.6 * minutes))
+            dur = min(float(rng.uniform(lo, hi)), max(2.0, 0.5 * minutes))
             dur = min(dur, minutes)
             slot = minutes / len(items)
             begin = min(i * slot + float(rng.uniform(0, slot)), minutes - dur)

@@ -83,7 +83,7 @@ def emit_login(
     status = 302 if ok else 401
     out.web(ts, v.ip, "POST", "/login", status, 0 if ok else 1843, referrer, v.ua, rt, v.proto)
     out.ecs(ts, {
-        "event.dataset": "shop.auth", "event.kind": "event", "event.category": ["authentication"],
+        "event.dataset": "shop.auth", "event.kind": "event", "event.category": "authentication",
         "event.action": "login", "event.outcome": "success" if ok else "failure",
         "event.reason": reason, "source.ip": v.ip, "user.name": email,
         "user.id": user_id if ok or reason == "bad_password" else None,
@@ -104,7 +104,7 @@ def emit_api_form(
     """
     out.web(ts, v.ip, "POST", path, status, 96 if status < 300 else 412, referrer, v.ua, rt, v.proto)
     out.ecs(ts, {
-        "event.dataset": "http.access", "event.kind": "event", "event.category": ["web"],
+        "event.dataset": "http.access", "event.kind": "event", "event.category": "web",
         "event.action": "request", "event.outcome": "success" if status < 400 else "failure",
         "source.ip": v.ip, "user_agent.original": v.ua, "url.original": path, "url.path": path,
         "http.request.method": "POST", "http.request.body.content": body,
@@ -175,7 +175,7 @@ class Traffic:
         domain, address = _VENDORS[vendor]
         req, resp = int(rng.integers(300, 2400)), int(rng.integers(200, 4000))
         out.ecs(ts, {
-            "event.dataset": "vendor.api", "event.kind": "event", "event.category": ["web"],
+            "event.dataset": "vendor.api", "event.kind": "event", "event.category": "web",
             "event.action": "request", "event.outcome": "success" if status < 400 else "failure",
             "event.duration": int(ms * 1_000_000), "source.ip": APP_IP, "destination.ip": address,
             "destination.port": 443, "destination.domain": domain, "url.domain": domain,
@@ -233,7 +233,7 @@ class Traffic:
     @staticmethod
     def _auth_fields(action: str, outcome: str, v: Visitor, c: Customer, session: str) -> dict[str, Any]:
         return {
-            "event.dataset": "shop.auth", "event.kind": "event", "event.category": ["authentication"],
+            "event.dataset": "shop.auth", "event.kind": "event", "event.category": "authentication",
             "event.action": action, "event.outcome": outcome, "source.ip": v.ip,
             "user.name": c.email, "user.id": c.user_id, "user_agent.original": v.ua,
             "shop.session.id": session, "shop.device.id": v.device_id, "service.name": "storefront",
@@ -387,7 +387,7 @@ class Traffic:
         out.web(t, v.ip, "POST", f"/account/{action.replace('_', '-')}", 302, 0, SITE + "/account", v.ua,
                 _lognormal(rng, 0.09, 0.4), v.proto)
         out.ecs(t, {
-            "event.dataset": "shop.account", "event.kind": "event", "event.category": ["iam"],
+            "event.dataset": "shop.account", "event.kind": "event", "event.category": "iam",
             "event.action": action, "event.outcome": "success", "source.ip": v.ip,
             "user.name": c.email, "user.id": c.user_id, "user_agent.original": v.ua,
             "shop.session.id": sid, "shop.device.id": v.device_id, "service.name": "storefront",
@@ -478,7 +478,7 @@ class Traffic:
     def _payment(base: dict[str, Any], action: str, ok: bool, code: str | None, amount: float,
                  currency: str, card: Card, order_id: str, billing: str) -> dict[str, Any]:
         return {
-            **base, "event.dataset": "shop.payment", "event.kind": "event", "event.category": ["payment"],
+            **base, "event.dataset": "shop.payment", "event.kind": "event", "event.category": "payment",
             "event.action": action, "event.outcome": "success" if ok else "failure",
             "event.reason": code, "shop.payment.amount": amount, "shop.payment.currency": currency,
             "shop.payment.method": "card", "shop.payment.card.bin": card.bin,
@@ -523,7 +523,7 @@ class Traffic:
         records = {"search": int(rng.integers(1, 25)), "bulk_read": int(rng.integers(20, 300)),
                    "export": int(rng.integers(100, 2500))}[action]
         out.ecs(t, {
-            "event.dataset": "shop.data_access", "event.kind": "event", "event.category": ["database"],
+            "event.dataset": "shop.data_access", "event.kind": "event", "event.category": "database",
             "event.action": action, "event.outcome": "success", "source.ip": self.staff_ip,
             "user.name": staff.email, "user.id": staff.user_id, "user.roles": staff.role,
             "shop.data.object": obj, "shop.data.records": records, "service.name": "backoffice",
