@@ -58,9 +58,7 @@ def nginx_time(ts: float) -> str:
 def iso_ms(ts: float) -> str:
     """RFC 3339 with milliseconds and ``Z``: ``2025-06-03T08:00:01.234Z``."""
     whole = int(ts // 1)
-    ms = int(round((ts - whole) * 1000))
-    if ms == 1000:
-        whole, ms = whole + 1, 0
+    ms = min(int((ts - whole) * 1000), 999)  # truncated, like the access log's seconds
     t = time.gmtime(whole)
     return (
         f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:"
