@@ -71,6 +71,14 @@ def parse_pattern(pattern: str) -> list[Indicator] | None:
         at = found.end()
         kind = found.lastgroup or ""
         tokens.append((kind, found.group(kind)))
+    depth = 0
+    for kind, value in tokens:
+        if kind == "punct":
+            depth += 1 if value in "[(" else -1
+            if depth < 0:
+                return None
+    if depth != 0 or not tokens or tokens[0] != ("punct", "["):
+        return None
     out: list[Indicator] = []
     expect_comparison = True
     i = 0
