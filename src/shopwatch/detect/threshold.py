@@ -271,7 +271,7 @@ class ThresholdDetector:
                 pl.col("event.id").drop_nulls().head(MAX_EVENT_IDS).alias("event.ids"),
                 pl.col("_v").drop_nulls().unique(maintain_order=True).head(20).alias("_examples"),
             )
-            .sort([*keys, "_c"])
+            .sort(["_c", *keys])
         )
         fired_new = pl.DataFrame(
             [(*key, at) for key, at in last_fired.items()],
