@@ -744,7 +744,7 @@ class FeedManager:
         if self._index.next_expiry is not None:
             due.append(self._index.next_expiry)
         wake = min(due, default=now + _EXPIRY_CHECK)
-        return min(max((wake - now).total_seconds(), 1.0), _EXPIRY_CHECK.total_seconds())
+        return min(max((wake - now).total_seconds(), 0.05), _EXPIRY_CHECK.total_seconds())
 
     def _run(self) -> None:
         while not self._stop.is_set():
