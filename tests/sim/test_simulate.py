@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import json
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
@@ -276,7 +277,7 @@ def test_scraper_walks_the_catalogue_without_assets(run: dict[str, Any]) -> None
         assert len(hits) >= 300
         assert not any(r["path"].startswith(("/assets", "/media", "/api/cart")) for r in hits)
         ids = [int(r["path"].split("/")[2]) for r in hits if r["path"].startswith("/products/")]
-        rising = sum(b > a for a, b in zip(ids, ids[1:], strict=False))
+        rising = sum(b > a for a, b in itertools.pairwise(ids))
         assert rising / (len(ids) - 1) > 0.8
 
 

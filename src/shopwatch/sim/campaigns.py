@@ -337,7 +337,7 @@ def _card_testing(out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, t
         country = str(rng.choice(["US", "US", "GB", "BR", "CA", "FR", "MX"]))
         ip, dev, sid = ips[k % n_ips], devices[k % len(devices)], sessions[k % len(sessions)]
         email = emails[k % len(emails)]
-        v = Visitor(ip, ua, dev, False, None, "HTTP/1.1")
+        Visitor(ip, ua, dev, False, None, "HTTP/1.1")
         tries = 1 if rng.random() < 0.8 else 2
         for t_k in range(tries):
             attempts += 1
@@ -418,7 +418,7 @@ def _corporate_nat(out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, 
     country = str(rng.choice(offices)) if offices else max(sizes, key=lambda k: sizes[k])
     ip = shop.home_ip(rng, country)
     locals_ = [cu for cu in shop.customers if cu.country == country]
-    n_emp = int(min(rng.integers(50, 301), len(locals_) // 2))
+    n_emp = min(int(rng.integers(50, 301)), len(locals_) // 2)
     employees = [locals_[int(i)] for i in rng.choice(len(locals_), n_emp, replace=False)]
     pc_ua = str(rng.choice([u for u, _, m in data.BROWSER_UAS if not m and "Windows" in u][:4]))
     visits_per_hour = float(rng.uniform(0.12, 0.3))  # per employee, during working hours

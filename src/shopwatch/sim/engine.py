@@ -25,8 +25,8 @@ import structlog
 from shopwatch.errors import ConfigError
 from shopwatch.sim.campaigns import KINDS, Campaign, generate, tr_base_rate
 from shopwatch.sim.emit import FORMATS, VPCFLOW_HEADER, Out, Sink, p95, render_vpcflow
-from shopwatch.sim.world import Shop, build_shop
 from shopwatch.sim.traffic import Traffic
+from shopwatch.sim.world import Shop, build_shop
 
 __all__ = [
     "DEFAULT_START",

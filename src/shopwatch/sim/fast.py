@@ -40,6 +40,7 @@ _STATIC_SIZE: Final = np.array([48213, 183442, 96120, 5120, 98304, 15086])
 #: Page kinds: home, product, category, search, cart.
 _PAGE_P: Final = np.array([0.12, 0.52, 0.2, 0.11, 0.05])
 _MEAN_LINES_PER_SESSION: Final = 30.0
+_BATCH_SESSIONS: Final = 8000  # bounds peak memory (about 250k lines per batch)
 
 
 def write_access_log(
@@ -116,7 +117,7 @@ def _benign(
     frames: list[pl.DataFrame] = []
     have = 0
     while have < n_lines:
-        n_sessions = int((n_lines - have) / _MEAN_LINES_PER_SESSION * 1.1) + 10
+        n_sessions = min(int((n_lines - have) / _MEAN_LINES_PER_SESSION * 1.1) + 10, _BATCH_SESSIONS)
         frame = _sessions(shop, rng, n_sessions, minute_t, weight, min(minutes * 60.0, 60.0 * n_min))
         frames.append(frame)
         have += frame.height
@@ -205,6 +206,7 @@ def _sessions(
     page = page.with_columns(
         (1 + pl.col("n_static") + pl.col("n_img") + 1 + pl.col("events").cast(pl.Int64)).alias("n_lines")
     )
+    page = page.select("sess", "ts", "path", "page_ref", "pid", "status", "size", "rt", "n_static", "n_img", "n_lines")
     rows = page.with_columns(pl.int_ranges(0, "n_lines").alias("j")).explode("j")
     j = pl.col("j")
     k_static = j - 1
@@ -212,11 +214,11 @@ def _sessions(
     k_after = j - 1 - pl.col("n_static") - pl.col("n_img")
     # Static paths by index, images by number, then /api/cart and /api/events.
     static_expr = pl.lit(None, dtype=pl.String)
-    for idx in range(len(_STATIC) - 1, -1, -1):
-        static_expr = pl.when(k_static == idx).then(pl.lit(_STATIC[idx])).otherwise(static_expr)
+    for s in range(len(_STATIC) - 1, -1, -1):
+        static_expr = pl.when(k_static == s).then(pl.lit(_STATIC[s])).otherwise(static_expr)
     size_static = pl.lit(0)
-    for idx in range(len(_STATIC) - 1, -1, -1):
-        size_static = pl.when(k_static == idx).then(pl.lit(int(_STATIC_SIZE[idx]))).otherwise(size_static)
+    for s in range(len(_STATIC) - 1, -1, -1):
+        size_static = pl.when(k_static == s).then(pl.lit(int(_STATIC_SIZE[s]))).otherwise(size_static)
     jitter = pl.Series(rng.uniform(0.01, 0.6, rows.height))
     rows = rows.with_columns(
         pl.when(j == 0).then(pl.col("path"))
@@ -226,7 +228,7 @@ def _sessions(
         .when(k_after == 0).then(pl.lit("/api/cart"))
         .otherwise(pl.lit("/api/events")).alias("line_path"),
         pl.when(j == 0).then(pl.col("status"))
-        .when((k_after >= 1)).then(pl.lit(204)).otherwise(pl.lit(200)).alias("line_status"),
+        .when(k_after >= 1).then(pl.lit(204)).otherwise(pl.lit(200)).alias("line_status"),
         pl.when(j == 0).then(pl.col("size"))
         .when(k_static < pl.col("n_static")).then(size_static)
         .when(k_img < pl.col("n_img")).then(pl.col("size") * 3)
@@ -236,11 +238,11 @@ def _sessions(
         pl.when(j == 0).then(pl.col("rt")).when(k_after == 0).then(pl.col("rt") * 0.3).otherwise(pl.lit(0.001)).alias("rt"),
         pl.when(j == 0).then(pl.col("page_ref")).otherwise(pl.concat_str(pl.lit(SITE), "path")).alias("ref"),
     )
-    ip_s = pl.Series("ip", ip)
-    ua_s = pl.Series("ua", ua)
-    sess_idx = rows.get_column("sess").to_numpy()
-    rows = rows.with_columns(
-        pl.Series("ip", ip_s.to_numpy()[sess_idx]), pl.Series("ua", ua_s.to_numpy()[sess_idx]),
+    sess_idx = rows.get_column("sess").cast(pl.UInt32)
+    rows = rows.select(
+        "ts", "method", "line_path", "line_status", "line_size", "ref", "rt",
+        pl.Series("ip", ip.tolist(), dtype=pl.String).gather(sess_idx),
+        pl.Series("ua", ua.tolist(), dtype=pl.String).gather(sess_idx),
     )
     rows = rows.filter(pl.col("ts") < float(minute_t[0] + span))
     ms = (pl.col("rt") * 1000).round(0).cast(pl.Int64)

@@ -137,7 +137,7 @@ def pick_browser(rng: np.random.Generator, mobile: bool | None = None) -> tuple[
     """A current browser user agent by market share; ``mobile`` restricts the kind."""
     p = _UA_P
     if mobile is not None:
-        p = np.where(_UA_MOBILE == mobile, _UA_P, 0.0)
+        p = np.where(mobile == _UA_MOBILE, _UA_P, 0.0)
         p = p / p.sum()
     i = int(rng.choice(len(_UA_STRINGS), p=p))
     return _UA_STRINGS[i], bool(_UA_MOBILE[i])
@@ -196,7 +196,8 @@ class Shop:
         for h in range(24):
             local = (h + self._offsets) % 24
             rates[h] = float((self._freq * DIURNAL[local]).sum())
-        return rates / rates.mean()
+        out: np.ndarray = rates / float(rates.mean())
+        return out
 
     def rate_at(self, ts: float) -> float:
         """Relative traffic at an epoch second, interpolated between hours."""
