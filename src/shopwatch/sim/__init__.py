@@ -16,6 +16,7 @@ from shopwatch.sim.engine import (
     plan_campaigns,
     simulate,
 )
+from shopwatch.sim.fast import write_access_log
 
 __all__ = [
     "DEFAULT_START",
@@ -29,4 +30,5 @@ __all__ = [
     "Simulator",
     "plan_campaigns",
     "simulate",
+    "write_access_log",
 ]
