@@ -155,7 +155,8 @@ class IntelDetector:
             "fired",
             pl.DataFrame([(*key, at) for key, at in last.items()], schema=self._fired_schema, orient="row"),
         )
-        return self._alert_rows(hits[chosen])
+        # event-time order, so that alerts of consecutive batches concatenate to the whole's
+        return self._alert_rows(hits[chosen].sort(["@timestamp", *self.keys], maintain_order=True))
 
     def _choose(self, hits: pl.DataFrame, last: dict[tuple[str, ...], datetime]) -> list[int]:
         """Row positions that fire; updates ``last`` (one Python step per alert, not per event)."""
