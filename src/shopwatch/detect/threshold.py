@@ -1,13 +1,16 @@
 """Kind ``threshold``: at least N matching events (or N distinct values) per key in a window.
 
-Windows are hopping, epoch-aligned (``hop`` apart, ``within`` long), in event time. A
-window that reaches the threshold fires at the event that made it reach it, so the alert's
-time, id and evidence depend only on the events, never on how they were cut into batches.
-After an alert a key stays quiet for ``suppress`` (default: the window) of event time; an
-attack that goes on fires again after that, as a new alert.
+Every matching event closes a sliding window (t − within, t] of its key, in event time;
+counts come from rolling sums, so the cost is linear in the events. The first event at
+which a key's window reaches the threshold fires the alert, so the alert's time, id and
+evidence depend only on the events, never on how they were cut into batches. A distinct
+count counts *fresh* values: values the key had not shown in the window before (exact
+for values that do not recur within a window, a lower bound otherwise). After an alert a
+key stays quiet for ``suppress`` (default: the window) of event time; an attack that goes
+on fires again after that (checked once per ``hop``), as a new alert.
 
 State: ``tail`` (the matching events of the last window per key, capped per key) and
-``fired`` (per key, the time of the last alert).
+``fired`` (per key, the last alert and the last hop bucket judged).
 """
 
 from __future__ import annotations
@@ -125,11 +128,13 @@ class ThresholdDetector:
             "@timestamp": TIMESTAMP,
             "event.id": pl.String(),
             "_v": pl.String(),
+            "_fresh": pl.Boolean(),
             "_ts": TIMESTAMP,
         }
         self._fired_schema: dict[str, pl.DataType] = {
             **{k: pl.String() for k in self.keys},
-            "_ts": TIMESTAMP,
+            "_ts": TIMESTAMP,  # time of the key's last alert
+            "_cb": TIMESTAMP,  # last hop bucket judged for the key
         }
 
     # -- the hot path -----------------------------------------------------------------
@@ -167,116 +172,104 @@ class ThresholdDetector:
             return empty_alerts()
         tail = state.table("tail", self._tail_schema)
         events = pl.concat(
-            [tail.with_columns(pl.lit(False).alias("_new")), new.with_columns(pl.lit(True).alias("_new"))],
-            how="vertical",
+            [
+                tail.with_columns(pl.lit(False).alias("_new")),
+                new.with_columns(pl.lit(None, pl.Boolean).alias("_fresh"), pl.lit(True).alias("_new")),
+            ],
+            how="diagonal",
         ).sort([*self.keys, "@timestamp"], maintain_order=True)
+        # A value is fresh when the key has not seen it in the window before it: distinct
+        # counts are sums of fresh marks. Old rows keep the mark they got when they were new.
+        previous = pl.col("@timestamp").shift(1).over([*self.keys, "_v"])
+        fresh = pl.col("_v").is_not_null() & (
+            previous.is_null() | ((pl.col("@timestamp") - previous) >= self.window)
+        )
+        events = events.with_columns(
+            pl.when(pl.col("_new")).then(fresh).otherwise(pl.col("_fresh")).alias("_fresh"),
+        ).with_row_index("_i")
+        events = events.with_columns(pl.col("_i").cast(pl.Int64))
         alerts, fired = self._fire(events, state.table("fired", self._fired_schema))
         latest = events.select(pl.col("@timestamp").max()).item()
         horizon = latest - self.window - self.hop
-        kept = events.filter(pl.col("@timestamp") > horizon).drop("_new")
+        kept = events.filter(pl.col("@timestamp") > horizon)
         kept = kept.group_by(self.keys, maintain_order=True).tail(TAIL_ROWS_PER_KEY)
         state.put("tail", kept.select(list(self._tail_schema)))
         state.put("fired", fired)
         return alerts
 
     def _fire(self, events: pl.DataFrame, fired: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Alert rows for the new events at which a key's sliding window reached the threshold.
+
+        ``events`` are the tail and the new rows, sorted by key then time. Per row, the
+        window is (t − within, t]: its size comes from a rolling sum over time per key, its
+        distinct values from a rolling sum of ``_fresh`` marks. Candidates are the first
+        qualifying new row per key and ``hop`` bucket (buckets already judged are skipped),
+        then suppression keeps a key quiet for ``suppress`` after each alert.
+        """
         spec = self.spec
         keys = list(self.keys)
-        at_least = spec.count.at_least
         distinct = spec.count.distinct is not None
-        windows = (
-            events.group_by_dynamic(
-                "@timestamp",
-                every=self.hop,
-                period=self.window,
-                group_by=keys,
-                include_boundaries=True,
-                closed="left",
-                start_by="window",
-            )
-            .agg(
-                pl.len().alias("_n"),
-                pl.col("_v").n_unique().alias("_d"),
-                pl.col("_new").any().alias("_has_new"),
-            )
+        need_n = spec.count.events_at_least or (1 if distinct else spec.count.at_least)
+        one = pl.col("@timestamp").is_not_null().cast(pl.Int64)
+        scored = events.with_columns(
+            one.rolling_sum_by("@timestamp", window_size=self.window).over(keys).alias("_n"),
+            pl.col("_fresh").cast(pl.Int64).rolling_sum_by("@timestamp", window_size=self.window).over(keys).alias("_d"),
+            pl.col("_i").max().over([*keys, "@timestamp"]).alias("_end"),
         )
-        need_n = spec.count.events_at_least or (1 if distinct else at_least)
-        cond = pl.col("_has_new") & (pl.col("_n") >= max(need_n, at_least if not distinct else 1))
+        cond = pl.col("_new") & (pl.col("_n") >= need_n)
         if distinct:
-            cond = cond & (pl.col("_d") >= at_least)
-        cand = windows.filter(cond).select(*keys, "_lower_boundary", "_upper_boundary")
+            cond = cond & (pl.col("_d") >= spec.count.at_least)
+        cand = (
+            scored.filter(cond)
+            .with_columns(pl.col("@timestamp").dt.truncate(self.hop).alias("_bucket"))
+            .group_by([*keys, "_bucket"], maintain_order=True)
+            .first()
+        )
         if cand.height == 0:
             return empty_alerts(), fired
-        inside = cand.join(events, on=keys, how="inner", nulls_equal=True).filter(
-            (pl.col("@timestamp") >= pl.col("_lower_boundary"))
-            & (pl.col("@timestamp") < pl.col("_upper_boundary"))
+        cand = cand.join(fired, on=keys, how="left", nulls_equal=True).filter(
+            pl.col("_cb").is_null() | (pl.col("_bucket") > pl.col("_cb"))
         )
-        win = [*keys, "_lower_boundary"]
-        crossing_parts = []
-        if not distinct or spec.count.events_at_least:
-            k = need_n if distinct else at_least
-            crossing_parts.append(
-                inside.group_by(win).agg(pl.col("@timestamp").sort().get(k - 1).alias("_c"))
-            )
-        if distinct:
-            crossing_parts.append(
-                inside.filter(pl.col("_v").is_not_null())
-                .group_by([*win, "_v"])
-                .agg(pl.col("@timestamp").min())
-                .group_by(win)
-                .agg(pl.col("@timestamp").sort().get(at_least - 1).alias("_c"))
-            )
-        crossing = crossing_parts[0]
-        for part in crossing_parts[1:]:
-            crossing = crossing.join(part, on=win, nulls_equal=True).select(
-                *win, pl.max_horizontal("_c", "_c_right").alias("_c")
-            )
-        # The crossing event must be new: windows that crossed in an earlier batch were judged then.
-        last_old = (
-            events.filter(~pl.col("_new")).group_by(keys).agg(pl.col("@timestamp").max().alias("_old"))
-        )
-        crossing = crossing.join(last_old, on=keys, how="left", nulls_equal=True).filter(
-            pl.col("_old").is_null() | (pl.col("_c") > pl.col("_old"))
-        )
-        if crossing.height == 0:
-            return empty_alerts(), fired
-        crossing = crossing.sort([*keys, "_c", "_lower_boundary"])
-        last_fired: dict[tuple[str, ...], datetime] = {
-            tuple(row[:-1]): row[-1] for row in fired.select(*keys, "_ts").iter_rows()
+        last_fired: dict[tuple[Any, ...], tuple[datetime | None, datetime]] = {
+            tuple(row[:-2]): (row[-2], row[-1]) for row in fired.select(*keys, "_ts", "_cb").iter_rows()
         }
-        chosen: list[tuple[Any, ...]] = []
-        for row in crossing.select(*keys, "_lower_boundary", "_c").iter_rows():
-            key = tuple(row[: len(keys)])
-            at = row[-1]
-            previous = last_fired.get(key)
-            if previous is not None and at < previous + self.suppress:
-                continue
-            last_fired[key] = at
-            chosen.append(row)
-        if not chosen:
-            return empty_alerts(), fired
-        picked = pl.DataFrame(
-            chosen,
-            schema={**{k: pl.String() for k in keys}, "_lower_boundary": TIMESTAMP, "_c": TIMESTAMP},
-            orient="row",
-        )
-        evidence = (
-            picked.join(inside, on=win, how="inner", nulls_equal=True)
-            .filter(pl.col("@timestamp") <= pl.col("_c"))
-            .sort([*win, "@timestamp"], maintain_order=True)
-            .group_by([*win, "_c"], maintain_order=True)
-            .agg(
-                pl.len().alias("count"),
-                pl.col("_v").n_unique().alias("distinct"),
-                pl.col("event.id").drop_nulls().head(MAX_EVENT_IDS).alias("event.ids"),
-                pl.col("_v").drop_nulls().unique(maintain_order=True).head(20).alias("_examples"),
-            )
-            .sort(["_c", *keys])
-        )
+        chosen: list[int] = []
+        for row in cand.sort([*keys, "@timestamp"]).select(*keys, "@timestamp", "_bucket", "_i").iter_rows():
+            key, at, bucket, index = tuple(row[: len(keys)]), row[-3], row[-2], row[-1]
+            previous, _ = last_fired.get(key, (None, bucket))
+            if previous is None or at >= previous + self.suppress:
+                chosen.append(index)
+                previous = at
+            last_fired[key] = (previous, bucket)
         fired_new = pl.DataFrame(
-            [(*key, at) for key, at in last_fired.items()],
+            [(*key, at, bucket) for key, (at, bucket) in last_fired.items()],
             schema=self._fired_schema,
             orient="row",
+        )
+        if not chosen:
+            return empty_alerts(), fired_new
+        hits = scored.filter(pl.col("_i").is_in(chosen)).with_columns(
+            (pl.col("_end") - pl.col("_n") + 1).alias("_start")
+        )
+        members = (
+            hits.select(
+                pl.col("_i").alias("_alert"),
+                pl.int_ranges("_start", pl.col("_end") + 1).alias("_row"),
+            )
+            .explode("_row")
+            .join(scored.select(pl.col("_i").alias("_row"), "event.id", "_v", "_fresh"), on="_row")
+            .sort("_alert", "_row")
+            .group_by("_alert", maintain_order=True)
+            .agg(
+                pl.col("event.id").drop_nulls().head(MAX_EVENT_IDS).alias("event.ids"),
+                pl.col("_v").filter(pl.col("_fresh")).drop_nulls().unique(maintain_order=True).head(20).alias("_examples"),
+            )
+        )
+        evidence = (
+            hits.select(*keys, pl.col("@timestamp").alias("_c"), pl.col("_n").alias("count"),
+                        pl.col("_d").alias("distinct"), pl.col("_i").alias("_alert"))
+            .join(members, on="_alert")
+            .sort(["_c", *keys])
         )
         return self._alert_rows(evidence), fired_new
 
@@ -297,7 +290,7 @@ class ThresholdDetector:
             )
             details: dict[str, Any] = {
                 "count": count,
-                "window_start": ev["_lower_boundary"].isoformat(),
+                "window_start": (ev["_c"] - self.window).isoformat(),
                 "window": within,
                 "threshold": spec.count.at_least,
             }

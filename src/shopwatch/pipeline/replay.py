@@ -18,7 +18,7 @@ import polars as pl
 
 from shopwatch.parse import parse_file, sniff_format
 from shopwatch.parse.base import Parsed
-from shopwatch.parse.read import file_year_hint, iter_chunks
+from shopwatch.parse.read import iter_chunks
 from shopwatch.pipeline.engine import Engine, merge_by_time
 
 __all__ = ["FileReport", "ReplayReport", "infer_year", "replay"]
@@ -122,10 +122,8 @@ def replay(
     started = time.perf_counter()
 
     def stream(i: int) -> Iterator[Parsed]:
-        hint = year
-        if hint is None and formats[i] == "syslog" and paths[i] != "-":
-            hint = file_year_hint(paths[i])
-        for parsed in parse_file(paths[i], formats[i], chunk_lines=chunk_lines, year=hint, timezone=timezone):
+        # Without a year, RFC 3164 dates are placed at or before the file's modification time.
+        for parsed in parse_file(paths[i], formats[i], chunk_lines=chunk_lines, year=year, timezone=timezone):
             reports[i].add(parsed)
             if on_progress is not None:
                 on_progress(parsed.batch.height + parsed.rejects.height)
