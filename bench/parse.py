@@ -50,12 +50,27 @@ def _repeat(lines: list[str], n: int) -> list[str]:
 def _access_lines(n: int, rng: random.Random) -> list[str]:
     data = _datasets()
     if data is not None:
-        raw = (data / "access-logs" / "elastic_apache_logs.log").read_text(encoding="latin-1").splitlines()
+        raw = (
+            (data / "access-logs" / "elastic_apache_logs.log")
+            .read_text(encoding="latin-1")
+            .splitlines()
+        )
         return _repeat(raw, n)
-    agents = ["Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/122.0 Safari/537.36", "curl/8.5.0", "Googlebot/2.1 (+http://www.google.com/bot.html)"]
-    paths = ["/", "/products/blue-mug", "/cart", "/account/login", "/search?q=mug&page=2", "/static/app.js"]
+    agents = [
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/122.0 Safari/537.36",
+        "curl/8.5.0",
+        "Googlebot/2.1 (+http://www.google.com/bot.html)",
+    ]
+    paths = [
+        "/",
+        "/products/blue-mug",
+        "/cart",
+        "/account/login",
+        "/search?q=mug&page=2",
+        "/static/app.js",
+    ]
     return [
-        f'{rng.randint(1, 223)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)} - - '
+        f"{rng.randint(1, 223)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)} - - "
         f'[17/May/2015:10:{i // 60 % 60:02d}:{i % 60:02d} +0000] "GET {rng.choice(paths)} HTTP/1.1" '
         f'{rng.choice([200, 200, 304, 404])} {rng.randint(0, 90000)} "-" "{rng.choice(agents)}"'
         for i in range(n)
@@ -66,9 +81,16 @@ def _syslog_lines(n: int) -> list[str]:
     data = _datasets()
     if data is not None:
         raw = (data / "loghub" / "OpenSSH" / "OpenSSH_2k.log").read_text().splitlines()
-        raw += (data / "loghub" / "Linux" / "Linux_2k.log").read_text(encoding="latin-1").splitlines()
+        raw += (
+            (data / "loghub" / "Linux" / "Linux_2k.log").read_text(encoding="latin-1").splitlines()
+        )
         return _repeat(raw, n)
-    return _repeat(["Dec 10 06:55:48 LabSZ sshd[24200]: Failed password for invalid user webmaster from 173.234.31.186 port 38926 ssh2"], n)
+    return _repeat(
+        [
+            "Dec 10 06:55:48 LabSZ sshd[24200]: Failed password for invalid user webmaster from 173.234.31.186 port 38926 ssh2"
+        ],
+        n,
+    )
 
 
 def _ecs_lines(n: int, rng: random.Random) -> list[str]:
@@ -78,7 +100,11 @@ def _ecs_lines(n: int, rng: random.Random) -> list[str]:
     for i in range(n):
         event = {
             "@timestamp": f"2024-05-01T10:{i // 60 % 60:02d}:{i % 60:02d}.123+02:00",
-            "event": {"dataset": "shop.auth", "action": "login", "outcome": rng.choice(["success", "failure"])},
+            "event": {
+                "dataset": "shop.auth",
+                "action": "login",
+                "outcome": rng.choice(["success", "failure"]),
+            },
             "source.ip": f"10.0.{i % 256}.{i % 7}",
             "user": {"name": f"user{i % 1000}@example.com"},
             "user_agent.original": "Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/120.0",
@@ -126,10 +152,16 @@ def main(argv: list[str] | None = None) -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
     rng = random.Random(7)
     n = args.lines
-    print(f"lines={n} threads={pl.thread_pool_size()} chunk={args.chunk} datasets={'yes' if _datasets() else 'no'}")
+    print(
+        f"lines={n} threads={pl.thread_pool_size()} chunk={args.chunk} datasets={'yes' if _datasets() else 'no'}"
+    )
 
-    def run(fmt: str, lines: list[str], extra: Callable[[pl.DataFrame], object] | None = None) -> None:
-        frames = [lines_frame(lines[i : i + args.chunk], i + 1) for i in range(0, len(lines), args.chunk)]
+    def run(
+        fmt: str, lines: list[str], extra: Callable[[pl.DataFrame], object] | None = None
+    ) -> None:
+        frames = [
+            lines_frame(lines[i : i + args.chunk], i + 1) for i in range(0, len(lines), args.chunk)
+        ]
         ctx = ParseContext(source=f"bench.{fmt}", year=2024)
         parse_frame(frames[0].head(1000), fmt, ctx)  # warm-up (regex compilation)
         events = 0
@@ -148,7 +180,9 @@ def main(argv: list[str] | None = None) -> None:
         )
         if extra is not None:
             other = _timed(lambda: [extra(f) for f in frames])
-            line += f" polars-json_decode={_rate(len(lines), other)} vs-json_decode={other / took:.2f}"
+            line += (
+                f" polars-json_decode={_rate(len(lines), other)} vs-json_decode={other / took:.2f}"
+            )
         print(line + f" rss={_rss_mb():.0f}MB", flush=True)
 
     run("nginx", _access_lines(n, rng))
@@ -173,7 +207,13 @@ def main(argv: list[str] | None = None) -> None:
                 count = sum(c.height for c in iter_chunks(path, args.chunk))
 
             took = _timed(read)
-            base = _timed(lambda path=path: (gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()).split(b"\n"))
+            base = _timed(
+                lambda path=path: (
+                    gzip.decompress(path.read_bytes())
+                    if path.suffix == ".gz"
+                    else path.read_bytes()
+                ).split(b"\n")
+            )
             print(
                 f"read     {path.name:12s} lines={count} read={_rate(count, took)} "
                 f"floor(bytes split)={_rate(count, base)} ratio={base / took:.2f} "

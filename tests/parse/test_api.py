@@ -34,7 +34,12 @@ def test_sniff_datasets(datasets: Path, relative: str, expected: str | None) -> 
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("nginx/access_extras.log", "nginx"), ("ecs/events.jsonl", "ecs"), ("syslog/auth.log", "syslog"), ("vpcflow/flows.log", "vpcflow")],
+    [
+        ("nginx/access_extras.log", "nginx"),
+        ("ecs/events.jsonl", "ecs"),
+        ("syslog/auth.log", "syslog"),
+        ("vpcflow/flows.log", "vpcflow"),
+    ],
 )
 def test_sniff_fixtures(fixtures_dir: Path, name: str, expected: str) -> None:
     assert sniff_format((fixtures_dir / name).read_text().splitlines()) == expected
@@ -47,7 +52,7 @@ def test_registry() -> None:
 
 
 def test_unknown_format_name_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="known formats: .*nginx"):
+    with pytest.raises(ConfigError, match=r"known formats: .*nginx"):
         next(parse_file(tmp_path / "never-read.log", "iis"))
     with pytest.raises(ConfigError, match="'iis'"):
         parse_frame(frame(["x"]), "iis", ParseContext())

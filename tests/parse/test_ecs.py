@@ -30,16 +30,26 @@ def test_fixture(fixtures_dir: Path) -> None:
     ]
     login = row(parsed, 1)
     assert login["@timestamp"] == datetime(2024, 3, 12, 8, 15, 3, 120000, tzinfo=UTC)
-    assert (login["source.ip"], login["source.port"], login["user.name"]) == ("203.0.113.7", 52114, "mia@example.com")
+    assert (login["source.ip"], login["source.port"], login["user.name"]) == (
+        "203.0.113.7",
+        52114,
+        "mia@example.com",
+    )
     assert login["event.id"] == "events.jsonl:1"
     pay = row(parsed, 2)
     assert pay["@timestamp"] == datetime(2024, 3, 12, 8, 15, 4, tzinfo=UTC)  # epoch milliseconds
-    assert (pay["shop.payment.amount"], pay["shop.payment.card.bin"], pay["shop.payment.card.last4"]) == (1.0, "411111", "1111")
+    assert (
+        pay["shop.payment.amount"],
+        pay["shop.payment.card.bin"],
+        pay["shop.payment.card.last4"],
+    ) == (1.0, "411111", "1111")
     assert pay["shop.payment.card.fingerprint"] == "fp-9a1c"
     assert pay["shop.payment.decline_code"] == "incorrect_cvc"
     cart = parsed.batch.filter(pl.col("event.id").eq("evt-000123")).row(0, named=True)
     assert cart["shop.product.price"] == 19.9 and cart["shop.cart.quantity"] == 3
-    assert cart["source.port"] is None and cart["source.ip"] == "192.0.2.10"  # "abc" cannot be a port
+    assert (
+        cart["source.port"] is None and cart["source.ip"] == "192.0.2.10"
+    )  # "abc" cannot be a port
     export = row(parsed, 4)
     assert export["user.roles"] == "support,export"
     assert export["shop.data.records"] == 25_000
@@ -61,17 +71,37 @@ def test_mixed_forms_in_one_object() -> None:
     got = row(parse_ecs(frame([line]), CTX), 1)
     assert got["@timestamp"] == datetime(2024, 1, 1, 5, tzinfo=UTC)
     assert (got["event.action"], got["event.outcome"]) == ("login", "success")
-    assert (got["source.ip"], got["source.port"], got["source.geo.country_iso_code"]) == ("1.2.3.4", 443, "DE")
+    assert (got["source.ip"], got["source.port"], got["source.geo.country_iso_code"]) == (
+        "1.2.3.4",
+        443,
+        "DE",
+    )
     assert (got["user_agent.headless"], got["user_agent.bot.verified"]) == (True, False)
     assert got["event.duration"] == 1500
     assert got["http.response.status_code"] == 404
 
 
 def test_rejects_and_empty() -> None:
-    lines = ["", "{", "42", "null", '{"event.dataset": "x"}', '{"@timestamp": "2024-01-01T00:00:00Z"}', '{"@timestamp": true, "event.dataset": "x"}']
+    lines = [
+        "",
+        "{",
+        "42",
+        "null",
+        '{"event.dataset": "x"}',
+        '{"@timestamp": "2024-01-01T00:00:00Z"}',
+        '{"@timestamp": true, "event.dataset": "x"}',
+    ]
     parsed = parse_ecs(frame(lines), CTX)
     assert parsed.batch.height == 0 and parsed.batch.schema == pl.Schema(EVENT_SCHEMA)
-    assert parsed.rejects["reason"].to_list() == ["empty", "invalid_json", "not_an_object", "not_an_object", "missing_field", "missing_field", "bad_timestamp"]
+    assert parsed.rejects["reason"].to_list() == [
+        "empty",
+        "invalid_json",
+        "not_an_object",
+        "not_an_object",
+        "missing_field",
+        "missing_field",
+        "bad_timestamp",
+    ]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -114,12 +144,20 @@ def _nest(flat: dict[str, Any], draw: st.DrawFn) -> dict[str, Any]:
 @st.composite
 def _events(draw: st.DrawFn) -> dict[str, Any]:
     flat: dict[str, Any] = {
-        "@timestamp": draw(st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC))),
+        "@timestamp": draw(
+            st.datetimes(
+                min_value=datetime(1971, 1, 1),
+                max_value=datetime(2200, 1, 1),
+                timezones=st.just(UTC),
+            )
+        ),
         "event.dataset": draw(st.sampled_from(["shop.auth", "shop.payment", "vendor.api"])),
     }
     for key in draw(st.lists(st.sampled_from(sorted(_VALUES)), unique=True)):
         flat[key] = draw(_VALUES[key])
-    flat["_nested"] = _nest({k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in flat.items()}, draw)
+    flat["_nested"] = _nest(
+        {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in flat.items()}, draw
+    )
     return flat
 
 

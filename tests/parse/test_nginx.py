@@ -32,7 +32,12 @@ def test_extras_fixture(fixtures_dir: Path) -> None:
     assert first["url.path"] == "/products/blue-mug"
     assert first["url.query"] == "ref=home"
     assert first["http.request.referrer"] == "https://shop.example/"
-    assert (first["event.dataset"], first["event.action"], first["event.kind"], first["event.category"]) == (
+    assert (
+        first["event.dataset"],
+        first["event.action"],
+        first["event.kind"],
+        first["event.category"],
+    ) == (
         "http.access",
         "request",
         "event",
@@ -77,7 +82,9 @@ def test_hackers_log_offsets(datasets: Path) -> None:
     assert (parsed.batch.height, parsed.rejects.height) == (3_456, 0)
     second = row(parsed, 2)
     # 25/Oct/2015:04:11:26 +0100
-    assert second["@timestamp"] == datetime(2015, 10, 25, 4, 11, 26, tzinfo=timezone(timedelta(hours=1)))
+    assert second["@timestamp"] == datetime(
+        2015, 10, 25, 4, 11, 26, tzinfo=timezone(timedelta(hours=1))
+    )
     assert second["url.path"] == "/join_form"
     assert parsed.batch.filter(pl.col("url.path").eq("/join_form"))["source.ip"].n_unique() > 100
 
@@ -103,19 +110,24 @@ def test_honeynet_quirks(datasets: Path) -> None:
     assert batch.filter(pl.col("url.original").str.contains("[\u0080-\u00ff]")).height > 100
     escaped = batch.filter(pl.col("url.original").str.contains('alert("Vulnerable")', literal=True))
     assert escaped.height >= 1  # \" unescaped
-    assert batch["@timestamp"].min() == datetime(2004, 4, 21, 14, 56, 7, tzinfo=UTC)  # 10:56:07 -0400
+    assert batch["@timestamp"].min() == datetime(
+        2004, 4, 21, 14, 56, 7, tzinfo=UTC
+    )  # 10:56:07 -0400
 
 
 @pytest.mark.parametrize(
     ("line", "reason"),
     [
-        ('1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0" 200 2326 "-" "Mozilla/5.0 (trunc', "no_match"),
+        (
+            '1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0" 200 2326 "-" "Mozilla/5.0 (trunc',
+            "no_match",
+        ),
         ('1.2.3.4 - - 10/Oct/2000:13:55:36 -0700 "GET / HTTP/1.0" 200 2326', "no_match"),
         ('1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0" OK 2326', "no_match"),
         ('1.2.3.4 - - [31/Foo/2000:13:55:36 -0700] "GET / HTTP/1.0" 200 2326', "bad_timestamp"),
         ("   ", "empty"),
         ("\x00\x01\x02 binary", "no_match"),
-        ("{\"@timestamp\": 1}", "no_match"),
+        ('{"@timestamp": 1}', "no_match"),
     ],
 )
 def test_malformed_lines(line: str, reason: str) -> None:
@@ -152,7 +164,9 @@ def test_fast_and_regex_paths_agree(datasets: Path, monkeypatch: pytest.MonkeyPa
     )
     fast = parse_access(lines, CTX)
     real_fast = nginx._fast
-    monkeypatch.setattr(nginx, "_fast", lambda f: real_fast(f).with_columns(pl.lit(False).alias("_ok")))
+    monkeypatch.setattr(
+        nginx, "_fast", lambda f: real_fast(f).with_columns(pl.lit(False).alias("_ok"))
+    )
     slow = parse_access(lines, CTX)
     assert fast.batch.equals(slow.batch)
     assert fast.rejects.equals(slow.rejects)
@@ -174,17 +188,35 @@ def test_any_text_keeps_the_invariant(lines: list[str]) -> None:
     assert parsed.batch.height + parsed.rejects.height == len(lines)
 
 
-_token = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=0x24F, exclude_characters='"\\'), min_size=1, max_size=20)
-_path = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=0x24F, exclude_characters='"\\?'), min_size=1, max_size=20)
-_free = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=0x24F, exclude_characters='"\\'), min_size=1, max_size=40)
+_token = st.text(
+    alphabet=st.characters(min_codepoint=33, max_codepoint=0x24F, exclude_characters='"\\'),
+    min_size=1,
+    max_size=20,
+)
+_path = st.text(
+    alphabet=st.characters(min_codepoint=33, max_codepoint=0x24F, exclude_characters='"\\?'),
+    min_size=1,
+    max_size=20,
+)
+_free = st.text(
+    alphabet=st.characters(min_codepoint=32, max_codepoint=0x24F, exclude_characters='"\\'),
+    min_size=1,
+    max_size=40,
+)
 
 
 @st.composite
 def _records(draw: st.DrawFn) -> dict[str, object]:
     return {
-        "ip": draw(st.ip_addresses()).exploded if draw(st.booleans()) else str(draw(st.ip_addresses(v=4))),
-        "user": draw(st.one_of(st.none(), st.from_regex(r"[a-z][a-z0-9._@-]{0,15}", fullmatch=True))),
-        "ts": draw(st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2090, 1, 1))).replace(microsecond=0),
+        "ip": draw(st.ip_addresses()).exploded
+        if draw(st.booleans())
+        else str(draw(st.ip_addresses(v=4))),
+        "user": draw(
+            st.one_of(st.none(), st.from_regex(r"[a-z][a-z0-9._@-]{0,15}", fullmatch=True))
+        ),
+        "ts": draw(
+            st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2090, 1, 1))
+        ).replace(microsecond=0),
         "offset": draw(st.integers(-12 * 60, 14 * 60).map(lambda m: m - m % 15)),
         "method": draw(st.sampled_from(["GET", "POST", "HEAD", "PROPFIND", "get"])),
         "path": "/" + draw(_path),
@@ -205,7 +237,7 @@ def _render(r: dict[str, object]) -> str:
     ts = r["ts"].strftime("%d/%b/%Y:%H:%M:%S")  # type: ignore[attr-defined]
     url = f"{r['path']}?{r['query']}" if r["query"] is not None else str(r["path"])
     line = (
-        f'{r["ip"]} - {r["user"] or "-"} [{ts} {sign}{abs(offset) // 60:02d}{abs(offset) % 60:02d}] '
+        f"{r['ip']} - {r['user'] or '-'} [{ts} {sign}{abs(offset) // 60:02d}{abs(offset) % 60:02d}] "
         f'"{r["method"]} {url} HTTP/{r["version"]}" {r["status"]} {r["bytes"] if r["bytes"] is not None else "-"}'
     )
     if r["combined"] or r["rt"] is not None:

@@ -46,7 +46,11 @@ def test_openssh_failed_passwords_match_ground_truth(openssh: Any) -> None:
         m = failed.search(truth[n]["Content"])
         assert m is not None
         e = events[n]
-        assert (e["event.dataset"], e["event.action"], e["event.outcome"]) == ("system.auth", "ssh_login", "failure")
+        assert (e["event.dataset"], e["event.action"], e["event.outcome"]) == (
+            "system.auth",
+            "ssh_login",
+            "failure",
+        )
         assert (e["user.name"], e["source.ip"], e["source.port"]) == (m[1], m[2], int(m[3]))
         expected = "invalid_user" if truth[n]["EventId"] == "E10" else "bad_password"
         assert e["event.reason"] == expected
@@ -100,7 +104,11 @@ def test_linux_pam_lines(datasets: Path) -> None:
     assert (parsed.batch.height, parsed.rejects.height) == (2_000, 0)
     events, truth = _by_line(parsed.batch), _structured(path)
     rhost = re.compile(r"rhost=(\S+)(?:\s+user=(\S+))?")
-    pam_failures = [n for n, t in truth.items() if t["Component"] == "sshd(pam_unix)" and t["Content"].startswith("authentication failure")]
+    pam_failures = [
+        n
+        for n, t in truth.items()
+        if t["Component"] == "sshd(pam_unix)" and t["Content"].startswith("authentication failure")
+    ]
     assert len(pam_failures) > 450
     for n in pam_failures:
         e = events[n]
@@ -114,9 +122,15 @@ def test_linux_pam_lines(datasets: Path) -> None:
         else:
             assert (e["source.ip"], e["source.domain"]) == (None, m[1])
         assert e["log.syslog.appname"] == "sshd(pam_unix)" and e["process.name"] == "sshd"
-    su_open = [n for n, t in truth.items() if t["Component"] == "su(pam_unix)" and t["EventId"] == "E102"]
+    su_open = [
+        n for n, t in truth.items() if t["Component"] == "su(pam_unix)" and t["EventId"] == "E102"
+    ]
     assert su_open and all(events[n]["event.action"] == "su" for n in su_open)
-    assert all(events[n]["event.dataset"] == "system.syslog" for n, t in truth.items() if t["Component"] == "ftpd")
+    assert all(
+        events[n]["event.dataset"] == "system.syslog"
+        for n, t in truth.items()
+        if t["Component"] == "ftpd"
+    )
     gdm = [e for e in events.values() if e["process.name"] == "gdm" and e["event.action"]]
     assert [e["event.action"] for e in gdm] == ["auth_failure"]
     root_login = events[899]
@@ -130,7 +144,17 @@ def test_auth_fixture(fixtures_dir: Path) -> None:
 
     def sem(n: int) -> tuple[Any, ...]:
         e = row(parsed, n)
-        return tuple(e.get(k) for k in ("event.action", "event.outcome", "event.reason", "user.name", "source.ip", "source.port"))
+        return tuple(
+            e.get(k)
+            for k in (
+                "event.action",
+                "event.outcome",
+                "event.reason",
+                "user.name",
+                "source.ip",
+                "source.port",
+            )
+        )
 
     assert sem(1) == ("ssh_login", "failure", "invalid_user", "oracle", "198.51.100.77", 40122)
     assert sem(3) == ("ssh_login", "failure", "bad_password", "root", "198.51.100.77", 40130)
@@ -152,7 +176,11 @@ def test_auth_fixture(fixtures_dir: Path) -> None:
     new = row(parsed, 18)
     assert new["@timestamp"] == datetime(2024, 3, 12, 8, 17, 0, 250000, tzinfo=UTC)
     assert (new["host.name"], new["process.pid"], new["log.syslog.priority"]) == ("web-2", 4700, 86)
-    assert (new["event.action"], new["event.reason"], new["user.name"]) == ("ssh_login", "invalid_user", "test")
+    assert (new["event.action"], new["event.reason"], new["user.name"]) == (
+        "ssh_login",
+        "invalid_user",
+        "test",
+    )
     rfc = row(parsed, 19)
     assert rfc["message"] == "An application event log entry..."  # BOM stripped, SD dropped
     assert (rfc["log.syslog.appname"], rfc["host.name"]) == ("evntslog", "mymachine.example.com")
@@ -161,11 +189,19 @@ def test_auth_fixture(fixtures_dir: Path) -> None:
 
 
 def test_year_from_reference_and_override() -> None:
-    lines = ["Dec 31 23:59:58 h sshd[1]: Connection closed by 1.2.3.4", "Jan  1 00:00:02 h sshd[1]: Connection closed by 1.2.3.4"]
+    lines = [
+        "Dec 31 23:59:58 h sshd[1]: Connection closed by 1.2.3.4",
+        "Jan  1 00:00:02 h sshd[1]: Connection closed by 1.2.3.4",
+    ]
     ref = ParseContext(source="auth.log", reference=datetime(2025, 1, 1, 0, 5, tzinfo=UTC))
     got = parse_syslog(frame(lines), ref).batch["@timestamp"].to_list()
-    assert got == [datetime(2024, 12, 31, 23, 59, 58, tzinfo=UTC), datetime(2025, 1, 1, 0, 0, 2, tzinfo=UTC)]
-    fixed = parse_syslog(frame(lines), ParseContext(year=2019)).batch["@timestamp"].dt.year().to_list()
+    assert got == [
+        datetime(2024, 12, 31, 23, 59, 58, tzinfo=UTC),
+        datetime(2025, 1, 1, 0, 0, 2, tzinfo=UTC),
+    ]
+    fixed = (
+        parse_syslog(frame(lines), ParseContext(year=2019)).batch["@timestamp"].dt.year().to_list()
+    )
     assert fixed == [2019, 2019]
     assert resolve_year(12, 31, datetime(2025, 1, 1, tzinfo=UTC)) == 2024
     assert resolve_year(6, 1, datetime(2025, 7, 1, tzinfo=UTC)) == 2025
@@ -180,9 +216,20 @@ def test_timezone() -> None:
 
 
 def test_rejects() -> None:
-    lines = ["", "not a syslog line", "Foo 12 10:00:00 h app: x", "Feb 30 10:00:00 h app: no such day", "<34>Oct 11 22:14:15 mymachine su: 'su root' failed for lonvick on /dev/pts/8"]
+    lines = [
+        "",
+        "not a syslog line",
+        "Foo 12 10:00:00 h app: x",
+        "Feb 30 10:00:00 h app: no such day",
+        "<34>Oct 11 22:14:15 mymachine su: 'su root' failed for lonvick on /dev/pts/8",
+    ]
     parsed = parse_syslog(frame(lines), ParseContext(year=2024))
-    assert parsed.rejects.select("line_no", "reason").rows() == [(1, "empty"), (2, "no_match"), (3, "no_match"), (4, "bad_timestamp")]
+    assert parsed.rejects.select("line_no", "reason").rows() == [
+        (1, "empty"),
+        (2, "no_match"),
+        (3, "no_match"),
+        (4, "bad_timestamp"),
+    ]
     assert row(parsed, 5)["log.syslog.priority"] == 34
 
 
@@ -200,7 +247,11 @@ _name = st.from_regex(r"[a-z][a-z0-9_.-]{0,15}", fullmatch=True)
 @st.composite
 def _auth_records(draw: st.DrawFn) -> dict[str, Any]:
     return {
-        "ts": draw(st.datetimes(min_value=datetime(2024, 1, 1), max_value=datetime(2024, 12, 31, 23, 59, 59))).replace(microsecond=0),
+        "ts": draw(
+            st.datetimes(
+                min_value=datetime(2024, 1, 1), max_value=datetime(2024, 12, 31, 23, 59, 59)
+            )
+        ).replace(microsecond=0),
         "host": draw(_name),
         "pid": draw(st.integers(1, 4_000_000)),
         "kind": draw(st.sampled_from(["failed", "invalid", "accepted"])),
@@ -216,7 +267,10 @@ def _render(r: dict[str, Any]) -> str:
         return head + f"Failed password for {r['user']} from {r['ip']} port {r['port']} ssh2"
     if r["kind"] == "invalid":
         return head + f"Invalid user {r['user']} from {r['ip']} port {r['port']}"
-    return head + f"Accepted publickey for {r['user']} from {r['ip']} port {r['port']} ssh2: RSA SHA256:x"
+    return (
+        head
+        + f"Accepted publickey for {r['user']} from {r['ip']} port {r['port']} ssh2: RSA SHA256:x"
+    )
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -226,7 +280,15 @@ def test_rendered_auth_lines_parse_back(records: list[dict[str, Any]]) -> None:
     assert parsed.rejects.height == 0
     for got, r in zip(parsed.batch.iter_rows(named=True), records, strict=True):
         assert got["@timestamp"] == r["ts"].replace(tzinfo=UTC)
-        assert (got["host.name"], got["process.pid"], got["process.name"]) == (r["host"], r["pid"], "sshd")
-        assert (got["user.name"], got["source.ip"], got["source.port"]) == (r["user"], r["ip"], r["port"])
+        assert (got["host.name"], got["process.pid"], got["process.name"]) == (
+            r["host"],
+            r["pid"],
+            "sshd",
+        )
+        assert (got["user.name"], got["source.ip"], got["source.port"]) == (
+            r["user"],
+            r["ip"],
+            r["port"],
+        )
         assert got["event.action"] == "ssh_login"
         assert got["event.outcome"] == ("success" if r["kind"] == "accepted" else "failure")

@@ -22,10 +22,27 @@ def test_fixture(fixtures_dir: Path) -> None:
     ssh = row(parsed, 2)
     assert ssh["@timestamp"] == datetime(2014, 12, 14, 4, 6, 50, tzinfo=UTC)
     assert ssh["event.duration"] == 60 * 10**9
-    assert (ssh["source.ip"], ssh["source.port"], ssh["destination.ip"], ssh["destination.port"]) == ("172.31.16.139", 20641, "172.31.16.21", 22)
-    assert (ssh["network.transport"], ssh["network.iana_number"], ssh["network.packets"], ssh["network.bytes"]) == ("tcp", 6, 20, 4249)
-    assert (ssh["cloud.account.id"], ssh["observer.ingress.interface.name"]) == ("123456789010", "eni-1235b8ca123456789")
-    assert (ssh["event.dataset"], ssh["event.action"], ssh["event.outcome"]) == ("network.flow", "accept", "success")
+    assert (
+        ssh["source.ip"],
+        ssh["source.port"],
+        ssh["destination.ip"],
+        ssh["destination.port"],
+    ) == ("172.31.16.139", 20641, "172.31.16.21", 22)
+    assert (
+        ssh["network.transport"],
+        ssh["network.iana_number"],
+        ssh["network.packets"],
+        ssh["network.bytes"],
+    ) == ("tcp", 6, 20, 4249)
+    assert (ssh["cloud.account.id"], ssh["observer.ingress.interface.name"]) == (
+        "123456789010",
+        "eni-1235b8ca123456789",
+    )
+    assert (ssh["event.dataset"], ssh["event.action"], ssh["event.outcome"]) == (
+        "network.flow",
+        "accept",
+        "success",
+    )
     rdp = row(parsed, 3)
     assert (rdp["event.action"], rdp["event.outcome"]) == ("reject", "failure")
     assert row(parsed, 6)["network.transport"] == "icmp"
@@ -45,7 +62,12 @@ def test_without_header_and_malformed() -> None:
     parsed = parse_vpcflow(frame(lines), CTX)
     assert parsed.skipped == 0
     assert parsed.batch.height == 1
-    assert parsed.rejects.select("line_no", "reason").rows() == [(2, "no_match"), (3, "no_match"), (4, "bad_timestamp"), (5, "empty")]
+    assert parsed.rejects.select("line_no", "reason").rows() == [
+        (2, "no_match"),
+        (3, "no_match"),
+        (4, "bad_timestamp"),
+        (5, "empty"),
+    ]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -87,6 +109,15 @@ def test_rendered_flows_parse_back(flows: list[dict[str, object]], header: bool)
     for got, f in zip(parsed.batch.iter_rows(named=True), flows, strict=True):
         assert got["@timestamp"] == datetime.fromtimestamp(int(f["start"]), UTC)  # type: ignore[call-overload]
         assert got["event.duration"] == int(f["length"]) * 10**9  # type: ignore[call-overload]
-        assert (got["source.ip"], got["destination.ip"], got["source.port"], got["destination.port"]) == (f["src"], f["dst"], f["sport"], f["dport"])
-        assert (got["network.iana_number"], got["network.packets"], got["network.bytes"]) == (f["proto"], f["packets"], f["bytes"])
+        assert (
+            got["source.ip"],
+            got["destination.ip"],
+            got["source.port"],
+            got["destination.port"],
+        ) == (f["src"], f["dst"], f["sport"], f["dport"])
+        assert (got["network.iana_number"], got["network.packets"], got["network.bytes"]) == (
+            f["proto"],
+            f["packets"],
+            f["bytes"],
+        )
         assert got["event.action"] == str(f["action"]).lower()

@@ -62,7 +62,9 @@ log = structlog.get_logger("shopwatch.parse")
 
 AUTO: Final = "auto"
 LINES = Counter("shopwatch_parse_lines_total", "Lines read by the parsers", ["format"])
-REJECTED = Counter("shopwatch_parse_rejected_total", "Lines the parsers could not read", ["format", "reason"])
+REJECTED = Counter(
+    "shopwatch_parse_rejected_total", "Lines the parsers could not read", ["format", "reason"]
+)
 
 for _name, _parse, _sniff in (
     ("ecs", parse_ecs, sniff_ecs),
@@ -82,13 +84,17 @@ def format_names() -> list[str]:
 
 def _check(fmt: str) -> None:
     if fmt != AUTO and fmt not in FORMATS:
-        raise ConfigError(f"unknown input format {fmt!r}; known formats: {', '.join(format_names())}")
+        raise ConfigError(
+            f"unknown input format {fmt!r}; known formats: {', '.join(format_names())}"
+        )
 
 
 def _unknown(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
     from shopwatch.contract import empty_events
 
-    return Parsed(empty_events(), make_rejects(lines, RejectReason.UNKNOWN_FORMAT, AUTO, ctx.source))
+    return Parsed(
+        empty_events(), make_rejects(lines, RejectReason.UNKNOWN_FORMAT, AUTO, ctx.source)
+    )
 
 
 def parse_frame(lines: pl.DataFrame, fmt: str, ctx: ParseContext) -> Parsed:
@@ -143,9 +149,23 @@ def parse_file(
         lines += chunk.height
         events += parsed.batch.height
         rejected += parsed.rejects.height
-        log.debug("chunk_parsed", source=source_name(ctx), format=fmt, lines=chunk.height, events=parsed.batch.height, rejected=parsed.rejects.height)
+        log.debug(
+            "chunk_parsed",
+            source=source_name(ctx),
+            format=fmt,
+            lines=chunk.height,
+            events=parsed.batch.height,
+            rejected=parsed.rejects.height,
+        )
         yield parsed
-    log.info("file_parsed", source=source_name(ctx), format=fmt, lines=lines, events=events, rejected=rejected)
+    log.info(
+        "file_parsed",
+        source=source_name(ctx),
+        format=fmt,
+        lines=lines,
+        events=events,
+        rejected=rejected,
+    )
 
 
 def _chain(held: list[pl.DataFrame], rest: Iterator[pl.DataFrame]) -> Iterator[pl.DataFrame]:

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import PurePath
 from enum import StrEnum
+from pathlib import PurePath
 from typing import Final
 
 import polars as pl
@@ -64,9 +64,7 @@ def empty_rejects() -> pl.DataFrame:
     return pl.DataFrame(schema=REJECT_SCHEMA)
 
 
-def make_rejects(
-    lines: pl.DataFrame, reason: pl.Expr | str, fmt: str, source: str
-) -> pl.DataFrame:
+def make_rejects(lines: pl.DataFrame, reason: pl.Expr | str, fmt: str, source: str) -> pl.DataFrame:
     """Rejects from a frame with columns ``line`` and ``line_no`` (raw cut to 512 chars)."""
     reason_expr = pl.lit(reason) if isinstance(reason, str) else reason
     return lines.select(

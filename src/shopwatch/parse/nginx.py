@@ -48,14 +48,30 @@ LINE_PATTERN = (
     rf"(?: {_QUOTED} {_QUOTED})?"
     rf"((?: +{_EXTRA})*) *$"
 )
-_FIELDS = ["host", "ident", "user", "ts", "request", "status", "bytes", "referrer", "agent", "extras"]
+_FIELDS = [
+    "host",
+    "ident",
+    "user",
+    "ts",
+    "request",
+    "status",
+    "bytes",
+    "referrer",
+    "agent",
+    "extras",
+]
 _RAW = {f"_{name}": pl.String for name in _FIELDS}
 
 _NUMBER = r"^\d+(?:\.\d+)?$"
 _ADDRESS = r"(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]*:[0-9A-Fa-f:.]+)"
 _ADDRESS_LIST = rf"^{_ADDRESS}(?:\s*,\s*{_ADDRESS})*$"
 _METHOD = r"^[A-Za-z][A-Za-z0-9_-]*$"
-_MONTHS = {m: f"{i:02d}" for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)}
+_MONTHS = {
+    m: f"{i:02d}"
+    for i, m in enumerate(
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"], 1
+    )
+}
 
 
 def _cut(binary: pl.Expr, start: pl.Expr | int, length: pl.Expr | int | None = None) -> pl.Expr:
@@ -95,8 +111,14 @@ def _fast(lines: pl.DataFrame) -> pl.DataFrame:
     frame = frame.with_columns(
         _cut(iu.cast(pl.Binary), 0, sp_iu).alias("_ident"),
         _cut(iu.cast(pl.Binary), sp_iu + 1).alias("_user"),
-        pl.when(sp.is_null()).then(after).otherwise(_cut(after.cast(pl.Binary), 0, sp)).alias("_bytes"),
-        pl.when(sp.is_null()).then(pl.lit("")).otherwise(_cut(after.cast(pl.Binary), sp + 1)).alias("_tail"),
+        pl.when(sp.is_null())
+        .then(after)
+        .otherwise(_cut(after.cast(pl.Binary), 0, sp))
+        .alias("_bytes"),
+        pl.when(sp.is_null())
+        .then(pl.lit(""))
+        .otherwise(_cut(after.cast(pl.Binary), sp + 1))
+        .alias("_tail"),
     )
     tail = pl.col("_tail")
     q = _pos(tail, '" "')
@@ -143,7 +165,9 @@ def _slow(lines: pl.DataFrame) -> pl.DataFrame:
 
 def _unescape(frame: pl.DataFrame, *names: str) -> pl.DataFrame:
     """Undo ``\\"`` and ``\\\\`` in the named columns (skipped when no value has a backslash)."""
-    todo = [n for n in names if frame.select(pl.col(n).str.contains("\\", literal=True).any()).item()]
+    todo = [
+        n for n in names if frame.select(pl.col(n).str.contains("\\", literal=True).any()).item()
+    ]
     if not todo:
         return frame
     return frame.with_columns(pl.col(n).str.replace_all(r'\\(["\\])', "$1") for n in todo)
@@ -167,7 +191,9 @@ def _timestamp(ts: pl.Expr) -> pl.Expr:
 def _request(frame: pl.DataFrame) -> pl.DataFrame:
     """Method, URL, version, path and query from the request line."""
     req = pl.col("_request")
-    frame = frame.with_columns(pl.when(req.eq("-") | req.eq("")).then(None).otherwise(req).alias("_req"))
+    frame = frame.with_columns(
+        pl.when(req.eq("-") | req.eq("")).then(None).otherwise(req).alias("_req")
+    )
     req = pl.col("_req")
     sp = _pos(req, " ")
     tail9, tail7 = req.str.tail(9), req.str.tail(7)
@@ -186,7 +212,12 @@ def _request(frame: pl.DataFrame) -> pl.DataFrame:
     )
     method = pl.col("_method")
     valid = method.str.contains(_METHOD).fill_null(False)
-    url_len = pl.col("_len") - pl.col("_sp") - 1 - (pl.col("_version").str.len_bytes().cast(pl.Int64) + 6).fill_null(0)
+    url_len = (
+        pl.col("_len")
+        - pl.col("_sp")
+        - 1
+        - (pl.col("_version").str.len_bytes().cast(pl.Int64) + 6).fill_null(0)
+    )
     url = _cut(req.cast(pl.Binary), pl.col("_sp") + 1, url_len)
     frame = frame.with_columns(
         pl.when(valid).then(method).otherwise(None).alias("http.request.method"),
@@ -215,12 +246,15 @@ def _extras(frame: pl.DataFrame) -> pl.DataFrame:
     has = pl.col("_extras").str.len_bytes() > 0
     if not frame.select(has.any()).item():
         return frame.with_columns(
-            pl.lit(None, pl.Int64).alias("event.duration"), pl.lit(None, pl.String).alias("client.ip")
+            pl.lit(None, pl.Int64).alias("event.duration"),
+            pl.lit(None, pl.String).alias("client.ip"),
         )
     tokens = pl.col("_extras").str.extract_all(_EXTRA)
     bare = pl.element().str.contains(_NUMBER)
     unquoted = pl.element().str.strip_prefix('"').str.strip_suffix('"')
-    seconds = tokens.list.eval(pl.element().filter(bare)).list.first().cast(pl.Float64, strict=False)
+    seconds = (
+        tokens.list.eval(pl.element().filter(bare)).list.first().cast(pl.Float64, strict=False)
+    )
     xff = tokens.list.eval(unquoted.filter(unquoted.str.contains(_ADDRESS_LIST))).list.first()
     return frame.with_columns(
         (seconds * 1e9).round().cast(pl.Int64).alias("event.duration"),
@@ -242,13 +276,19 @@ def parse_access(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
     if slow_in.height:
         slow = _slow(slow_in)
         matched = pl.col("_host").is_not_null()
-        rejects.append(make_rejects(slow.filter(~matched), RejectReason.NO_MATCH, FORMAT, ctx.source))
-        good = pl.concat([good, slow.filter(matched).select(keep)]).sort("line_no")
+        rejects.append(
+            make_rejects(slow.filter(~matched), RejectReason.NO_MATCH, FORMAT, ctx.source)
+        )
+        rescued = slow.filter(matched).select(keep)
+        if rescued.height:
+            good = pl.concat([good, rescued]).sort("line_no")
     frame = _unescape(good, "_request", "_referrer", "_agent")
     frame = frame.with_columns(_timestamp(pl.col("_ts")).alias("@timestamp"))
     bad_ts = pl.col("@timestamp").is_null()
     if frame.select(bad_ts.any()).item():
-        rejects.append(make_rejects(frame.filter(bad_ts), RejectReason.BAD_TIMESTAMP, FORMAT, ctx.source))
+        rejects.append(
+            make_rejects(frame.filter(bad_ts), RejectReason.BAD_TIMESTAMP, FORMAT, ctx.source)
+        )
         frame = frame.filter(~bad_ts)
     frame = _extras(_request(frame))
     host = pl.col("_host")

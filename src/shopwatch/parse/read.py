@@ -20,7 +20,14 @@ from typing import BinaryIO
 
 import polars as pl
 
-__all__ = ["BLOCK_BYTES", "LINES_SCHEMA", "file_mtime", "file_year_hint", "iter_chunks", "lines_frame"]
+__all__ = [
+    "BLOCK_BYTES",
+    "LINES_SCHEMA",
+    "file_mtime",
+    "file_year_hint",
+    "iter_chunks",
+    "lines_frame",
+]
 
 #: Bytes read per call; big enough that per-block overhead vanishes.
 BLOCK_BYTES = 8 << 20
@@ -51,7 +58,10 @@ def _decode(block: bytes) -> list[str]:
 def lines_frame(lines: list[str], first_line_no: int = 1) -> pl.DataFrame:
     """A ``line``/``line_no`` frame numbering ``lines`` from ``first_line_no``."""
     return pl.DataFrame(
-        {"line": pl.Series(lines, dtype=pl.String), "line_no": pl.int_range(0, len(lines), eager=True)},
+        {
+            "line": pl.Series(lines, dtype=pl.String),
+            "line_no": pl.int_range(0, len(lines), eager=True),
+        },
         schema=LINES_SCHEMA,
     ).with_columns(pl.col("line_no") + first_line_no)
 
@@ -65,7 +75,7 @@ def _open(path: str | Path) -> tuple[BinaryIO, BinaryIO | None]:
     else:
         raw = open(path, "rb")  # noqa: SIM115 - closed by iter_chunks
         owned = raw
-    buffered: BinaryIO = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
+    buffered: BinaryIO = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[type-var]
     if buffered.peek(2)[:2] == _GZIP_MAGIC:  # type: ignore[attr-defined]
         return gzip.GzipFile(fileobj=buffered, mode="rb"), owned  # type: ignore[return-value]
     return buffered, owned

@@ -64,7 +64,12 @@ RFC5424 = (
     r'(-|(?:\[(?:[^\]"\\]|\\.|"(?:[^"\\]|\\.)*")*\])+)(?: (.*))?$'
 )
 _HEADER = ["_pri", "_ts", "_host", "_tag", "_pid", "_msg"]
-_MONTHS = {m: i for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)}
+_MONTHS = {
+    m: i
+    for i, m in enumerate(
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"], 1
+    )
+}
 _IP = r"^[0-9.]+$|:"
 _RFC3339 = "%Y-%m-%dT%H:%M:%S%.f%z"
 
@@ -92,14 +97,20 @@ def _rfc3164_time(text: pl.Expr, ctx: ParseContext) -> pl.Expr:
         naive = pl.concat_str(pl.lit(f"{year} "), norm).str.strptime(
             pl.Datetime("us"), "%Y %b %d %H:%M:%S", strict=False
         )
-        return naive.dt.replace_time_zone(ctx.timezone, ambiguous="earliest", non_existent="null").dt.convert_time_zone("UTC")
+        return naive.dt.replace_time_zone(
+            ctx.timezone, ambiguous="earliest", non_existent="null"
+        ).dt.convert_time_zone("UTC")
 
     if ctx.year is not None:
         return at(ctx.year)
     reference = (ctx.reference or datetime.now(UTC)).astimezone(UTC)
     this_year = at(reference.year)
     limit = reference + YEAR_SLACK
-    return pl.when(this_year.is_null() | (this_year > pl.lit(limit))).then(at(reference.year - 1)).otherwise(this_year)
+    return (
+        pl.when(this_year.is_null() | (this_year > pl.lit(limit)))
+        .then(at(reference.year - 1))
+        .otherwise(this_year)
+    )
 
 
 def _rfc3339_time(text: pl.Expr, ctx: ParseContext) -> pl.Expr:
@@ -107,7 +118,9 @@ def _rfc3339_time(text: pl.Expr, ctx: ParseContext) -> pl.Expr:
     text = text.str.replace(r"[Zz]$", "+00:00")
     aware = text.str.to_datetime(_RFC3339, time_unit="us", time_zone="UTC", strict=False)
     naive = text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", time_unit="us", strict=False)
-    local = naive.dt.replace_time_zone(ctx.timezone, ambiguous="earliest", non_existent="null").dt.convert_time_zone("UTC")
+    local = naive.dt.replace_time_zone(
+        ctx.timezone, ambiguous="earliest", non_existent="null"
+    ).dt.convert_time_zone("UTC")
     return pl.coalesce(aware, local)
 
 
@@ -122,30 +135,54 @@ def _headers(lines: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
     if bsd.height:
         g = line.str.extract_groups(RFC3164).struct.rename_fields(_HEADER)
         parts.append(
-            bsd.select("line", "line_no", g.alias("_g")).unnest("_g").with_columns(_rfc3164_time(pl.col("_ts"), ctx).alias("@timestamp"), pl.lit(None, pl.String).alias("_msgid"))
+            bsd.select("line", "line_no", g.alias("_g"))
+            .unnest("_g")
+            .with_columns(
+                _rfc3164_time(pl.col("_ts"), ctx).alias("@timestamp"),
+                pl.lit(None, pl.String).alias("_msgid"),
+            )
         )
     iso = frame.filter(pl.col("_3339"))
     if iso.height:
         g = line.str.extract_groups(RFC3339_TRADITIONAL).struct.rename_fields(_HEADER)
         parts.append(
-            iso.select("line", "line_no", g.alias("_g")).unnest("_g").with_columns(_rfc3339_time(pl.col("_ts"), ctx).alias("@timestamp"), pl.lit(None, pl.String).alias("_msgid"))
+            iso.select("line", "line_no", g.alias("_g"))
+            .unnest("_g")
+            .with_columns(
+                _rfc3339_time(pl.col("_ts"), ctx).alias("@timestamp"),
+                pl.lit(None, pl.String).alias("_msgid"),
+            )
         )
     new = frame.filter(pl.col("_5424"))
     if new.height:
         names = ["_pri", "_ts", "_host", "_tag", "_pid", "_msgid", "_sd", "_msg"]
         g = line.str.extract_groups(RFC5424).struct.rename_fields(names)
-        nil = [pl.when(pl.col(n).eq("-")).then(None).otherwise(pl.col(n)).alias(n) for n in ("_host", "_tag", "_pid", "_msgid")]
+        nil = [
+            pl.when(pl.col(n).eq("-")).then(None).otherwise(pl.col(n)).alias(n)
+            for n in ("_host", "_tag", "_pid", "_msgid")
+        ]
         # the message is optional in RFC 5424: a matched line has _pri, and "" when no message
-        msg = pl.when(pl.col("_pri").is_not_null()).then(pl.col("_msg").fill_null("").str.strip_prefix("\ufeff"))
+        msg = pl.when(pl.col("_pri").is_not_null()).then(
+            pl.col("_msg").fill_null("").str.strip_prefix("\ufeff")
+        )
         parts.append(
             new.select("line", "line_no", g.alias("_g"))
             .unnest("_g")
-            .with_columns(*nil, msg.otherwise(None).alias("_msg"), _rfc3339_time(pl.col("_ts"), ctx).alias("@timestamp"))
+            .with_columns(
+                *nil,
+                msg.otherwise(None).alias("_msg"),
+                _rfc3339_time(pl.col("_ts"), ctx).alias("@timestamp"),
+            )
             .drop("_sd")
         )
     cols = ["line", "line_no", *_HEADER, "_msgid", "@timestamp"]
-    out = pl.concat([p.select(cols) for p in parts]) if parts else lines.with_columns(
-        *(pl.lit(None, pl.String).alias(c) for c in [*_HEADER, "_msgid"]), pl.lit(None, pl.Datetime("us", "UTC")).alias("@timestamp")
+    out = (
+        pl.concat([p.select(cols) for p in parts])
+        if parts
+        else lines.with_columns(
+            *(pl.lit(None, pl.String).alias(c) for c in [*_HEADER, "_msgid"]),
+            pl.lit(None, pl.Datetime("us", "UTC")).alias("@timestamp"),
+        )
     )
     return out.sort("line_no") if len(parts) > 1 else out
 
@@ -170,10 +207,16 @@ def _semantics(frame: pl.DataFrame) -> pl.DataFrame:
         r"^(?:message repeated \d+ times: \[ )?Failed (\S+) for (invalid user )?(.*?) from (\S+) port (\d+)"
     )
     invalid = msg.str.extract_groups(r"^Invalid user (.*?) from (\S+?)(?: port (\d+))?$")
-    reverse = msg.str.extract_groups(r"^reverse mapping checking getaddrinfo for (\S+) \[([^\]]+)\] failed")
+    reverse = msg.str.extract_groups(
+        r"^reverse mapping checking getaddrinfo for (\S+) \[([^\]]+)\] failed"
+    )
     maps = msg.str.extract_groups(r"^Address (\S+) maps to (\S+), but this does not map back")
-    received = msg.str.extract_groups(r"^(?:error: )?Received disconnect from (\S+?)(?: port (\d+))?:")
-    closing = r"(?:(?:authenticating |invalid )?user (\S+) )?(\S+?)(?: port (\d+))?(?: \[preauth\])?$"
+    received = msg.str.extract_groups(
+        r"^(?:error: )?Received disconnect from (\S+?)(?: port (\d+))?:"
+    )
+    closing = (
+        r"(?:(?:authenticating |invalid )?user (\S+) )?(\S+?)(?: port (\d+))?(?: \[preauth\])?$"
+    )
     closed = msg.str.extract_groups(rf"^Connection closed by {closing}")
     closed2 = msg.str.extract_groups(rf"^Disconnected from {closing}")
     too_many = msg.str.extract_groups(
@@ -183,7 +226,9 @@ def _semantics(frame: pl.DataFrame) -> pl.DataFrame:
     pam = msg.str.extract_groups(
         r"(?:^|\): )(?:PAM \d+ more )?authentication failures?;.*?\brhost=(\S*)(?:\s+user=(\S+))?"
     )
-    sudo = msg.str.extract_groups(r"^\s*(\S+) : (?:(.*?) ; )?TTY=\S+ ; PWD=.*? ; USER=(\S+) ;.*?COMMAND=")
+    sudo = msg.str.extract_groups(
+        r"^\s*(\S+) : (?:(.*?) ; )?TTY=\S+ ; PWD=.*? ; USER=(\S+) ;.*?COMMAND="
+    )
     su_to = msg.str.extract_groups(r"^\(to (\S+)\) (\S+) on ")
     su_res = msg.str.extract_groups(r"^(Successful|FAILED) su for (\S+) by (\S+)")
     su_session = msg.str.extract(r"session opened for user \S+ by (\S*?)\(uid=")
@@ -204,10 +249,17 @@ def _semantics(frame: pl.DataFrame) -> pl.DataFrame:
         su_to.alias("_suto"),
         su_res.alias("_sures"),
         su_session.alias("_susess"),
-        msg.str.contains(r"^Disconnecting.*Too many authentication failures").fill_null(False).alias("_many_hit"),
+        msg.str.contains(r"^Disconnecting.*Too many authentication failures")
+        .fill_null(False)
+        .alias("_many_hit"),
     )
-    f = lambda name, i: pl.col(name).struct[i]  # noqa: E731
-    has = lambda name: pl.col(name).struct[0].is_not_null()  # noqa: E731
+
+    def f(name: str, i: int) -> pl.Expr:
+        return pl.col(name).struct[i]
+
+    def has(name: str) -> pl.Expr:
+        return pl.col(name).struct[0].is_not_null()
+
     is_acc = sshd & has("_acc")
     is_fail = sshd & has("_fail")
     is_inv = sshd & has("_inv")
@@ -227,7 +279,9 @@ def _semantics(frame: pl.DataFrame) -> pl.DataFrame:
         .then(pl.lit("invalid_user"))
         .when(fail_method.is_in(["password", "keyboard-interactive/pam", "keyboard-interactive"]))
         .then(pl.lit("bad_password"))
-        .otherwise(pl.concat_str(pl.lit("bad_"), fail_method.str.replace_all(r"[^A-Za-z0-9]+", "_")))
+        .otherwise(
+            pl.concat_str(pl.lit("bad_"), fail_method.str.replace_all(r"[^A-Za-z0-9]+", "_"))
+        )
     )
     sudo_complaint = f("_sudo", 1)
     sudo_reason = (
@@ -244,72 +298,130 @@ def _semantics(frame: pl.DataFrame) -> pl.DataFrame:
     pam_ip, pam_domain = _ip_or_domain(f("_pam", 0))
 
     action = (
-        pl.when(is_acc | is_fail | is_inv | pam_as_ssh).then(pl.lit("ssh_login"))
-        .when(is_brk).then(pl.lit("ssh_break_in_attempt"))
-        .when(is_recv | is_clo | is_clo2 | is_many).then(pl.lit("ssh_disconnect"))
-        .when(is_sudo).then(pl.lit("sudo"))
-        .when(is_suto | is_sures | is_susess).then(pl.lit("su"))
-        .when(is_pam).then(pl.lit("auth_failure"))
+        pl.when(is_acc | is_fail | is_inv | pam_as_ssh)
+        .then(pl.lit("ssh_login"))
+        .when(is_brk)
+        .then(pl.lit("ssh_break_in_attempt"))
+        .when(is_recv | is_clo | is_clo2 | is_many)
+        .then(pl.lit("ssh_disconnect"))
+        .when(is_sudo)
+        .then(pl.lit("sudo"))
+        .when(is_suto | is_sures | is_susess)
+        .then(pl.lit("su"))
+        .when(is_pam)
+        .then(pl.lit("auth_failure"))
         .otherwise(None)
     )
     outcome = (
-        pl.when(is_acc).then(pl.lit("success"))
-        .when(is_fail | is_inv | pam_as_ssh | is_many).then(pl.lit("failure"))
-        .when(is_sudo).then(pl.when(sudo_complaint.is_null()).then(pl.lit("success")).otherwise(pl.lit("failure")))
-        .when(is_sures).then(pl.when(f("_sures", 0).eq("FAILED")).then(pl.lit("failure")).otherwise(pl.lit("success")))
-        .when(is_suto | is_susess).then(pl.lit("success"))
-        .when(is_pam).then(pl.lit("failure"))
+        pl.when(is_acc)
+        .then(pl.lit("success"))
+        .when(is_fail | is_inv | pam_as_ssh | is_many)
+        .then(pl.lit("failure"))
+        .when(is_sudo)
+        .then(
+            pl.when(sudo_complaint.is_null()).then(pl.lit("success")).otherwise(pl.lit("failure"))
+        )
+        .when(is_sures)
+        .then(
+            pl.when(f("_sures", 0).eq("FAILED"))
+            .then(pl.lit("failure"))
+            .otherwise(pl.lit("success"))
+        )
+        .when(is_suto | is_susess)
+        .then(pl.lit("success"))
+        .when(is_pam)
+        .then(pl.lit("failure"))
         .otherwise(None)
     )
     reason = (
-        pl.when(is_acc).then(f("_acc", 0))
-        .when(is_fail).then(fail_reason)
-        .when(is_inv).then(pl.lit("invalid_user"))
-        .when(pam_as_ssh).then(pl.when(pam_user.is_null()).then(pl.lit("invalid_user")).otherwise(pl.lit("bad_password")))
-        .when(is_many).then(pl.lit("too_many_auth_failures"))
-        .when(is_sudo & sudo_complaint.is_not_null()).then(sudo_reason)
-        .when(is_sures & f("_sures", 0).eq("FAILED")).then(pl.lit("bad_password"))
+        pl.when(is_acc)
+        .then(f("_acc", 0))
+        .when(is_fail)
+        .then(fail_reason)
+        .when(is_inv)
+        .then(pl.lit("invalid_user"))
+        .when(pam_as_ssh)
+        .then(
+            pl.when(pam_user.is_null())
+            .then(pl.lit("invalid_user"))
+            .otherwise(pl.lit("bad_password"))
+        )
+        .when(is_many)
+        .then(pl.lit("too_many_auth_failures"))
+        .when(is_sudo & sudo_complaint.is_not_null())
+        .then(sudo_reason)
+        .when(is_sures & f("_sures", 0).eq("FAILED"))
+        .then(pl.lit("bad_password"))
         .otherwise(None)
     )
     user = (
-        pl.when(is_acc).then(f("_acc", 1))
-        .when(is_fail).then(f("_fail", 2))
-        .when(is_inv).then(f("_inv", 0))
-        .when(is_clo).then(f("_clo", 0))
-        .when(is_clo2).then(f("_clo2", 0))
-        .when(is_many).then(pl.coalesce(f("_many", 0), f("_many", 1)))
-        .when(is_sudo).then(f("_sudo", 0))
-        .when(is_suto).then(f("_suto", 1))
-        .when(is_sures).then(f("_sures", 2))
-        .when(is_susess).then(pl.col("_susess"))
-        .when(is_pam).then(pam_user)
+        pl.when(is_acc)
+        .then(f("_acc", 1))
+        .when(is_fail)
+        .then(f("_fail", 2))
+        .when(is_inv)
+        .then(f("_inv", 0))
+        .when(is_clo)
+        .then(f("_clo", 0))
+        .when(is_clo2)
+        .then(f("_clo2", 0))
+        .when(is_many)
+        .then(pl.coalesce(f("_many", 0), f("_many", 1)))
+        .when(is_sudo)
+        .then(f("_sudo", 0))
+        .when(is_suto)
+        .then(f("_suto", 1))
+        .when(is_sures)
+        .then(f("_sures", 2))
+        .when(is_susess)
+        .then(pl.col("_susess"))
+        .when(is_pam)
+        .then(pam_user)
         .otherwise(None)
     )
     ip = (
-        pl.when(is_acc).then(f("_acc", 2))
-        .when(is_fail).then(f("_fail", 3))
-        .when(is_inv).then(f("_inv", 1))
-        .when(is_brk & has("_rev")).then(f("_rev", 1))
-        .when(is_brk & has("_map")).then(f("_map", 0))
-        .when(is_recv).then(f("_recv", 0))
-        .when(is_clo).then(f("_clo", 1))
-        .when(is_clo2).then(f("_clo2", 1))
-        .when(is_pam).then(pam_ip)
+        pl.when(is_acc)
+        .then(f("_acc", 2))
+        .when(is_fail)
+        .then(f("_fail", 3))
+        .when(is_inv)
+        .then(f("_inv", 1))
+        .when(is_brk & has("_rev"))
+        .then(f("_rev", 1))
+        .when(is_brk & has("_map"))
+        .then(f("_map", 0))
+        .when(is_recv)
+        .then(f("_recv", 0))
+        .when(is_clo)
+        .then(f("_clo", 1))
+        .when(is_clo2)
+        .then(f("_clo2", 1))
+        .when(is_pam)
+        .then(pam_ip)
         .otherwise(None)
     )
     port = (
-        pl.when(is_acc).then(f("_acc", 3))
-        .when(is_fail).then(f("_fail", 4))
-        .when(is_inv).then(f("_inv", 2))
-        .when(is_recv).then(f("_recv", 1))
-        .when(is_clo).then(f("_clo", 2))
-        .when(is_clo2).then(f("_clo2", 2))
+        pl.when(is_acc)
+        .then(f("_acc", 3))
+        .when(is_fail)
+        .then(f("_fail", 4))
+        .when(is_inv)
+        .then(f("_inv", 2))
+        .when(is_recv)
+        .then(f("_recv", 1))
+        .when(is_clo)
+        .then(f("_clo", 2))
+        .when(is_clo2)
+        .then(f("_clo2", 2))
         .otherwise(None)
     )
     domain = (
-        pl.when(is_brk & has("_rev")).then(f("_rev", 0))
-        .when(is_brk & has("_map")).then(f("_map", 1))
-        .when(is_pam).then(pam_domain)
+        pl.when(is_brk & has("_rev"))
+        .then(f("_rev", 0))
+        .when(is_brk & has("_map"))
+        .then(f("_map", 1))
+        .when(is_pam)
+        .then(pam_domain)
         .otherwise(None)
     )
     ip_checked = pl.when(ip.str.contains(_IP)).then(ip).otherwise(None)
@@ -334,8 +446,12 @@ def parse_syslog(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
     unmatched = pl.col("_msg").is_null()
     bad_ts = pl.col("@timestamp").is_null() & ~unmatched
     if frame.select((unmatched | bad_ts).any()).item():
-        rejects.append(make_rejects(frame.filter(unmatched), RejectReason.NO_MATCH, FORMAT, ctx.source))
-        rejects.append(make_rejects(frame.filter(bad_ts), RejectReason.BAD_TIMESTAMP, FORMAT, ctx.source))
+        rejects.append(
+            make_rejects(frame.filter(unmatched), RejectReason.NO_MATCH, FORMAT, ctx.source)
+        )
+        rejects.append(
+            make_rejects(frame.filter(bad_ts), RejectReason.BAD_TIMESTAMP, FORMAT, ctx.source)
+        )
         frame = frame.filter(~unmatched & ~bad_ts)
     tag = pl.col("_tag").str.strip_chars()
     proc = tag.str.replace(r"\([^)]*\)$", "").str.strip_chars()
@@ -360,9 +476,15 @@ def parse_syslog(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
         auth_rows = _semantics(auth_rows)
         frame = pl.concat([auth_rows, rest], how="diagonal_relaxed").sort("line_no")
     batch = frame.with_columns(
-        pl.when(pl.col("_auth")).then(pl.lit("system.auth")).otherwise(pl.lit("system.syslog")).alias("event.dataset"),
+        pl.when(pl.col("_auth"))
+        .then(pl.lit("system.auth"))
+        .otherwise(pl.lit("system.syslog"))
+        .alias("event.dataset"),
         pl.lit("event").alias("event.kind"),
-        pl.when(pl.col("_auth")).then(pl.lit("authentication")).otherwise(None).alias("event.category"),
+        pl.when(pl.col("_auth"))
+        .then(pl.lit("authentication"))
+        .otherwise(None)
+        .alias("event.category"),
         event_id(ctx).alias("event.id"),
     )
     rejected = pl.concat(rejects).sort("line_no") if rejects else empty_rejects()

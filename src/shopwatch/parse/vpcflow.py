@@ -14,14 +14,38 @@ from __future__ import annotations
 import polars as pl
 
 from shopwatch.contract import conform, empty_events
-from shopwatch.parse.base import ParseContext, Parsed, RejectReason, empty_rejects, event_id, make_rejects
+from shopwatch.parse.base import (
+    ParseContext,
+    Parsed,
+    RejectReason,
+    empty_rejects,
+    event_id,
+    make_rejects,
+)
 
 __all__ = ["HEADER", "parse_vpcflow", "sniff_vpcflow"]
 
 FORMAT = "vpcflow"
 HEADER = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status"
-_NAMES = ["_version", "_account", "_eni", "_src", "_dst", "_sport", "_dport", "_proto", "_packets", "_bytes", "_start", "_end", "_action", "_status"]
-LINE_PATTERN = r"^\s*(\d+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+)\s*$"
+_NAMES = [
+    "_version",
+    "_account",
+    "_eni",
+    "_src",
+    "_dst",
+    "_sport",
+    "_dport",
+    "_proto",
+    "_packets",
+    "_bytes",
+    "_start",
+    "_end",
+    "_action",
+    "_status",
+]
+LINE_PATTERN = (
+    r"^\s*(\d+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+)\s*$"
+)
 _TRANSPORT = {"6": "tcp", "17": "udp", "1": "icmp"}
 
 
@@ -37,7 +61,9 @@ def parse_vpcflow(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
     if skipped:
         lines = lines.filter(~header)
     empty = line.str.strip_chars().eq("")
-    frame = lines.with_columns(line.str.extract_groups(LINE_PATTERN).struct.rename_fields(_NAMES).alias("_g")).unnest("_g")
+    frame = lines.with_columns(
+        line.str.extract_groups(LINE_PATTERN).struct.rename_fields(_NAMES).alias("_g")
+    ).unnest("_g")
     status = pl.col("_status")
     start = pl.col("_start").cast(pl.Int64, strict=False)
     reason = (
@@ -67,11 +93,16 @@ def parse_vpcflow(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
         _dash("_sport").cast(pl.Int64, strict=False).alias("source.port"),
         _dash("_dport").cast(pl.Int64, strict=False).alias("destination.port"),
         proto.cast(pl.Int64, strict=False).alias("network.iana_number"),
-        proto.replace_strict(_TRANSPORT, default=None, return_dtype=pl.String).alias("network.transport"),
+        proto.replace_strict(_TRANSPORT, default=None, return_dtype=pl.String).alias(
+            "network.transport"
+        ),
         _dash("_packets").cast(pl.Int64, strict=False).alias("network.packets"),
         _dash("_bytes").cast(pl.Int64, strict=False).alias("network.bytes"),
         pl.lit("network.flow").alias("event.dataset"),
-        pl.when(action.is_in(["accept", "reject"])).then(action).otherwise(None).alias("event.action"),
+        pl.when(action.is_in(["accept", "reject"]))
+        .then(action)
+        .otherwise(None)
+        .alias("event.action"),
         pl.when(action.eq("accept"))
         .then(pl.lit("success"))
         .when(action.eq("reject"))
@@ -82,7 +113,9 @@ def parse_vpcflow(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
         pl.lit("network").alias("event.category"),
         event_id(ctx).alias("event.id"),
     )
-    rejects = make_rejects(bad, pl.col("_reason"), FORMAT, ctx.source) if bad.height else empty_rejects()
+    rejects = (
+        make_rejects(bad, pl.col("_reason"), FORMAT, ctx.source) if bad.height else empty_rejects()
+    )
     return Parsed(conform(batch) if batch.height else empty_events(), rejects, skipped)
 
 
@@ -92,6 +125,9 @@ def sniff_vpcflow(sample: list[str]) -> float:
         return 0.0
     s = pl.Series(sample, dtype=pl.String)
     g = s.str.extract_groups(LINE_PATTERN).struct.rename_fields(_NAMES).struct.unnest()
-    record = g["_status"].is_in(["OK", "NODATA", "SKIPDATA"]).fill_null(False) & g["_version"].is_not_null()
+    record = (
+        g["_status"].is_in(["OK", "NODATA", "SKIPDATA"]).fill_null(False)
+        & g["_version"].is_not_null()
+    )
     header = s.str.strip_chars().eq(HEADER)
     return float((record | header).sum()) / len(sample)
