@@ -29,7 +29,9 @@ def enricher(datasets: Path) -> IntelEnricher:
     root = datasets / "threat-intel"
     drop = parse_feed("spamhaus", (root / "spamhaus_drop.txt").read_text()).indicators
     tor = parse_feed("ipset", (root / "firehol/tor_exits.ipset").read_text()).indicators
-    feodo = parse_feed("abusech_csv", (root / "feodotracker_ipblocklist.csv").read_text()).indicators
+    feodo = parse_feed(
+        "abusech_csv", (root / "feodotracker_ipblocklist.csv").read_text()
+    ).indicators
     now = datetime(2026, 3, 14, tzinfo=UTC)
     return IntelEnricher(
         IndicatorIndex.build(
@@ -64,16 +66,29 @@ def _traffic(ips_every: list[tuple[str, int]], minutes: int = 150) -> pl.DataFra
 
 def test_fires_on_a_listed_source_and_not_on_its_neighbour(enricher: IntelEnricher) -> None:
     # 1.10.16.0/20 is on Spamhaus DROP; 1.10.32.7 is just past it; 185.220.101.7 is a Tor exit (confidence 30)
-    batch = enricher.enrich(_traffic([("1.10.31.200", 45), ("1.10.32.7", 30), ("185.220.101.7", 60)]))
+    batch = enricher.enrich(
+        _traffic([("1.10.31.200", 45), ("1.10.32.7", 30), ("185.220.101.7", 60)])
+    )
     alerts = run(DETECTORS["intel.known_bad_source"], [batch])
     assert alerts.schema == pl.Schema(ALERT_SCHEMA)
     assert {a["source.ip"] for a in alerts["entity"].to_list()} == {"1.10.31.200"}
     # 150 minutes of traffic, one alert per hour window: at 0, 60 and 120 minutes
-    assert alerts["@timestamp"].to_list() == [T0, T0 + timedelta(minutes=60), T0 + timedelta(minutes=120)]
+    assert alerts["@timestamp"].to_list() == [
+        T0,
+        T0 + timedelta(minutes=60),
+        T0 + timedelta(minutes=120),
+    ]
     first = alerts.row(0, named=True)
     details = json.loads(first["details"])
-    assert details["feed"] == "spamhaus_drop" and details["indicator"] == "1.10.16.0/20" and details["confidence"] == 85
-    assert first["message"] == "1.10.31.200 is listed as 1.10.16.0/20 on threat feed spamhaus_drop (confidence 85)"
+    assert (
+        details["feed"] == "spamhaus_drop"
+        and details["indicator"] == "1.10.16.0/20"
+        and details["confidence"] == 85
+    )
+    assert (
+        first["message"]
+        == "1.10.31.200 is listed as 1.10.16.0/20 on threat feed spamhaus_drop (confidence 85)"
+    )
     assert first["rule.category"] == "threat_intel"
     assert first["event.ids"] == ["1.10.31.200-0"]
     assert first["severity"] == "high" and first["risk_score"] == round(75 * 85 / 100)
@@ -81,7 +96,9 @@ def test_fires_on_a_listed_source_and_not_on_its_neighbour(enricher: IntelEnrich
 
 def test_split_batches_and_restore_give_the_same_alerts(enricher: IntelEnricher) -> None:
     detector = DETECTORS["intel.known_bad_source"]
-    stream = enricher.enrich(_traffic([("1.10.31.200", 45), ("192.9.135.73", 400), ("1.10.32.7", 30)]))
+    stream = enricher.enrich(
+        _traffic([("1.10.31.200", 45), ("192.9.135.73", 400), ("1.10.32.7", 30)])
+    )
     whole = run(detector, [stream])
     assert whole.height == 6
     assert run(detector, stream.iter_slices(97)).equals(whole)
@@ -96,7 +113,10 @@ def test_severity_and_risk_follow_confidence(enricher: IntelEnricher) -> None:
     detector = DETECTORS["intel.known_bad_source"]
     stream = enricher.enrich(_traffic([("192.9.135.73", 600), ("1.10.31.200", 600)], minutes=10))
     alerts = run(detector, [stream]).sort("risk_score")
-    assert alerts.select("severity", "risk_score").rows() == [("high", 64), ("high", 71)]  # DROP 85, Feodo 95 (cap: high)
+    assert alerts.select("severity", "risk_score").rows() == [
+        ("high", 64),
+        ("high", 71),
+    ]  # DROP 85, Feodo 95 (cap: high)
 
 
 def test_thresholds_and_types_are_parameters() -> None:

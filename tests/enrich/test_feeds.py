@@ -35,7 +35,9 @@ def _read(datasets: Path, name: str) -> str:
         ("firehol/stopforumspam_7d.ipset", "ipset", 14686, "ipv4-addr"),
     ],
 )
-def test_plain_lists_give_every_entry(datasets: Path, name: str, fmt: str, entries: int, family: str) -> None:
+def test_plain_lists_give_every_entry(
+    datasets: Path, name: str, fmt: str, entries: int, family: str
+) -> None:
     content = parse_feed(fmt, _read(datasets, name))
     assert len(content.indicators) == entries
     assert not content.rejects, content.rejects[:3]
@@ -62,7 +64,11 @@ def test_malformed_lines_are_counted_not_fatal(datasets: Path) -> None:
     text.insert(12, "999.1.2.3")
     content = parse_feed("spamhaus", "\n".join(text))
     assert len(content.indicators) == 289 - 1
-    assert [(r.line_no, r.reason) for r in content.rejects] == [(7, "bad_value"), (10, "bad_value"), (13, "bad_value")]
+    assert [(r.line_no, r.reason) for r in content.rejects] == [
+        (7, "bad_value"),
+        (10, "bad_value"),
+        (13, "bad_value"),
+    ]
     assert content.rejects[1].raw.startswith("<html>")
 
 
@@ -80,7 +86,9 @@ def test_feodo_csv_rows_and_trailer(datasets: Path) -> None:
 def test_feodo_csv_broken_rows(datasets: Path) -> None:
     lines = _read(datasets, "feodotracker_ipblocklist.csv").splitlines()
     lines.insert(10, '"2024-02-08 19:20:49","85.239.243.155","5000"')  # too few columns
-    lines.insert(11, '"2024-02-08 19:20:49","85.239.243.999","5000","offline","2024-03-11","Pikabot"')
+    lines.insert(
+        11, '"2024-02-08 19:20:49","85.239.243.999","5000","offline","2024-03-11","Pikabot"'
+    )
     content = parse_feed("abusech_csv", "\n".join(lines))
     assert len(content.indicators) == 28
     assert [(r.line_no, r.reason) for r in content.rejects] == [(11, "bad_row"), (12, "bad_value")]
@@ -115,7 +123,9 @@ def test_threatfox_style_rows() -> None:
 
 
 def test_tor_exit_addresses(fixtures_dir: Path) -> None:
-    content = parse_feed("tor_exit_addresses", (fixtures_dir / "intel" / "exit-addresses").read_text())
+    content = parse_feed(
+        "tor_exit_addresses", (fixtures_dir / "intel" / "exit-addresses").read_text()
+    )
     assert [i.value for i in content.indicators] == [
         "162.247.74.201/32",
         "185.220.101.7/32",
@@ -187,7 +197,9 @@ def test_misp_single_event(fixtures_dir: Path) -> None:
     ]
     assert content.indicators[0].note == "Card-testing botnet against e-commerce checkouts"
     assert [(r.line_no, r.reason) for r in content.rejects] == [(9, "bad_value")]
-    everything = parse_misp_event((fixtures_dir / "intel" / "misp_event.json").read_text(), ids_only=False)
+    everything = parse_misp_event(
+        (fixtures_dir / "intel" / "misp_event.json").read_text(), ids_only=False
+    )
     assert ("ipv4-addr", "66.249.66.1/32") in {(i.type, i.value) for i in everything.indicators}
 
 
@@ -205,7 +217,13 @@ def test_plain_list_of_mixed_values() -> None:
         "# mixed\nevil.example\nhttp://bad.example/x.php\n203.0.113.0/24\n"
         "44d88612fea8a8f36de82e1278abb02f\n0.0.0.0 ads.tracker.example\n-- nonsense --\n"
     )
-    assert [i.type for i in content.indicators] == ["domain-name", "url", "ipv4-addr", "file", "ipv4-addr"]
+    assert [i.type for i in content.indicators] == [
+        "domain-name",
+        "url",
+        "ipv4-addr",
+        "file",
+        "ipv4-addr",
+    ]
     assert [r.line_no for r in content.rejects] == [7]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +16,13 @@ import pytest
 
 from shopwatch.config import Settings
 from shopwatch.enrich.intel import IntelEnricher
-from shopwatch.enrich.schedule import FeedConfig, FeedManager, IntelSettings, load_feed_configs, read_status
+from shopwatch.enrich.schedule import (
+    FeedConfig,
+    FeedManager,
+    IntelSettings,
+    load_feed_configs,
+    read_status,
+)
 from shopwatch.errors import ConfigError, ContentError
 
 INTEL = "threat-intel"
@@ -45,10 +52,16 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         script = self.server.script
-        script.requests.append({"path": self.path, **{k.lower(): v for k, v in self.headers.items()}})
+        script.requests.append(
+            {"path": self.path, **{k.lower(): v for k, v in self.headers.items()}}
+        )
         mode = script.modes.pop(0) if script.modes else "ok"
         if self.path.rsplit("/", 1)[-1] in script.files:
-            self._send(200, script.files[self.path.rsplit("/", 1)[-1]], {"Content-Type": "application/json"})
+            self._send(
+                200,
+                script.files[self.path.rsplit("/", 1)[-1]],
+                {"Content-Type": "application/json"},
+            )
             return
         if mode == "error":
             self._send(500, b"internal error", {})
@@ -56,7 +69,9 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(1.0)  # well past the feed's 300 ms timeout
             self._send(200, script.body, {"ETag": script.etag})
         elif mode == "garbage":
-            self._send(200, b"<html><body>\n<h1>Maintenance</h1>\n<p>Back soon</p>\n</body></html>\n", {})
+            self._send(
+                200, b"<html><body>\n<h1>Maintenance</h1>\n<p>Back soon</p>\n</body></html>\n", {}
+            )
         elif self.headers.get("If-None-Match") == script.etag:
             self._send(304, b"", {"ETag": script.etag})
         else:
@@ -71,17 +86,17 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if status != 304:
-            try:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up
                 self.wfile.write(body)
-            except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
-                pass
 
 
 @pytest.fixture()
 def server() -> Iterator[FeedServer]:
     httpd = FeedServer(("127.0.0.1", 0), Handler)
     httpd.script = Script()
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         yield httpd
@@ -118,11 +133,15 @@ def _status(manager: FeedManager, name: str) -> dict[str, object]:
     return next(s.to_dict() for s in manager.status() if s.name == name)
 
 
-def test_http_feed_keeps_its_last_good_content(server: FeedServer, datasets: Path, tmp_path: Path) -> None:
+def test_http_feed_keeps_its_last_good_content(
+    server: FeedServer, datasets: Path, tmp_path: Path
+) -> None:
     drop = (datasets / INTEL / "spamhaus_drop.txt").read_bytes()
     server.script.body = drop
     clock = Clock()
-    feed = FeedConfig(name="drop", url=_url(server), format="spamhaus", confidence=85, timeout="300ms", ttl="2d")
+    feed = FeedConfig(
+        name="drop", url=_url(server), format="spamhaus", confidence=85, timeout="300ms", ttl="2d"
+    )
     manager = FeedManager([feed], clock=clock, state_dir=tmp_path / "intel")
     enricher = IntelEnricher(lambda: manager.index)
     probe = pl.DataFrame({"source.ip": ["1.10.16.9", "1.10.32.1"]})
@@ -140,7 +159,10 @@ def test_http_feed_keeps_its_last_good_content(server: FeedServer, datasets: Pat
     assert asked["if-none-match"] == '"v1"'
     assert asked["if-modified-since"] == "Fri, 17 Jan 2025 17:03:47 GMT"
     sample = manager.metrics.registry.get_sample_value
-    assert sample("shopwatch_enrich_feed_refreshes_total", {"feed": "drop", "result": "not_modified"}) == 1
+    assert (
+        sample("shopwatch_enrich_feed_refreshes_total", {"feed": "drop", "result": "not_modified"})
+        == 1
+    )
     assert _status(manager, "drop")["last_refresh"] == clock.now.isoformat()  # confirmed as of now
 
     # 3. a 500, 4. a response slower than the timeout, 5. a page that is not the format
@@ -156,7 +178,9 @@ def test_http_feed_keeps_its_last_good_content(server: FeedServer, datasets: Pat
         assert status["last_error_reason"] == reason and status["entries"] == 1385
         assert enricher.enrich(probe)["threat.indicator.feed"].to_list() == ["drop", None]
     assert _status(manager, "drop")["errors"] == 3
-    assert "HTTP 500" not in str(_status(manager, "drop")["last_error"])  # the latest error is shown
+    assert "HTTP 500" not in str(
+        _status(manager, "drop")["last_error"]
+    )  # the latest error is shown
 
     # the status is on disk for `intel status --cached`
     written = read_status(tmp_path / "intel")
@@ -181,7 +205,9 @@ def test_unreachable_url_and_expiry_while_failing(datasets: Path) -> None:
     clock = Clock()
     drop = datasets / INTEL / "spamhaus_drop.txt"
     feeds = [
-        FeedConfig(name="gone", url=f"http://127.0.0.1:{port}/feed.txt", format="spamhaus", timeout="1s"),
+        FeedConfig(
+            name="gone", url=f"http://127.0.0.1:{port}/feed.txt", format="spamhaus", timeout="1s"
+        ),
         FeedConfig(name="local", path=drop, format="spamhaus", ttl="1h", refresh="10m"),
     ]
     manager = FeedManager(feeds, clock=clock)
@@ -194,14 +220,19 @@ def test_unreachable_url_and_expiry_while_failing(datasets: Path) -> None:
     clock.advance(minutes=30)
     manager.refresh()
     sample = manager.metrics.registry.get_sample_value
-    assert sample("shopwatch_enrich_feed_refreshes_total", {"feed": "local", "result": "not_modified"}) == 1
+    assert (
+        sample("shopwatch_enrich_feed_refreshes_total", {"feed": "local", "result": "not_modified"})
+        == 1
+    )
     assert _status(manager, "local")["entries"] == 1385
 
 
 def test_a_feed_that_keeps_failing_expires(server: FeedServer, datasets: Path) -> None:
     server.script.body = (datasets / INTEL / "spamhaus_edrop.txt").read_bytes()
     clock = Clock()
-    feed = FeedConfig(name="edrop", url=_url(server), format="spamhaus", ttl="1h", refresh="10m", timeout="2s")
+    feed = FeedConfig(
+        name="edrop", url=_url(server), format="spamhaus", ttl="1h", refresh="10m", timeout="2s"
+    )
     manager = FeedManager([feed], clock=clock)
     manager.refresh()
     assert _status(manager, "edrop")["entries"] == 289
@@ -211,10 +242,17 @@ def test_a_feed_that_keeps_failing_expires(server: FeedServer, datasets: Path) -
         manager.refresh()
     status = _status(manager, "edrop")
     assert status["entries"] == 0 and status["expired"] == 289
-    assert manager.metrics.registry.get_sample_value("shopwatch_enrich_feed_expired", {"feed": "edrop"}) == 289
+    assert (
+        manager.metrics.registry.get_sample_value(
+            "shopwatch_enrich_feed_expired", {"feed": "edrop"}
+        )
+        == 289
+    )
 
 
-def test_restart_starts_from_the_cached_body(server: FeedServer, datasets: Path, tmp_path: Path) -> None:
+def test_restart_starts_from_the_cached_body(
+    server: FeedServer, datasets: Path, tmp_path: Path
+) -> None:
     server.script.body = (datasets / INTEL / "spamhaus_dropv6.txt").read_bytes()
     feed = FeedConfig(name="v6", url=_url(server), format="spamhaus", timeout="2s")
     first = FeedManager([feed], state_dir=tmp_path)
@@ -233,7 +271,12 @@ def test_misp_feed_over_http_and_from_a_folder(server: FeedServer, fixtures_dir:
     server.script.body = (folder / "manifest.json").read_bytes()
     server.script.files = {p.name: p.read_bytes() for p in folder.glob("*-*.json")}
     feeds = [
-        FeedConfig(name="circl", url=_url(server, "/feeds/circl/manifest.json"), format="misp", timeout="2s"),
+        FeedConfig(
+            name="circl",
+            url=_url(server, "/feeds/circl/manifest.json"),
+            format="misp",
+            timeout="2s",
+        ),
         FeedConfig(name="circl_local", path=folder, format="misp"),
     ]
     manager = FeedManager(feeds)
@@ -248,7 +291,9 @@ def test_misp_feed_over_http_and_from_a_folder(server: FeedServer, fixtures_dir:
 
 def test_background_thread_refreshes_and_stops(server: FeedServer, datasets: Path) -> None:
     server.script.body = (datasets / INTEL / "spamhaus_edrop.txt").read_bytes()
-    feed = FeedConfig(name="edrop", url=_url(server), format="spamhaus", refresh="100ms", timeout="2s")
+    feed = FeedConfig(
+        name="edrop", url=_url(server), format="spamhaus", refresh="100ms", timeout="2s"
+    )
     manager = FeedManager([feed])
     manager.start()
     try:
@@ -283,7 +328,7 @@ def test_config_schema_and_lists(tmp_path: Path, datasets: Path) -> None:
     assert feeds[0].path == tmp_path / "drop.txt"
     assert feeds[1].ttl_delta is None
     listing.write_text("- name: drop\n  path: drop.txt\n  format: spamhaus\n  confidance: 85\n")
-    with pytest.raises(ContentError, match="feed #1 is invalid.*confidance"):
+    with pytest.raises(ContentError, match=r"feed #1 is invalid.*confidance"):
         load_feed_configs(listing)
     with pytest.raises(ConfigError, match="named twice"):
         FeedManager([feeds[0], feeds[0]])
@@ -308,7 +353,13 @@ def test_enricher_from_settings_loads_before_returning(tmp_path: Path, datasets:
         intel={
             "builtin": False,
             "feeds": [
-                {"name": "feodo", "path": str(datasets / INTEL / "feodotracker_ipblocklist.csv"), "format": "abusech_csv", "confidence": 95, "ttl": None},
+                {
+                    "name": "feodo",
+                    "path": str(datasets / INTEL / "feodotracker_ipblocklist.csv"),
+                    "format": "abusech_csv",
+                    "confidence": 95,
+                    "ttl": None,
+                },
                 {"name": "missing", "path": str(tmp_path / "nope.txt"), "format": "plain"},
             ],
         },

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -59,7 +60,9 @@ def test_it_is_an_enricher(real_index: IndicatorIndex) -> None:
 def test_known_bad_and_adjacent_addresses(real_index: IndicatorIndex) -> None:
     # 1.10.16.0/20 is on Spamhaus DROP (and FireHOL level 1, which includes it);
     # 1.10.15.255 and 1.10.32.0 are the addresses just outside it.
-    batch = _ips("1.10.16.0", "1.10.31.255", "1.10.15.255", "1.10.32.0", "192.9.135.73", "192.9.135.74")
+    batch = _ips(
+        "1.10.16.0", "1.10.31.255", "1.10.15.255", "1.10.32.0", "192.9.135.73", "192.9.135.74"
+    )
     out = IntelEnricher(real_index).enrich(batch)
     assert out.height == batch.height and out["source.ip"].equals(batch["source.ip"])
     assert out["threat.indicator.feed"].to_list() == [
@@ -72,13 +75,19 @@ def test_known_bad_and_adjacent_addresses(real_index: IndicatorIndex) -> None:
     assert out["source.reputation"].to_list() == [94, 94, None, None, 95, None]
 
 
-def test_agrees_with_ipaddress_on_random_addresses(real_index: IndicatorIndex, datasets: Path) -> None:
+def test_agrees_with_ipaddress_on_random_addresses(
+    real_index: IndicatorIndex, datasets: Path
+) -> None:
     """The vectorized lookup gives what a plain ipaddress scan gives, address by address."""
     drop = parse_feed("spamhaus", (datasets / INTEL / "spamhaus_drop.txt").read_text()).indicators
     nets = [ipaddress.ip_network(i.value) for i in drop]
     rng = random.Random(7)
-    inside = [str(n.network_address + rng.randrange(n.num_addresses)) for n in rng.sample(nets, 300)]
-    edges = [str(n.broadcast_address + 1) for n in nets[:200]] + [str(n.network_address - 1) for n in nets[:200]]
+    inside = [
+        str(n.network_address + rng.randrange(n.num_addresses)) for n in rng.sample(nets, 300)
+    ]
+    edges = [str(n.broadcast_address + 1) for n in nets[:200]] + [
+        str(n.network_address - 1) for n in nets[:200]
+    ]
     noise = [str(ipaddress.IPv4Address(rng.getrandbits(32))) for _ in range(1000)]
     values = inside + edges + noise
     index = IndicatorIndex.build([_snap("drop", 80, drop)], now=NOW, match_private=True)
@@ -93,7 +102,11 @@ def test_agrees_with_ipaddress_on_random_addresses(real_index: IndicatorIndex, d
 def test_nested_networks_from_different_feeds() -> None:
     wide = _snap("wide", 40, [Indicator("ipv4-addr", "10.20.0.0/16")])
     mid = _snap("mid", 90, [Indicator("ipv4-addr", "10.20.8.0/21")])
-    narrow_low = _snap("narrow", 20, [Indicator("ipv4-addr", "10.20.9.0/24"), Indicator("ipv4-addr", "10.20.200.7/32")])
+    narrow_low = _snap(
+        "narrow",
+        20,
+        [Indicator("ipv4-addr", "10.20.9.0/24"), Indicator("ipv4-addr", "10.20.200.7/32")],
+    )
     index = IndicatorIndex.build([wide, mid, narrow_low], now=NOW, match_private=True)
     probes = {
         "10.20.0.1": ("wide", 40),  # only the /16
@@ -140,14 +153,28 @@ def test_flatten_ranges_splits_at_every_boundary() -> None:
         (41, 50, 0, 10),
         (100, 100, 4, 10),
     ]
-    assert all(a[1] < b[0] for a, b in zip(pieces, pieces[1:]))
+    assert all(a[1] < b[0] for a, b in itertools.pairwise(pieces))
 
 
 def test_ipv6(real_index: IndicatorIndex) -> None:
     out = IntelEnricher(real_index).enrich(
-        _ips("2001:678:6c4::1", "2001:678:6c4:ffff:ffff:ffff:ffff:ffff", "2001:678:6c5::", "[2001:678:6c4::9]", "::1", "fe80::1%eth0")
+        _ips(
+            "2001:678:6c4::1",
+            "2001:678:6c4:ffff:ffff:ffff:ffff:ffff",
+            "2001:678:6c5::",
+            "[2001:678:6c4::9]",
+            "::1",
+            "fe80::1%eth0",
+        )
     )
-    assert out["threat.indicator.feed"].to_list() == ["spamhaus_dropv6", "spamhaus_dropv6", None, "spamhaus_dropv6", None, None]
+    assert out["threat.indicator.feed"].to_list() == [
+        "spamhaus_dropv6",
+        "spamhaus_dropv6",
+        None,
+        "spamhaus_dropv6",
+        None,
+        None,
+    ]
     assert out["threat.indicator.type"].to_list()[0] == "ipv6-addr"
 
 
@@ -157,32 +184,58 @@ def test_ipv4_mapped_ipv6_is_matched_as_ipv4(real_index: IndicatorIndex) -> None
 
 
 def test_private_addresses_need_match_private(datasets: Path) -> None:
-    level1 = parse_feed("netset", (datasets / INTEL / "firehol/firehol_level1.netset").read_text()).indicators
+    level1 = parse_feed(
+        "netset", (datasets / INTEL / "firehol/firehol_level1.netset").read_text()
+    ).indicators
     assert any(i.value == "10.0.0.0/8" for i in level1)  # FireHOL level 1 lists the bogons
     batch = _ips("10.1.2.3", "192.168.1.20", "127.0.0.1")
     quiet = IntelEnricher(IndicatorIndex.build([_snap("l1", 60, level1)], now=NOW)).enrich(batch)
     assert quiet["threat.indicator.feed"].null_count() == 3
-    loud = IntelEnricher(IndicatorIndex.build([_snap("l1", 60, level1)], now=NOW, match_private=True)).enrich(batch)
+    loud = IntelEnricher(
+        IndicatorIndex.build([_snap("l1", 60, level1)], now=NOW, match_private=True)
+    ).enrich(batch)
     assert loud["threat.indicator.feed"].null_count() == 0
 
 
 def test_garbage_addresses_do_not_match_or_crash(real_index: IndicatorIndex) -> None:
-    out = IntelEnricher(real_index).enrich(_ips("1.10.16.300", "1.10.16", "", "localhost", None, "1.10.16.5 ", ":::"))
-    assert out["threat.indicator.feed"].to_list() == [None, None, None, None, None, "spamhaus_drop", None]
+    out = IntelEnricher(real_index).enrich(
+        _ips("1.10.16.300", "1.10.16", "", "localhost", None, "1.10.16.5 ", ":::")
+    )
+    assert out["threat.indicator.feed"].to_list() == [
+        None,
+        None,
+        None,
+        None,
+        None,
+        "spamhaus_drop",
+        None,
+    ]
 
 
 def test_expiry_is_counted_and_stops_matching(datasets: Path) -> None:
-    feodo = parse_feed("abusech_csv", (datasets / INTEL / "feodotracker_ipblocklist.csv").read_text()).indicators
+    feodo = parse_feed(
+        "abusech_csv", (datasets / INTEL / "feodotracker_ipblocklist.csv").read_text()
+    ).indicators
     fetched = datetime(2024, 4, 4, 8, 0, tzinfo=UTC)
     snap = FeedSnapshot("feodo", 95, feodo, fetched, ttl=timedelta(days=7))
     # On 2024-04-05, rows last online before 2024-03-29 are more than 7 days old.
     index = IndicatorIndex.build([snap], now=datetime(2024, 4, 5, tzinfo=UTC))
-    stale = sum(1 for i in feodo if i.seen is not None and i.seen + timedelta(days=7) <= datetime(2024, 4, 5, tzinfo=UTC))
+    stale = sum(
+        1
+        for i in feodo
+        if i.seen is not None and i.seen + timedelta(days=7) <= datetime(2024, 4, 5, tzinfo=UTC)
+    )
     assert index.stats["feodo"].expired == stale == 22
     assert index.stats["feodo"].entries == 28 - stale
-    out = IntelEnricher(index).enrich(_ips("213.199.41.33", "85.239.243.155"))  # online 04-04, offline since 03-11
+    out = IntelEnricher(index).enrich(
+        _ips("213.199.41.33", "85.239.243.155")
+    )  # online 04-04, offline since 03-11
     assert out["threat.indicator.feed"].to_list() == ["feodo", None]
-    live = [i.seen + timedelta(days=7) for i in feodo if i.seen and i.seen + timedelta(days=7) > datetime(2024, 4, 5, tzinfo=UTC)]
+    live = [
+        i.seen + timedelta(days=7)
+        for i in feodo
+        if i.seen and i.seen + timedelta(days=7) > datetime(2024, 4, 5, tzinfo=UTC)
+    ]
     assert index.next_expiry == min(live)
     # later, everything has expired
     later = IndicatorIndex.build([snap], now=datetime(2024, 6, 1, tzinfo=UTC))
@@ -193,9 +246,13 @@ def test_expiry_is_counted_and_stops_matching(datasets: Path) -> None:
 
 def test_stix_valid_until_and_ttl(fixtures_dir: Path) -> None:
     content = parse_stix((fixtures_dir / "intel" / "stix_bundle.json").read_text())
-    index = IndicatorIndex.build([_snap("isac", 50, content.indicators, ttl=timedelta(days=30))], now=NOW)
+    index = IndicatorIndex.build(
+        [_snap("isac", 50, content.indicators, ttl=timedelta(days=30))], now=NOW
+    )
     assert index.stats["isac"].expired == 1  # the old scanner's valid_until is in 2025
-    out = IntelEnricher(index).enrich(_ips("45.134.26.10", "193.32.162.45", "185.180.143.141", "2a0d:5600:24::5"))
+    out = IntelEnricher(index).enrich(
+        _ips("45.134.26.10", "193.32.162.45", "185.180.143.141", "2a0d:5600:24::5")
+    )
     assert out["threat.indicator.confidence"].to_list() == [90, 70, None, 70]
 
 
@@ -228,11 +285,15 @@ def test_domains_match_subdomains_not_look_alikes(fixtures_dir: Path) -> None:
         None,
     ]
     assert out["threat.indicator.type"].to_list()[0] == "domain-name"
-    assert out["source.reputation"].null_count() == batch.height  # domains do not make a source's reputation
+    assert (
+        out["source.reputation"].null_count() == batch.height
+    )  # domains do not make a source's reputation
 
 
 def test_urls_are_normalized_and_their_hosts_matched(fixtures_dir: Path) -> None:
-    urls = parse_feed("abusech_csv", (fixtures_dir / "intel" / "urlhaus.csv").read_text()).indicators
+    urls = parse_feed(
+        "abusech_csv", (fixtures_dir / "intel" / "urlhaus.csv").read_text()
+    ).indicators
     domains = [Indicator("domain-name", "cdn-skimmer.example")]
     index = IndicatorIndex.build([_snap("urlhaus", 80, urls), _snap("isac", 60, domains)], now=NOW)
     batch = pl.DataFrame(
@@ -263,7 +324,12 @@ def test_best_match_across_fields_and_producer_values_kept(real_index: Indicator
             }
         )
     )
-    tor = {"185.220.101.7"} & {i.value.split("/")[0] for s in real_index.snapshots if s.name == "tor_exits" for i in s.indicators}
+    tor = {"185.220.101.7"} & {
+        i.value.split("/")[0]
+        for s in real_index.snapshots
+        if s.name == "tor_exits"
+        for i in s.indicators
+    }
     assert tor, "the Tor sample lists 185.220.101.7"
     out = IntelEnricher(real_index).enrich(batch)
     assert out.columns == batch.columns
@@ -296,4 +362,6 @@ def test_explain_lists_every_feed(real_index: IndicatorIndex) -> None:
 def test_a_batch_matches_on_unique_values(real_index: IndicatorIndex) -> None:
     many = _ips(*(["1.10.16.1", "8.8.4.4"] * 5000))
     out = IntelEnricher(real_index).enrich(many)
-    assert out["threat.indicator.feed"].value_counts().sort("threat.indicator.feed")["count"].to_list() == [5000, 5000]
+    assert out["threat.indicator.feed"].value_counts().sort("threat.indicator.feed")[
+        "count"
+    ].to_list() == [5000, 5000]

@@ -16,7 +16,11 @@ from shopwatch.cli.common import setup_logging
 @pytest.fixture()
 def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> typer.Typer:
     monkeypatch.setenv("SHOPWATCH_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setattr(intel_cli, "CONTEXT_HOOKS", [lambda value: {"geo": {"country": "XX"}} if value[0].isdigit() else None])
+    monkeypatch.setattr(
+        intel_cli,
+        "CONTEXT_HOOKS",
+        [lambda value: {"geo": {"country": "XX"}} if value[0].isdigit() else None],
+    )
     root = typer.Typer()
     root.callback()(lambda: setup_logging("warning"))  # logs on stderr, as the real CLI does
     intel_cli.register(root)
@@ -37,7 +41,9 @@ def feeds(tmp_path: Path, datasets: Path) -> Path:
 
 
 def test_lookup_explains_each_feed(app: typer.Typer, feeds: Path) -> None:
-    result = CliRunner().invoke(app, ["intel", "lookup", "1.10.16.77", "--feeds-config", str(feeds), "--json"])
+    result = CliRunner().invoke(
+        app, ["intel", "lookup", "1.10.16.77", "--feeds-config", str(feeds), "--json"]
+    )
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert out["listed"] is True
@@ -51,7 +57,9 @@ def test_lookup_explains_each_feed(app: typer.Typer, feeds: Path) -> None:
 
 def test_lookup_shows_expired_indicators(app: typer.Typer, feeds: Path) -> None:
     # the Feodo sample is from April 2024: with a 7 day ttl its rows have expired today
-    result = CliRunner().invoke(app, ["intel", "lookup", "192.9.135.73", "--feeds-config", str(feeds), "--json"])
+    result = CliRunner().invoke(
+        app, ["intel", "lookup", "192.9.135.73", "--feeds-config", str(feeds), "--json"]
+    )
     out = json.loads(result.stdout)
     assert out["listed"] is False
     assert [(m["feed"], m["expired"], m["expires"]) for m in out["matches"]] == [

@@ -43,7 +43,9 @@ class Taxii:
 
 
 def _taxii(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(body), status_code=status, media_type=TAXII_MEDIA_TYPE, headers=headers)
+    return Response(
+        json.dumps(body), status_code=status, media_type=TAXII_MEDIA_TYPE, headers=headers
+    )
 
 
 def build_app(state: Taxii) -> Starlette:
@@ -61,7 +63,11 @@ def build_app(state: Taxii) -> Starlette:
 
     async def discovery(request: Request) -> Response:
         return guard(request) or _taxii(
-            {"title": "Shop ISAC TAXII", "default": f"{state.base}/api1/", "api_roots": [f"{state.base}/api1/"]}
+            {
+                "title": "Shop ISAC TAXII",
+                "default": f"{state.base}/api1/",
+                "api_roots": [f"{state.base}/api1/"],
+            }
         )
 
     async def api_root(request: Request) -> Response:
@@ -73,8 +79,19 @@ def build_app(state: Taxii) -> Starlette:
         return guard(request) or _taxii(
             {
                 "collections": [
-                    {"id": "472c94ae-3113-4e3e-a4dd-a9f4ac7471d4", "title": "Write-only drop box", "can_read": False, "can_write": True},
-                    {"id": COLLECTION_ID, "title": "Shop attackers", "can_read": True, "can_write": False, "media_types": ["application/stix+json;version=2.1"]},
+                    {
+                        "id": "472c94ae-3113-4e3e-a4dd-a9f4ac7471d4",
+                        "title": "Write-only drop box",
+                        "can_read": False,
+                        "can_write": True,
+                    },
+                    {
+                        "id": COLLECTION_ID,
+                        "title": "Shop attackers",
+                        "can_read": True,
+                        "can_write": False,
+                        "media_types": ["application/stix+json;version=2.1"],
+                    },
                 ]
             }
         )
@@ -90,7 +107,8 @@ def build_app(state: Taxii) -> Starlette:
         rows = [
             (added, obj)
             for added, obj in sorted(state.objects, key=lambda r: r[0])
-            if (after is None or added > after) and (wanted is None or obj["type"] in wanted.split(","))
+            if (after is None or added > after)
+            and (wanted is None or obj["type"] in wanted.split(","))
         ]
         start = int(request.query_params.get("next", "0"))
         page = rows[start : start + PAGE]
@@ -100,7 +118,10 @@ def build_app(state: Taxii) -> Starlette:
             body["next"] = str(start + PAGE)
         headers = {}
         if page:
-            headers = {"X-TAXII-Date-Added-First": page[0][0], "X-TAXII-Date-Added-Last": page[-1][0]}
+            headers = {
+                "X-TAXII-Date-Added-First": page[0][0],
+                "X-TAXII-Date-Added-Last": page[-1][0],
+            }
         return _taxii(body if page else {"more": False}, headers=headers)
 
     return Starlette(
@@ -146,7 +167,9 @@ def test_discovery_to_objects_with_pagination(taxii: Taxii) -> None:
     with _client() as client:
         poll = poll_collection(client, f"{taxii.base}/taxii2/")
     indicators = [o for o in poll.objects if o["type"] == "indicator"]
-    assert len(poll.objects) == len(indicators) == 9  # match[type]=indicator: no identity, malware...
+    assert (
+        len(poll.objects) == len(indicators) == 9
+    )  # match[type]=indicator: no identity, malware...
     assert poll.pages == 5  # pages of 2
     assert poll.collection_url == f"{taxii.base}/api1/collections/{COLLECTION_ID}/"
     assert poll.added_last == "2026-03-10T10:00:09.000000Z"

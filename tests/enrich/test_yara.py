@@ -64,7 +64,9 @@ def test_benign_bodies_stay_quiet(yara: YaraEnricher, body: str) -> None:
 
 def test_batch_scans_unique_bodies_and_keeps_rows(yara: YaraEnricher) -> None:
     bodies = [WEBSHELL_UPLOAD, None, BENIGN[0], WEBSHELL_UPLOAD, "", SQLI_FORM] * 50
-    batch = pl.DataFrame({"event.id": [str(i) for i in range(len(bodies))], "http.request.body.content": bodies})
+    batch = pl.DataFrame(
+        {"event.id": [str(i) for i in range(len(bodies))], "http.request.body.content": bodies}
+    )
     before = yara.scanned
     out = yara.enrich(batch)
     assert out["event.id"].equals(batch["event.id"])
@@ -82,12 +84,16 @@ def test_batch_without_bodies(yara: YaraEnricher) -> None:
 def test_user_rules_and_bad_rules(tmp_path: Path) -> None:
     mine = tmp_path / "shop.yar"
     mine.write_text('rule giftcard_brute { strings: $a = "giftcard_code=" condition: #a > 3 }\n')
-    enricher = YaraEnricher.from_settings(type("S", (), {"enrich": {"yara": {"rules": [str(mine)]}}})())
-    assert enricher.match("giftcard_code=1&giftcard_code=2&giftcard_code=3&giftcard_code=4") == ["giftcard_brute"]
+    enricher = YaraEnricher.from_settings(
+        type("S", (), {"enrich": {"yara": {"rules": [str(mine)]}}})()
+    )
+    assert enricher.match("giftcard_code=1&giftcard_code=2&giftcard_code=3&giftcard_code=4") == [
+        "giftcard_brute"
+    ]
     assert enricher.match(WEBSHELL_UPLOAD) == ["php_webshell_upload"]  # the shipped rules stay
     broken = tmp_path / "broken.yar"
-    broken.write_text("rule x { strings: $a = \"x\" condition: $b }\n")
-    with pytest.raises(ContentError, match="broken.yar"):
+    broken.write_text('rule x { strings: $a = "x" condition: $b }\n')
+    with pytest.raises(ContentError, match=r"broken\.yar"):
         YaraEnricher([broken])
     with pytest.raises(ConfigError, match="unknown keys"):
         YaraEnricher.from_settings(type("S", (), {"enrich": {"yara": {"rulez": []}}})())

@@ -23,7 +23,9 @@ from shopwatch.errors import ConfigError, ContentError
 
 __all__ = ["CONTEXT_HOOKS", "register"]
 
-intel_app = typer.Typer(help="Threat-intelligence feeds: look values up, show feed status.", no_args_is_help=True)
+intel_app = typer.Typer(
+    help="Threat-intelligence feeds: look values up, show feed status.", no_args_is_help=True
+)
 
 #: Extra context for ``intel lookup`` (geo/ASN, ...): each hook gets the looked-up value
 #: and returns a mapping to show, or None when it has nothing to say. Add to this list.
@@ -46,7 +48,13 @@ def _geo_context(value: str) -> dict[str, Any] | None:
         return None
     if not any(v is not None for v in found.values()):
         return None
-    return {"geo": {"country": found["country"], "as_number": found["asn"], "as_organization": found["organization"]}}
+    return {
+        "geo": {
+            "country": found["country"],
+            "as_number": found["asn"],
+            "as_organization": found["organization"],
+        }
+    }
 
 
 CONTEXT_HOOKS.append(_geo_context)
@@ -76,7 +84,9 @@ def _iso(value: datetime | None) -> str | None:
 @intel_app.command("lookup")
 def lookup(
     value: str = typer.Argument(..., help="An IP address (or a domain, URL or file hash)."),
-    feeds_config: Path | None = typer.Option(None, "--feeds-config", help="A YAML list of extra feeds."),
+    feeds_config: Path | None = typer.Option(
+        None, "--feeds-config", help="A YAML list of extra feeds."
+    ),
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML settings file."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
@@ -123,20 +133,28 @@ def lookup(
             expires = "never" if m.expires is None else m.expires.isoformat()
             if m.expired:
                 expires += " (expired)"
-            table.add_row(m.feed, m.feed_type, m.indicator, str(m.confidence), expires, m.note or "")
+            table.add_row(
+                m.feed, m.feed_type, m.indicator, str(m.confidence), expires, m.note or ""
+            )
         console.print(table)
     for key, info in context.items():
         console.print(f"{key}: {json.dumps(info)}", highlight=False)
     for s in failed:
-        Console(stderr=True).print(f"[yellow]feed {s.name} not refreshed:[/] {s.last_error}", highlight=False)
+        Console(stderr=True).print(
+            f"[yellow]feed {s.name} not refreshed:[/] {s.last_error}", highlight=False
+        )
 
 
 @intel_app.command("status")
 def status(
-    feeds_config: Path | None = typer.Option(None, "--feeds-config", help="A YAML list of extra feeds."),
+    feeds_config: Path | None = typer.Option(
+        None, "--feeds-config", help="A YAML list of extra feeds."
+    ),
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML settings file."),
     cached: bool = typer.Option(
-        False, "--cached", help="Show what the running service last wrote instead of loading the feeds now."
+        False,
+        "--cached",
+        help="Show what the running service last wrote instead of loading the feeds now.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
@@ -148,7 +166,9 @@ def status(
     if cached and manager.state_dir is not None:
         rows = read_status(manager.state_dir)
         if rows is None:
-            fail(f"no feed status in {manager.state_dir}; is the service running? (drop --cached to load now)")
+            fail(
+                f"no feed status in {manager.state_dir}; is the service running? (drop --cached to load now)"
+            )
     if rows is None:
         manager.refresh(force=True)
         rows = [s.to_dict() for s in manager.status()]
@@ -156,7 +176,16 @@ def status(
         typer.echo(json.dumps({"feeds": rows}, indent=2))
         return
     table = Table(title="threat-intel feeds")
-    for name in ("feed", "format", "entries", "expired", "rejected", "last refresh", "errors", "last error"):
+    for name in (
+        "feed",
+        "format",
+        "entries",
+        "expired",
+        "rejected",
+        "last refresh",
+        "errors",
+        "last error",
+    ):
         table.add_column(name)
     for row in rows:
         table.add_row(

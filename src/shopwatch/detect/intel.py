@@ -16,6 +16,7 @@ State: ``fired`` (per group, the event time of its last alert).
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,7 +25,15 @@ import numpy as np
 import polars as pl
 from pydantic import Field, field_validator
 
-from shopwatch.contract import ALERT_SCHEMA, ENTITY_FIELDS, SEVERITY_RANK, TIMESTAMP, Severity, empty_alerts, stable_id
+from shopwatch.contract import (
+    ALERT_SCHEMA,
+    ENTITY_FIELDS,
+    SEVERITY_RANK,
+    TIMESTAMP,
+    Severity,
+    empty_alerts,
+    stable_id,
+)
 from shopwatch.detect.conditions import compile_where, derived_name, derived_of, fields_of
 from shopwatch.detect.registry import RuleSpec, kind, parse_duration
 from shopwatch.detect.state import KeyedState
@@ -39,6 +48,9 @@ _INDICATOR_FIELDS = (
     "threat.indicator.confidence",
 )
 
+#: Lowest confidence of each severity (capped at the rule's own severity).
+_BANDS: dict[Severity, int] = {"critical": 95, "high": 80, "medium": 60, "low": 0}
+
 
 class IntelSpec(RuleSpec):
     """An ``intel`` rule."""
@@ -47,9 +59,9 @@ class IntelSpec(RuleSpec):
     indicator_types: tuple[str, ...] = ()
     group_by: tuple[str, ...] = ("source.ip", "threat.indicator.feed")
     window: str = "1h"
-    where: dict[str, Any] = {}
+    where: dict[str, Any] = Field(default_factory=dict)
     message: str | None = None
-    severity_at: dict[Severity, int] = {"critical": 95, "high": 80, "medium": 60, "low": 0}
+    severity_at: dict[Severity, int] = Field(default_factory=lambda: dict(_BANDS))
 
     @field_validator("window")
     @classmethod
@@ -99,7 +111,10 @@ class IntelDetector:
             | set(_INDICATOR_FIELDS)
             | {"@timestamp", "event.id", "source.reputation"}
         )
-        self._fired_schema: dict[str, pl.DataType] = {**{k: pl.String() for k in self.keys}, "_ts": TIMESTAMP}
+        self._fired_schema: dict[str, pl.DataType] = {
+            **{k: pl.String() for k in self.keys},
+            "_ts": TIMESTAMP,
+        }
         self._cap = SEVERITY_RANK[spec.severity]
         self._bands = sorted(spec.severity_at.items(), key=lambda item: -item[1])
 
@@ -107,7 +122,11 @@ class IntelDetector:
         """One alert per group per window, at the group's first matching event."""
         spec = self.spec
         required = {"@timestamp", _CONF, *self.keys}
-        if batch.height == 0 or required - set(batch.columns) or fields_of(spec.where) - set(batch.columns):
+        if (
+            batch.height == 0
+            or required - set(batch.columns)
+            or fields_of(spec.where) - set(batch.columns)
+        ):
             return empty_alerts()
         if all(derived_name(f) in batch.columns for f in self.derived):
             where = self._where_fast
@@ -115,7 +134,9 @@ class IntelDetector:
             where = self._where
         cond = where & (pl.col(_CONF) >= spec.min_confidence).fill_null(False)
         if spec.indicator_types and "threat.indicator.type" in batch.columns:
-            cond = cond & pl.col("threat.indicator.type").is_in(list(spec.indicator_types)).fill_null(False)
+            cond = cond & pl.col("threat.indicator.type").is_in(
+                list(spec.indicator_types)
+            ).fill_null(False)
         elif spec.indicator_types:
             return empty_alerts()
 
@@ -153,7 +174,9 @@ class IntelDetector:
             return empty_alerts()
         state.put(
             "fired",
-            pl.DataFrame([(*key, at) for key, at in last.items()], schema=self._fired_schema, orient="row"),
+            pl.DataFrame(
+                [(*key, at) for key, at in last.items()], schema=self._fired_schema, orient="row"
+            ),
         )
         # event-time order, so that alerts of consecutive batches concatenate to the whole's
         return self._alert_rows(hits[chosen].sort(["@timestamp", *self.keys], maintain_order=True))
@@ -167,10 +190,10 @@ class IntelDetector:
         for name in self.keys:
             col = key_frame.get_column(name)
             change[1:] |= (col.slice(1) != col.slice(0, n - 1)).to_numpy()
-        starts = np.flatnonzero(change).tolist() + [n]
+        starts = [*np.flatnonzero(change).tolist(), n]
         window = np.timedelta64(int(self.window.total_seconds() * 1_000_000), "us")
         chosen: list[int] = []
-        for a, b in zip(starts[:-1], starts[1:], strict=True):
+        for a, b in itertools.pairwise(starts):
             key = key_frame.row(a)
             group = times[a:b]
             previous = last.get(key)
@@ -226,7 +249,9 @@ class IntelDetector:
                 details["keys"] = extra
             rows.append(
                 {
-                    "alert.id": stable_id(spec.id, *key_values.values(), ev["@timestamp"].isoformat()),
+                    "alert.id": stable_id(
+                        spec.id, *key_values.values(), ev["@timestamp"].isoformat()
+                    ),
                     "@timestamp": ev["@timestamp"],
                     "rule.id": spec.id,
                     "rule.name": spec.title,

@@ -86,7 +86,6 @@ _V4_SPECIAL_LO = np.array(
 _V4_SPECIAL_HI = np.array(
     [int(ipaddress.IPv4Network(n).broadcast_address) for n in _V4_SPECIAL], np.uint32
 )
-_V4_PATTERN = r"^\s*(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\s*$"
 _MAPPED = b"\x00" * 10 + b"\xff\xff"
 _URL_PARTS = r"^\s*([A-Za-z][A-Za-z0-9+.\-]*)://(?:[^/?#@]*@)?([^/?#]*)([^#]*)"
 _ENTRY_SCHEMA: Final[dict[str, pl.DataType]] = {
@@ -173,7 +172,9 @@ class Segments:
     @property
     def nbytes(self) -> int:
         """Memory held by the arrays, in bytes."""
-        return int(self.starts.nbytes + self.ends.nbytes + self.entry.nbytes + self.reputation.nbytes)
+        return int(
+            self.starts.nbytes + self.ends.nbytes + self.entry.nbytes + self.reputation.nbytes
+        )
 
     def __len__(self) -> int:
         return int(self.starts.shape[0])
@@ -186,7 +187,9 @@ class Segments:
         at = np.searchsorted(self.starts, keys, side="right").astype(np.int64) - 1
         safe = np.maximum(at, 0)
         hit = (at >= 0) & (keys <= self.ends[safe])
-        return np.where(hit, self.entry[safe], -1), np.where(hit, self.reputation[safe], 0).astype(np.int16)
+        return np.where(hit, self.entry[safe], -1), np.where(hit, self.reputation[safe], 0).astype(
+            np.int16
+        )
 
 
 def _noisy_or(confidences: Iterable[int]) -> int:
@@ -296,7 +299,12 @@ def _sweep(
             per_feed[feed[x]] = max(per_feed.get(feed[x], 0), confidence[x])
         rep = _noisy_or(per_feed.values())
         end = bounds[k + 1] - 1
-        if seg_entry and seg_entry[-1] == entry[best] and seg_rep[-1] == rep and seg_hi[-1] + 1 == at:
+        if (
+            seg_entry
+            and seg_entry[-1] == entry[best]
+            and seg_rep[-1] == rep
+            and seg_hi[-1] + 1 == at
+        ):
             seg_hi[-1] = end
         else:
             seg_lo.append(at)
@@ -309,7 +317,9 @@ def _sweep(
 # Parsing values
 
 
-def parse_ips(values: pl.Series, *, match_private: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def parse_ips(
+    values: pl.Series, *, match_private: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Search keys of address strings: ``(v4, is_v4, v6, is_v6)``.
 
     ``v4`` is uint32, ``v6`` 16-byte big-endian ``S16``; the masks say which entries hold
@@ -321,15 +331,16 @@ def parse_ips(values: pl.Series, *, match_private: bool = False) -> tuple[np.nda
     n = len(s)
     if n == 0:
         return np.zeros(0, np.uint32), np.zeros(0, bool), np.zeros(0, "S16"), np.zeros(0, bool)
-    parts = s.str.extract_groups(_V4_PATTERN).struct.unnest()
+    parts = s.str.strip_chars().str.split_exact(".", 3).struct.unnest()
     number = np.zeros(n, np.uint64)
-    ok = np.ones(n, dtype=bool)
+    dots = (s.str.count_matches(".", literal=True) == 3) & ~s.str.contains("+", literal=True)
+    ok = dots.fill_null(False).to_numpy()
     for name in parts.columns:
-        octet = parts.get_column(name).cast(pl.UInt16, strict=False).to_numpy()
-        valid = ~np.isnan(octet) if octet.dtype.kind == "f" else np.ones(n, bool)
-        octet = np.nan_to_num(octet, nan=0).astype(np.uint64) if octet.dtype.kind == "f" else octet.astype(np.uint64)
-        ok &= valid & (octet <= 255)
-        number = number * 256 + np.where(ok, octet, 0)
+        octet = parts.get_column(name).cast(pl.UInt16, strict=False)
+        ok &= octet.is_not_null().to_numpy()
+        octets = octet.fill_null(0).to_numpy().astype(np.uint64)
+        ok &= octets <= 255
+        number = number * 256 + octets
     v4 = number.astype(np.uint32)
     is_v4 = ok
     v6 = np.zeros(n, dtype="S16")
@@ -381,8 +392,10 @@ def normalize_urls(values: pl.Series) -> pl.Series:
         .when((scheme == "https") & host.str.ends_with(":443")).then(host.str.strip_suffix(":443"))
         .otherwise(host)
     )  # fmt: skip
-    rest = pl.when(pl.col("rest").str.starts_with("/")).then(pl.col("rest")).otherwise(
-        pl.lit("/") + pl.col("rest")
+    rest = (
+        pl.when(pl.col("rest").str.starts_with("/"))
+        .then(pl.col("rest"))
+        .otherwise(pl.lit("/") + pl.col("rest"))
     )
     out = frame.select((scheme + pl.lit("://") + host + rest).alias(values.name or "url"))
     return out.to_series()
@@ -454,7 +467,7 @@ class IndicatorIndex:
         million networks.
         """
         cols: dict[str, list[Any]] = {name: [] for name in _ENTRY_SCHEMA}
-        v4: list[tuple[int, int, int, int, int, int]] = []  # lo, hi, rank, entry, conf, feed
+        v4_rows: list[tuple[str, int, int, int]] = []  # CIDR, entry, conf, feed
         v6: list[tuple[int, int, int, int, int, int]] = []
         keyed: dict[str, list[tuple[str, int, int]]] = {"domain-name": [], "url": [], "file": []}
         stats: dict[str, FeedStats] = {}
@@ -479,17 +492,19 @@ class IndicatorIndex:
                 cols["note"].append(indicator.note)
                 st.entries += 1
                 st.by_type[indicator.type] = st.by_type.get(indicator.type, 0) + 1
-                if indicator.type in ("ipv4-addr", "ipv6-addr"):
+                if indicator.type == "ipv4-addr":
+                    v4_rows.append((indicator.value, entry, conf, feed_no))
+                elif indicator.type == "ipv6-addr":
                     net = ipaddress.ip_network(indicator.value, strict=False)
                     lo, hi = int(net.network_address), int(net.broadcast_address)
                     rank = ((conf * 256 + net.prefixlen) << 32) + (0xFFFFFFFF - entry)
-                    (v4 if net.version == 4 else v6).append((lo, hi, rank, entry, conf, feed_no))
+                    v6.append((lo, hi, rank, entry, conf, feed_no))
                 else:
                     keyed[indicator.type].append((indicator.value, entry, conf))
         entries = pl.DataFrame(cols, schema=_ENTRY_SCHEMA)
         index = cls(
             entries,
-            _segments(v4, wide=False),
+            _v4_segments(v4_rows),
             _segments(v6, wide=True),
             _keyed(keyed["domain-name"], None),
             _keyed(keyed["url"], normalize_urls),
@@ -531,10 +546,10 @@ class IndicatorIndex:
         n = len(values)
         if n == 0 or self.domains.height == 0:
             return np.full(n, -1, np.int64)
-        names = (
-            values.cast(pl.String).str.strip_chars().str.to_lowercase().str.strip_chars_end(".")
+        names = values.cast(pl.String).str.strip_chars().str.to_lowercase().str.strip_chars_end(".")
+        frame = pl.DataFrame(
+            {"_row": np.arange(n, dtype=np.int64), "_labels": names.str.split(".")}
         )
-        frame = pl.DataFrame({"_row": np.arange(n, dtype=np.int64), "_labels": names.str.split(".")})
         found = (
             frame.lazy()
             .filter(pl.col("_labels").list.len() > 0)
@@ -560,15 +575,19 @@ class IndicatorIndex:
 
     def match_hashes(self, values: pl.Series) -> np.ndarray:
         """Entry id (-1: none) of each hex digest (case-insensitive)."""
-        return self._match_keyed(values.cast(pl.String).str.strip_chars().str.to_lowercase(), self.hashes)
+        return self._match_keyed(
+            values.cast(pl.String).str.strip_chars().str.to_lowercase(), self.hashes
+        )
 
     @staticmethod
     def _match_keyed(keys: pl.Series, table: pl.DataFrame) -> np.ndarray:
         n = len(keys)
         if n == 0 or table.height == 0:
             return np.full(n, -1, np.int64)
-        joined = keys.alias("_key").to_frame().join(
-            table.select("_key", "_entry"), on="_key", how="left", maintain_order="left"
+        joined = (
+            keys.alias("_key")
+            .to_frame()
+            .join(table.select("_key", "_entry"), on="_key", how="left", maintain_order="left")
         )
         return joined.get_column("_entry").fill_null(-1).to_numpy().astype(np.int64)
 
@@ -598,7 +617,9 @@ class IndicatorIndex:
                 if ind.type in ("ipv4-addr", "ipv6-addr"):
                     hit = addr is not None and addr in ipaddress.ip_network(ind.value, strict=False)
                 elif ind.type == "domain-name":
-                    hit = domain is not None and (domain == ind.value or domain.endswith("." + ind.value))
+                    hit = domain is not None and (
+                        domain == ind.value or domain.endswith("." + ind.value)
+                    )
                 elif ind.type == "url":
                     hit = url is not None and normalize_urls(pl.Series([ind.value])).item() == url
                 else:
@@ -622,6 +643,34 @@ class IndicatorIndex:
         return out
 
 
+def _v4_segments(rows: list[tuple[str, int, int, int]]) -> Segments:
+    """IPv4 networks (CIDR text) parsed and flattened with vectorized NumPy."""
+    if not rows:
+        return _segments([], wide=False)
+    frame = pl.DataFrame(rows, schema=["cidr", "entry", "conf", "feed"], orient="row")
+    parts = frame.get_column("cidr").str.split_exact("/", 1).struct.unnest()
+    address, prefix = parts.get_column(parts.columns[0]), parts.get_column(parts.columns[1])
+    number, ok, _, _ = parse_ips(address, match_private=True)
+    plen = prefix.cast(pl.Int64, strict=False).fill_null(32).to_numpy()
+    ok &= (plen >= 0) & (plen <= 32)
+    host_bits = (32 - plen[ok]).astype(np.uint64)
+    mask = (np.uint64(0xFFFFFFFF) << host_bits) & np.uint64(0xFFFFFFFF)
+    lo = number[ok].astype(np.uint64) & mask
+    hi = lo | (~mask & np.uint64(0xFFFFFFFF))
+    entry = frame.get_column("entry").to_numpy()[ok].astype(np.int64)
+    conf = frame.get_column("conf").to_numpy()[ok].astype(np.int64)
+    rank = ((conf * 256 + plen[ok]) << 32) + (0xFFFFFFFF - entry)
+    starts, ends, winner, rep = flatten_ranges(
+        lo.astype(np.uint32),
+        hi.astype(np.uint32),
+        rank,
+        entry,
+        conf,
+        frame.get_column("feed").to_numpy()[ok],
+    )
+    return Segments(starts, ends, winner, rep)
+
+
 def _segments(rows: list[tuple[int, int, int, int, int, int]], *, wide: bool) -> Segments:
     if not rows:
         empty = np.zeros(0, "S16" if wide else np.uint32)
@@ -634,7 +683,12 @@ def _segments(rows: list[tuple[int, int, int, int, int, int]], *, wide: bool) ->
         lo, hi = np.array(cols[0], dtype=np.uint32), np.array(cols[1], dtype=np.uint32)
         rank = np.array(cols[2], dtype=np.int64)
     starts, ends, entry, rep = flatten_ranges(
-        lo, hi, rank, np.array(cols[3], np.int64), np.array(cols[4], np.int64), np.array(cols[5], np.int64)
+        lo,
+        hi,
+        rank,
+        np.array(cols[3], np.int64),
+        np.array(cols[4], np.int64),
+        np.array(cols[5], np.int64),
     )
     if wide:
         starts = np.array([int(v).to_bytes(16, "big") for v in starts], dtype="S16")
@@ -642,11 +696,17 @@ def _segments(rows: list[tuple[int, int, int, int, int, int]], *, wide: bool) ->
     return Segments(starts, ends, entry, rep)
 
 
-def _keyed(rows: list[tuple[str, int, int]], normalize: Callable[[pl.Series], pl.Series] | None) -> pl.DataFrame:
+def _keyed(
+    rows: list[tuple[str, int, int]], normalize: Callable[[pl.Series], pl.Series] | None
+) -> pl.DataFrame:
     """Key → best entry (highest confidence, then first) for exact-match indicators."""
-    frame = pl.DataFrame(rows, schema={"_key": pl.String, "_entry": pl.Int64, "_rank": pl.Int64}, orient="row")
+    frame = pl.DataFrame(
+        rows, schema={"_key": pl.String, "_entry": pl.Int64, "_rank": pl.Int64}, orient="row"
+    )
     if normalize is not None and frame.height:
-        frame = frame.with_columns(normalize(frame.get_column("_key")).alias("_key")).drop_nulls("_key")
+        frame = frame.with_columns(normalize(frame.get_column("_key")).alias("_key")).drop_nulls(
+            "_key"
+        )
     return (
         frame.sort(["_key", "_rank", "_entry"], descending=[False, True, False])
         .unique("_key", keep="first", maintain_order=True)
@@ -721,18 +781,24 @@ class IntelEnricher:
         out = batch
         confidence = index.entries.get_column("confidence")
 
-        def attach(column: str, key: pl.Series, entry: np.ndarray, rep: np.ndarray | None, tag: str) -> None:
+        def attach(
+            column: str, key: pl.Series, entry: np.ndarray, rep: np.ndarray | None, tag: str
+        ) -> None:
             nonlocal out
             ent = pl.Series(f"_e{tag}", entry).replace(-1, None)
             table = pl.DataFrame({f"_k{tag}": key, f"_e{tag}": ent}).with_columns(
                 confidence.gather(ent).alias(f"_c{tag}")
             )
             if rep is not None:
-                table = table.with_columns(pl.Series(f"_r{tag}", rep).cast(pl.Int64).replace(0, None))
+                table = table.with_columns(
+                    pl.Series(f"_r{tag}", rep).cast(pl.Int64).replace(0, None)
+                )
             table = table.filter(pl.col(f"_e{tag}").is_not_null())
             if table.height == 0:
                 return
-            out = out.join(table, left_on=column, right_on=f"_k{tag}", how="left", maintain_order="left")
+            out = out.join(
+                table, left_on=column, right_on=f"_k{tag}", how="left", maintain_order="left"
+            )
             helpers.extend(c for c in table.columns if c != f"_k{tag}")
             conf_cols.append(f"_c{tag}")
             if rep is not None and column in REPUTATION_FIELDS:
@@ -771,12 +837,16 @@ class IntelEnricher:
             [pl.when(pl.col(c) == best).then(pl.col("_e" + c[2:])) for c in conf_cols]
         ).alias("_best")
         out = out.with_columns(chosen)
-        picked = index.entries.select(
-            pl.col("feed").alias("_feed"),
-            pl.col("type").alias("_type"),
-            pl.col("indicator").alias("_indicator"),
-            pl.col("confidence").alias("_conf"),
-        ).with_row_index("_best").with_columns(pl.col("_best").cast(pl.Int64))
+        picked = (
+            index.entries.select(
+                pl.col("feed").alias("_feed"),
+                pl.col("type").alias("_type"),
+                pl.col("indicator").alias("_indicator"),
+                pl.col("confidence").alias("_conf"),
+            )
+            .with_row_index("_best")
+            .with_columns(pl.col("_best").cast(pl.Int64))
+        )
         out = out.join(picked, on="_best", how="left", maintain_order="left")
         has_own = pl.col("threat.indicator.feed").is_not_null()
         updates = [
@@ -790,7 +860,9 @@ class IntelEnricher:
         ]
         if rep_cols:
             updates.append(
-                pl.max_horizontal(pl.col("source.reputation"), *rep_cols).cast(pl.Int64).alias("source.reputation")
+                pl.max_horizontal(pl.col("source.reputation"), *rep_cols)
+                .cast(pl.Int64)
+                .alias("source.reputation")
             )
         out = out.with_columns(updates)
         return out.drop([*helpers, "_best", "_feed", "_type", "_indicator", "_conf"])

@@ -73,7 +73,15 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 FeedFormat = Literal[
-    "plain", "ipset", "netset", "spamhaus", "abusech_csv", "tor_exit_addresses", "stix2", "misp", "taxii"
+    "plain",
+    "ipset",
+    "netset",
+    "spamhaus",
+    "abusech_csv",
+    "tor_exit_addresses",
+    "stix2",
+    "misp",
+    "taxii",
 ]
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _RETRY_AFTER_ERROR = timedelta(minutes=5)
@@ -171,7 +179,9 @@ class IntelSettings(BaseModel):
     match_private: bool = Field(
         default=False, description="Match private and other non-global addresses too."
     )
-    state_dir: Path | None = Field(default=None, description="Feed cache and status; data_dir/intel by default.")
+    state_dir: Path | None = Field(
+        default=None, description="Feed cache and status; data_dir/intel by default."
+    )
 
 
 def builtin_feeds_file() -> Path:
@@ -202,7 +212,10 @@ def load_feed_configs(path: Path) -> list[FeedConfig]:
         try:
             feed = FeedConfig.model_validate(item)
         except ValidationError as err:
-            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '<feed>'}: {e['msg']}" for e in err.errors())
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or '<feed>'}: {e['msg']}"
+                for e in err.errors()
+            )
             raise ContentError(f"feed #{position} is invalid: {problems}", str(path)) from err
         if feed.path is not None and not feed.path.is_absolute():
             feed = feed.model_copy(update={"path": (path.parent / feed.path)})
@@ -226,19 +239,31 @@ class FeedMetrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.errors = Counter(
-            "shopwatch_enrich_feed_errors", "Feed refreshes that failed, by reason.", ["feed", "reason"], registry=r
+            "shopwatch_enrich_feed_errors",
+            "Feed refreshes that failed, by reason.",
+            ["feed", "reason"],
+            registry=r,
         )
         self.refreshes = Counter(
-            "shopwatch_enrich_feed_refreshes", "Feed refresh attempts, by result.", ["feed", "result"], registry=r
+            "shopwatch_enrich_feed_refreshes",
+            "Feed refresh attempts, by result.",
+            ["feed", "result"],
+            registry=r,
         )
         self.rejected = Counter(
-            "shopwatch_enrich_feed_rejected", "Feed lines or objects refused, by reason.", ["feed", "reason"], registry=r
+            "shopwatch_enrich_feed_rejected",
+            "Feed lines or objects refused, by reason.",
+            ["feed", "reason"],
+            registry=r,
         )
         self.indicators = Gauge(
             "shopwatch_enrich_feed_indicators", "Live indicators per feed.", ["feed"], registry=r
         )
         self.expired = Gauge(
-            "shopwatch_enrich_feed_expired", "Indicators past their expiry per feed.", ["feed"], registry=r
+            "shopwatch_enrich_feed_expired",
+            "Indicators past their expiry per feed.",
+            ["feed"],
+            registry=r,
         )
 
 
@@ -370,7 +395,9 @@ class FeedManager:
         by_name = {f.name: f for f in feeds}  # later lists overlay earlier ones by name
         data_dir = getattr(settings, "data_dir", None)
         state_dir = intel.state_dir or (Path(data_dir) / "intel" if data_dir is not None else None)
-        return cls(list(by_name.values()), state_dir=state_dir, match_private=intel.match_private, **kwargs)
+        return cls(
+            list(by_name.values()), state_dir=state_dir, match_private=intel.match_private, **kwargs
+        )
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -442,7 +469,9 @@ class FeedManager:
             return changed
 
     def _rebuild(self, now: datetime) -> None:
-        snapshots = [s.snapshot for s in self._states.values() if s.snapshot is not None and s.config.enabled]
+        snapshots = [
+            s.snapshot for s in self._states.values() if s.snapshot is not None and s.config.enabled
+        ]
         started = time.perf_counter()
         index = IndicatorIndex.build(snapshots, now=now, match_private=self.match_private)
         self._index = index
@@ -506,7 +535,12 @@ class FeedManager:
         st.last_change = now
         self._clear_error(st)
         self.metrics.refreshes.labels(cfg.name, "updated").inc()
-        log.info("feed_loaded", feed=cfg.name, indicators=len(content.indicators), rejected=len(content.rejects))
+        log.info(
+            "feed_loaded",
+            feed=cfg.name,
+            indicators=len(content.indicators),
+            rejected=len(content.rejects),
+        )
         return True
 
     def _failed(self, st: _State, now: datetime, reason: str, message: str) -> None:
@@ -535,11 +569,23 @@ class FeedManager:
             if body is None:
                 return None
             text = _decode(body, cfg)
-            if cfg.format == "misp" and (uuids := manifest_events(text)) and _is_manifest(cfg.url, text):
+            if (
+                cfg.format == "misp"
+                and (uuids := manifest_events(text))
+                and _is_manifest(cfg.url, text)
+            ):
                 content = FeedContent()
                 for uuid in uuids:
-                    event = self._get(st, client, urljoin(cfg.url, f"{uuid}.json"), conditional=False, validators=False)
-                    content.extend(parse_misp_event(_decode(event or b"", cfg), ids_only=cfg.ids_only))
+                    event = self._get(
+                        st,
+                        client,
+                        urljoin(cfg.url, f"{uuid}.json"),
+                        conditional=False,
+                        validators=False,
+                    )
+                    content.extend(
+                        parse_misp_event(_decode(event or b"", cfg), ids_only=cfg.ids_only)
+                    )
             else:
                 content = self._parse(cfg, text)
         self._save_cache(cfg.name, body, st)
@@ -556,12 +602,16 @@ class FeedManager:
         try:
             info = manifest.stat()
         except OSError as err:
-            raise FeedFetchError("missing", f"feed file {manifest} cannot be read: {err.strerror}") from err
+            raise FeedFetchError(
+                "missing", f"feed file {manifest} cannot be read: {err.strerror}"
+            ) from err
         key = (info.st_mtime_ns, info.st_size)
         if st.snapshot is not None and st.file_key == key:
             return None
         if info.st_size > cfg.max_bytes:
-            raise FeedFetchError("too_large", f"feed file {manifest} is larger than {cfg.max_bytes} bytes")
+            raise FeedFetchError(
+                "too_large", f"feed file {manifest} is larger than {cfg.max_bytes} bytes"
+            )
         text = _decode(manifest.read_bytes(), cfg)
         if cfg.format == "misp" and manifest.name == "manifest.json":
             content = FeedContent()
@@ -571,9 +621,13 @@ class FeedManager:
             for uuid in uuids:
                 event = manifest.parent / f"{uuid}.json"
                 try:
-                    content.extend(parse_misp_event(_decode(event.read_bytes(), cfg), ids_only=cfg.ids_only))
+                    content.extend(
+                        parse_misp_event(_decode(event.read_bytes(), cfg), ids_only=cfg.ids_only)
+                    )
                 except OSError as err:
-                    raise FeedFetchError("missing", f"MISP event {event} cannot be read: {err.strerror}") from err
+                    raise FeedFetchError(
+                        "missing", f"MISP event {event} cannot be read: {err.strerror}"
+                    ) from err
         else:
             content = self._parse(cfg, text)
         st.file_key = key
@@ -594,7 +648,9 @@ class FeedManager:
         for obj in poll.objects:
             if isinstance(obj, dict) and isinstance(obj.get("id"), str):
                 previous = st.taxii_objects.get(obj["id"])
-                if previous is None or str(obj.get("modified", "")) >= str(previous.get("modified", "")):
+                if previous is None or str(obj.get("modified", "")) >= str(
+                    previous.get("modified", "")
+                ):
                     st.taxii_objects[obj["id"]] = obj
         st.taxii_added_last = poll.added_last or st.taxii_added_last
         bundle = {"type": "bundle", "objects": list(st.taxii_objects.values())}
@@ -608,7 +664,9 @@ class FeedManager:
             headers["Authorization"] = f"Bearer {cfg.token.get_secret_value()}"
         auth = None
         if cfg.username is not None:
-            auth = httpx.BasicAuth(cfg.username, cfg.password.get_secret_value() if cfg.password else "")
+            auth = httpx.BasicAuth(
+                cfg.username, cfg.password.get_secret_value() if cfg.password else ""
+            )
         return httpx.Client(
             timeout=httpx.Timeout(seconds),
             headers=headers,
@@ -641,19 +699,27 @@ class FeedManager:
                 if response.status_code == 304:
                     return None
                 if response.status_code != 200:
-                    raise FeedFetchError("http_status", f"{cfg.source} answered HTTP {response.status_code}")
+                    raise FeedFetchError(
+                        "http_status", f"{cfg.source} answered HTTP {response.status_code}"
+                    )
                 for chunk in response.iter_bytes():
                     size += len(chunk)
                     if size > cfg.max_bytes:
-                        raise FeedFetchError("too_large", f"{cfg.source} sent more than {cfg.max_bytes} bytes")
+                        raise FeedFetchError(
+                            "too_large", f"{cfg.source} sent more than {cfg.max_bytes} bytes"
+                        )
                     if time.monotonic() > deadline:
-                        raise FeedFetchError("timeout", f"{cfg.source} took longer than {cfg.timeout}")
+                        raise FeedFetchError(
+                            "timeout", f"{cfg.source} took longer than {cfg.timeout}"
+                        )
                     chunks.append(chunk)
                 if validators:
                     st.etag = response.headers.get("ETag")
                     st.last_modified = response.headers.get("Last-Modified")
         except httpx.TimeoutException as err:
-            raise FeedFetchError("timeout", f"{cfg.source} did not answer within {cfg.timeout}") from err
+            raise FeedFetchError(
+                "timeout", f"{cfg.source} did not answer within {cfg.timeout}"
+            ) from err
         except httpx.TransportError as err:
             raise FeedFetchError("unreachable", f"{cfg.source} is unreachable: {err}") from err
         return b"".join(chunks)
@@ -686,7 +752,9 @@ class FeedManager:
             if cfg.url is None:
                 continue
             try:
-                meta = json.loads((self.state_dir / f"{name}.meta.json").read_text(encoding="utf-8"))
+                meta = json.loads(
+                    (self.state_dir / f"{name}.meta.json").read_text(encoding="utf-8")
+                )
                 body = (self.state_dir / f"{name}.feed").read_bytes()
             except (OSError, ValueError):
                 continue
@@ -696,7 +764,11 @@ class FeedManager:
             text = _decode(body, cfg)
             if cfg.format == "taxii":
                 content = stix_objects(json.loads(text).get("objects", []))
-                st.taxii_objects = {o["id"]: o for o in json.loads(text).get("objects", []) if isinstance(o, dict) and "id" in o}
+                st.taxii_objects = {
+                    o["id"]: o
+                    for o in json.loads(text).get("objects", [])
+                    if isinstance(o, dict) and "id" in o
+                }
                 st.taxii_added_last = meta.get("taxii_added_last")
             elif cfg.format == "misp" and manifest_events(text) and _is_manifest(cfg.url, text):
                 continue  # events are not cached one by one; fetch again
@@ -705,7 +777,12 @@ class FeedManager:
             st.etag, st.last_modified = meta.get("etag"), meta.get("last_modified")
             st.rejected = len(content.rejects)
             st.snapshot = FeedSnapshot(
-                cfg.name, cfg.confidence, tuple(content.indicators), fetched, cfg.ttl_delta, cfg.type
+                cfg.name,
+                cfg.confidence,
+                tuple(content.indicators),
+                fetched,
+                cfg.ttl_delta,
+                cfg.type,
             )
             loaded = True
         if loaded:
@@ -716,7 +793,10 @@ class FeedManager:
             return
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
-            data = {"written_at": self.clock().isoformat(), "feeds": [s.to_dict() for s in self.status()]}
+            data = {
+                "written_at": self.clock().isoformat(),
+                "feeds": [s.to_dict() for s in self.status()],
+            }
             _write_atomic(self.state_dir / "status.json", json.dumps(data, indent=2).encode())
         except OSError as err:
             log.warning("feed_status_not_written", error=str(err))
@@ -740,7 +820,9 @@ class FeedManager:
 
     def _seconds_to_next(self) -> float:
         now = self.clock()
-        due = [s.next_due for s in self._states.values() if s.config.enabled and s.next_due is not None]
+        due = [
+            s.next_due for s in self._states.values() if s.config.enabled and s.next_due is not None
+        ]
         if self._index.next_expiry is not None:
             due.append(self._index.next_expiry)
         wake = min(due, default=now + _EXPIRY_CHECK)
@@ -756,7 +838,9 @@ class FeedManager:
 
 
 def _replace_fetched(snapshot: FeedSnapshot, when: datetime) -> FeedSnapshot:
-    return FeedSnapshot(snapshot.name, snapshot.confidence, snapshot.indicators, when, snapshot.ttl, snapshot.type)
+    return FeedSnapshot(
+        snapshot.name, snapshot.confidence, snapshot.indicators, when, snapshot.ttl, snapshot.type
+    )
 
 
 def _decode(body: bytes, cfg: FeedConfig) -> str:
@@ -774,4 +858,3 @@ def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
-

@@ -69,7 +69,9 @@ class YaraEnricher:
         try:
             self._rules = yara.compile(filepaths=namespaces)
         except yara.SyntaxError as err:
-            raise ContentError(f"YARA rules do not compile: {err}", ", ".join(namespaces.values())) from err
+            raise ContentError(
+                f"YARA rules do not compile: {err}", ", ".join(namespaces.values())
+            ) from err
         self._yara = yara
         self.files = tuple(files)
         self.max_bytes = max_bytes
@@ -118,12 +120,16 @@ class YaraEnricher:
             matched = self.match(body)
             names.append(",".join(matched) if matched else None)
         self.scanned += unique.len()
-        table = pl.DataFrame({"_body": unique, "_yara": pl.Series(names, dtype=pl.String)}).drop_nulls("_yara")
+        table = pl.DataFrame(
+            {"_body": unique, "_yara": pl.Series(names, dtype=pl.String)}
+        ).drop_nulls("_yara")
         if table.height == 0:
             return batch
         log.info("yara_matched", bodies=unique.len(), matched=table.height)
         return (
-            batch.join(table, left_on=BODY_FIELD, right_on="_body", how="left", maintain_order="left")
+            batch.join(
+                table, left_on=BODY_FIELD, right_on="_body", how="left", maintain_order="left"
+            )
             .with_columns(pl.coalesce(RULES_FIELD, "_yara").alias(RULES_FIELD))
             .drop("_yara")
         )

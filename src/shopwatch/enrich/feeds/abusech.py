@@ -23,8 +23,22 @@ from shopwatch.enrich.feeds.base import FeedContent, Indicator, classify, parse_
 __all__ = ["parse_abusech_csv"]
 
 _VALUE_COLUMNS = ("dst_ip", "ip_address", "ip", "url", "host", "ioc_value")
-_HINTS = {"dst_ip": "ip", "ip_address": "ip", "ip": "ip", "url": "url", "host": None, "ioc_value": None}
-_SEEN_COLUMNS = ("last_online", "last_seen_utc", "last_seen", "first_seen_utc", "dateadded", "first_seen")
+_HINTS = {
+    "dst_ip": "ip",
+    "ip_address": "ip",
+    "ip": "ip",
+    "url": "url",
+    "host": None,
+    "ioc_value": None,
+}
+_SEEN_COLUMNS = (
+    "last_online",
+    "last_seen_utc",
+    "last_seen",
+    "first_seen_utc",
+    "dateadded",
+    "first_seen",
+)
 _NOTE_COLUMNS = ("malware", "malware_printable", "threat", "threat_type")
 _IOC_HINTS = {"ip:port": "ip", "ip": "ip", "domain": "domain", "url": "url"}
 
@@ -94,4 +108,6 @@ def _indicator(record: dict[str, str]) -> Indicator | None:
     raw_conf = record.get("confidence_level", "")
     if raw_conf.isdigit():
         confidence = max(0, min(100, int(raw_conf)))
-    return Indicator(found.type, found.value, confidence=confidence, seen=seen, note=note or found.note)
+    return Indicator(
+        found.type, found.value, confidence=confidence, seen=seen, note=note or found.note
+    )

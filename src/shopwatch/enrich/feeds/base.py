@@ -41,7 +41,9 @@ REJECT_REASONS: Final[tuple[str, ...]] = (
     "unsupported_type",
 )
 
-_DOMAIN = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}$")
+_DOMAIN = re.compile(
+    r"^(?=.{1,253}$)(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}$"
+)
 _HASH_LENGTHS: Final = {32: "md5", 40: "sha1", 64: "sha256", 128: "sha512"}
 _HEX = re.compile(r"^[0-9a-f]+$")
 

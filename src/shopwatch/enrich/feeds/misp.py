@@ -78,7 +78,9 @@ def parse_misp_event(text: str, *, ids_only: bool = True) -> FeedContent:
         if not isinstance(attribute, dict):
             out.reject(position, repr(attribute), "bad_json")
             continue
-        if _is_true(attribute.get("deleted")) or (ids_only and not _is_true(attribute.get("to_ids"))):
+        if _is_true(attribute.get("deleted")) or (
+            ids_only and not _is_true(attribute.get("to_ids"))
+        ):
             continue
         kind = str(attribute.get("type", ""))
         hint = _TYPES.get(kind)
@@ -93,5 +95,7 @@ def parse_misp_event(text: str, *, ids_only: bool = True) -> FeedContent:
             out.reject(position, f"{kind}: {value}", "bad_value")
             continue
         seen = parse_time(attribute.get("last_seen")) if attribute.get("last_seen") else None
-        out.indicators.append(Indicator(found.type, found.value, seen=seen, note=info or found.note))
+        out.indicators.append(
+            Indicator(found.type, found.value, seen=seen, note=info or found.note)
+        )
     return out

@@ -39,5 +39,7 @@ def parse_plain(text: str, *, only: str | None = None) -> FeedContent:
         if found is None:
             out.reject(line_no, line, "bad_value")
             continue
-        out.indicators.append(found if note is None else Indicator(found.type, found.value, note=note))
+        out.indicators.append(
+            found if note is None else Indicator(found.type, found.value, note=note)
+        )
     return out

@@ -37,8 +37,15 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 _HASH_PATH = re.compile(r"^file:hashes\.(?:'([^']+)'|([A-Za-z0-9-]+))$")
-_HASHES = {"sha-256": "hash", "sha256": "hash", "sha-1": "hash", "sha1": "hash", "md5": "hash",
-           "sha-512": "hash", "sha512": "hash"}
+_HASHES = {
+    "sha-256": "hash",
+    "sha256": "hash",
+    "sha-1": "hash",
+    "sha1": "hash",
+    "md5": "hash",
+    "sha-512": "hash",
+    "sha512": "hash",
+}
 _PATHS = {
     "ipv4-addr:value": "ip",
     "ipv6-addr:value": "ip",
@@ -143,11 +150,15 @@ def stix_objects(objects: Iterable[Any]) -> FeedContent:
             continue
         confidence = obj.get("confidence")
         conf = max(0, min(100, int(confidence))) if isinstance(confidence, (int, float)) else None
-        expires = parse_time(obj.get("valid_until")) if isinstance(obj.get("valid_until"), str) else None
+        expires = (
+            parse_time(obj.get("valid_until")) if isinstance(obj.get("valid_until"), str) else None
+        )
         note = obj.get("name") if isinstance(obj.get("name"), str) else None
         for item in found:
             out.indicators.append(
-                Indicator(item.type, item.value, confidence=conf, expires=expires, note=note or item.note)
+                Indicator(
+                    item.type, item.value, confidence=conf, expires=expires, note=note or item.note
+                )
             )
     return out
 

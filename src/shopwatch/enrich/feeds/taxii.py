@@ -37,7 +37,9 @@ class TaxiiPoll:
     pages: int = 0
 
 
-def _get(client: httpx.Client, url: str, params: dict[str, str] | None, deadline: float) -> tuple[Any, httpx.Headers]:
+def _get(
+    client: httpx.Client, url: str, params: dict[str, str] | None, deadline: float
+) -> tuple[Any, httpx.Headers]:
     if time.monotonic() > deadline:
         raise FeedFetchError("timeout", f"TAXII poll of {url} ran past its time limit")
     try:
@@ -47,10 +49,14 @@ def _get(client: httpx.Client, url: str, params: dict[str, str] | None, deadline
     except httpx.TransportError as err:
         raise FeedFetchError("unreachable", f"TAXII server at {url} unreachable: {err}") from err
     if response.status_code != 200:
-        raise FeedFetchError("http_status", f"TAXII request to {url} answered {response.status_code}")
+        raise FeedFetchError(
+            "http_status", f"TAXII request to {url} answered {response.status_code}"
+        )
     media = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media not in ("application/taxii+json", "application/json", "application/stix+json"):
-        raise FeedFetchError("malformed", f"TAXII response from {url} is {media or 'untyped'}, not TAXII JSON")
+        raise FeedFetchError(
+            "malformed", f"TAXII response from {url} is {media or 'untyped'}, not TAXII JSON"
+        )
     try:
         return json.loads(response.content), response.headers
     except ValueError as err:
@@ -118,7 +124,9 @@ def poll_collection(
             raise FeedFetchError("malformed", f"TAXII envelope from {objects_url} is not an object")
         page = data.get("objects") or []
         if not isinstance(page, list):
-            raise FeedFetchError("malformed", f"TAXII envelope from {objects_url} has no object list")
+            raise FeedFetchError(
+                "malformed", f"TAXII envelope from {objects_url} has no object list"
+            )
         poll.objects.extend(page)
         last = headers.get("X-TAXII-Date-Added-Last")
         if last and (poll.added_last is None or last > poll.added_last):
@@ -131,5 +139,9 @@ def poll_collection(
         elif last:  # servers without ``next`` page by date
             params = {**params, "added_after": last}
         else:
-            raise FeedFetchError("malformed", f"TAXII envelope from {objects_url} says more but gives no next")
-    raise FeedFetchError("malformed", f"TAXII collection {target} gave more than {_MAX_PAGES} pages")
+            raise FeedFetchError(
+                "malformed", f"TAXII envelope from {objects_url} says more but gives no next"
+            )
+    raise FeedFetchError(
+        "malformed", f"TAXII collection {target} gave more than {_MAX_PAGES} pages"
+    )
