@@ -7,6 +7,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import typer
@@ -65,6 +66,26 @@ def render(service: Any, started: float, title: str) -> Group:
         )
     footer = f"web UI: {service.web_url}/login (token in {service.data_dir / 'web-token'})" if service.web_url else ""
     return Group(Panel(head, title=title), cats, newest, Text(footer + "   Ctrl-C stops", style="dim"))
+
+
+def run_feed(
+    submit: Callable[..., bool], stop: threading.Event, *, seed: int, speed: float, customers: int
+) -> None:
+    """Pace the simulator in real time (``speed`` simulated seconds per second) into ``submit``."""
+    from shopwatch.sim import LiveFeed
+
+    start = datetime.now(UTC)
+    feed = LiveFeed(start, seed=seed, customers=customers)
+    began = time.monotonic()
+    line_no: dict[str, int] = {}
+    while not stop.is_set():
+        until = start + timedelta(seconds=(time.monotonic() - began) * speed)
+        for fmt, lines in feed.tick(until).items():
+            if lines:
+                first = line_no.get(fmt, 1)
+                submit(f"simulator-{fmt}", fmt, lines, first)
+                line_no[fmt] = first + len(lines)
+        stop.wait(0.25)
 
 
 def _watch(service: Any, title: str, duration: float | None, plain: bool) -> None:
@@ -143,7 +164,6 @@ def demo_cmd(
 ) -> None:
     """Start the embedded default with the built-in shop simulator feeding it live."""
     from shopwatch.pipeline.service import Service
-    from shopwatch.sim.feed import run_feed
 
     settings = settings_from(config, data_dir=data_dir)
     settings.web.port = port

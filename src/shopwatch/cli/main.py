@@ -30,6 +30,7 @@ def _root(
 
 #: Modules under shopwatch.cli with a ``register(app)`` function, in help order.
 _COMMAND_MODULES: tuple[str, ...] = (
+    "live",
     "run",
     "rules",
     "db",
@@ -53,3 +54,7 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
