@@ -1,0 +1,72 @@
+"""Live monitoring end to end: a tailed file → parse → detect → store, across a restart."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from shopwatch.config import FileSource, Settings
+from shopwatch.pipeline.service import Service
+
+T0 = datetime(2026, 3, 14, 9, 0, tzinfo=UTC)
+
+
+def lines(start: int, count: int, ip: str) -> str:
+    out = []
+    for i in range(start, start + count):
+        ts = (T0 + timedelta(seconds=5 * i)).strftime("%d/%b/%Y:%H:%M:%S +0000")
+        out.append(
+            f'{ip} - - [{ts}] "POST /account/login HTTP/1.1" 401 512 "-" "python-requests/2.31.0"\n'
+        )
+    return "".join(out)
+
+
+def wait_for(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def settings(tmp_path: Path, log: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        sources={"files": [FileSource(path=str(log), format="nginx")]},
+        web={"enabled": False},
+        enrich={"geo": {"enabled": False}},
+    )
+
+
+def test_tailed_file_raises_alerts_and_a_restart_resumes_exactly(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    log.write_text(lines(0, 25, "141.98.11.60"))
+    first = Service(settings(tmp_path, log), with_web=False)
+    first.start()
+    try:
+        wait_for(lambda: first.runner.stats.lines == 25)
+        wait_for(lambda: first.store.count_alerts() == 1)
+        alert = first.store.alerts()[0]
+        assert alert.rule_id == "web.login_brute_force"
+        assert alert.entity == {"source.ip": "141.98.11.60"}
+        assert alert.event_ids[0] == "access.log:1"
+    finally:
+        first.stop()
+
+    with log.open("a") as handle:  # written while shopwatch was down
+        handle.write(lines(25, 10, "141.98.11.60"))
+        handle.write(lines(35, 22, "193.32.162.45"))
+    second = Service(settings(tmp_path, log), with_web=False)
+    assert second.runner.engine.stats.events == 25, "the checkpoint restored the counters"
+    second.start()
+    try:
+        wait_for(lambda: second.runner.stats.lines == 32)
+        wait_for(lambda: second.store.count_alerts() == 2)
+        time.sleep(0.3)
+        assert second.runner.stats.lines == 32, "nothing read twice"
+        newest = second.store.alerts()[0]
+        assert newest.entity == {"source.ip": "193.32.162.45"}
+        assert newest.event_ids[0] == "access.log:36", "line numbers continue across the restart"
+    finally:
+        second.stop()
+    assert second.runner.engine.stats.events == 57
