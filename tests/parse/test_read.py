@@ -80,3 +80,21 @@ def test_year_hint(tmp_path: Path) -> None:
     assert file_year_hint(path) == 2023
     assert file_mtime(path) == datetime(2023, 12, 31, 23, 0, tzinfo=UTC)
     assert file_year_hint("-") is None and file_year_hint(tmp_path / "missing") is None
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"GET /a\r\n\r\n\nlast\r", ["GET /a", "", "", "last"]),  # ASCII block
+        (b"caf\xc3\xa9\r\n\xe2\x82\xac 5\n\n", ["caf\u00e9", "\u20ac 5", ""]),  # valid UTF-8
+        (b"caf\xe9\r\ncaf\xc3\xa9\n\r\n", ["caf\u00e9", "caf\u00e9", ""]),  # one Latin-1 line
+    ],
+)
+def test_block_kinds_keep_lines_and_numbers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: bytes, expected: list[str]
+) -> None:
+    path = tmp_path / "kinds.log"
+    path.write_bytes(data)
+    assert _lines(path) == [(s, i) for i, s in enumerate(expected, 1)]
+    monkeypatch.setattr(read, "BLOCK_BYTES", 3)  # every line cut across blocks
+    assert _lines(path, 2) == [(s, i) for i, s in enumerate(expected, 1)]

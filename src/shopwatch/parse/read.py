@@ -1,8 +1,8 @@
 """Lines of a plain file, a gzip file or standard input, as frames of ``line`` and ``line_no``.
 
-Files are read in big blocks of bytes and split on ``\\n`` (a trailing ``\\r`` is dropped);
-a block that is valid UTF-8 is decoded in one call, and only in a block that is not does
-each line get its own decoding: UTF-8 when it is valid, Latin-1 otherwise (so one bad
+Files are read in big blocks of bytes and split on ``\\n`` by Polars (a trailing ``\\r`` is
+dropped), so no Python object is made per line; only in a block that is not valid UTF-8
+does each line get its own decoding: UTF-8 when it is valid, Latin-1 otherwise (so one bad
 byte changes one line, never the file). Gzip is recognised by its magic bytes, whatever
 the file is called. A final line without a newline is a line; a final newline does not
 start an empty one.
@@ -42,28 +42,40 @@ def _decode_line(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
-def _decode(block: bytes) -> list[str]:
-    """Lines of ``block`` (no separators): UTF-8, else Latin-1, line by line."""
-    try:
-        text = block.decode("utf-8")
-    except UnicodeDecodeError:
-        lines = [_decode_line(raw) for raw in block.split(b"\n")]
+def _block_lines(block: bytes) -> pl.Series:
+    """Lines of ``block`` (no separators) as a String Series: UTF-8, else Latin-1 per line.
+
+    An ASCII or valid UTF-8 block is split by Polars, with no Python object per line; only
+    a block holding invalid UTF-8 is decoded line by line.
+    """
+    text: pl.Series | None
+    if block.isascii():
+        text = pl.Series("line", [block], dtype=pl.Binary).cast(pl.String)
     else:
-        lines = text.split("\n")
+        try:
+            text = pl.Series("line", [block.decode("utf-8")], dtype=pl.String)
+        except UnicodeDecodeError:
+            text = None
+    if text is None:
+        lines = pl.Series("line", [_decode_line(raw) for raw in block.split(b"\n")], pl.String)
+    else:
+        lines = text.str.split("\n").explode()
     if b"\r" in block:
-        lines = [line[:-1] if line.endswith("\r") else line for line in lines]
+        lines = lines.str.strip_suffix("\r")
     return lines
 
 
-def lines_frame(lines: list[str], first_line_no: int = 1) -> pl.DataFrame:
+def lines_frame(lines: list[str] | pl.Series, first_line_no: int = 1) -> pl.DataFrame:
     """A ``line``/``line_no`` frame numbering ``lines`` from ``first_line_no``."""
     return pl.DataFrame(
         {
-            "line": pl.Series(lines, dtype=pl.String),
-            "line_no": pl.int_range(0, len(lines), eager=True),
+            "line": pl.Series("line", lines, dtype=pl.String),
+            "line_no": pl.int_range(
+                first_line_no, first_line_no + len(lines), dtype=pl.Int64, eager=True
+            ),
         },
         schema=LINES_SCHEMA,
-    ).with_columns(pl.col("line_no") + first_line_no)
+    )
 
 
 def _open(path: str | Path) -> tuple[BinaryIO, BinaryIO | None]:
@@ -89,7 +101,8 @@ def iter_chunks(path: str | Path, chunk_lines: int = 200_000) -> Iterator[pl.Dat
     if chunk_lines < 1:
         raise ValueError("chunk_lines must be at least 1")
     stream, owned = _open(path)
-    pending: list[str] = []
+    pending: list[pl.Series] = []
+    held = 0
     carry = b""
     next_no = 1
     try:
@@ -103,18 +116,25 @@ def iter_chunks(path: str | Path, chunk_lines: int = 200_000) -> Iterator[pl.Dat
                 carry = block
                 continue
             carry = block[cut + 1 :]
-            pending.extend(_decode(block[:cut]))
-            while len(pending) >= chunk_lines:
-                yield lines_frame(pending[:chunk_lines], next_no)
-                next_no += chunk_lines
-                del pending[:chunk_lines]
+            pending.append(_block_lines(block[:cut]))
+            held += pending[-1].len()
+            if held >= chunk_lines:
+                lines = pl.concat(pending)
+                full = held - held % chunk_lines
+                for start in range(0, full, chunk_lines):
+                    yield lines_frame(lines.slice(start, chunk_lines), next_no)
+                    next_no += chunk_lines
+                pending = [lines.slice(full)] if full < held else []
+                held -= full
         if carry:
-            pending.extend(_decode(carry))
-        while pending:
-            part = pending[:chunk_lines]
-            yield lines_frame(part, next_no)
-            next_no += len(part)
-            del pending[:chunk_lines]
+            pending.append(_block_lines(carry))
+            held += pending[-1].len()
+        if held:
+            lines = pl.concat(pending)
+            for start in range(0, held, chunk_lines):
+                part = lines.slice(start, chunk_lines)
+                yield lines_frame(part, next_no)
+                next_no += part.len()
     finally:
         if owned is not None:
             owned.close()
