@@ -364,12 +364,16 @@ def test_enricher_from_settings_loads_before_returning(tmp_path: Path, datasets:
             ],
         },
     )
-    enricher = IntelEnricher.from_settings(settings)
+    replay = IntelEnricher.from_settings(settings)
+    out = replay.enrich(pl.DataFrame({"source.ip": ["192.9.135.73"]}))
+    assert out["threat.indicator.feed"].item() == "feodo"
+    assert read_status(tmp_path / "intel") is None, "a replay writes nothing"
+    live = IntelEnricher.from_settings(settings, live=True)
     try:
-        out = enricher.enrich(pl.DataFrame({"source.ip": ["192.9.135.73"]}))
+        out = live.enrich(pl.DataFrame({"source.ip": ["192.9.135.73"]}))
         assert out["threat.indicator.feed"].item() == "feodo"
     finally:
-        enricher.close()
+        live.close()
     status = read_status(tmp_path / "intel")
     assert status is not None
     missing = next(s for s in status if s["name"] == "missing")

@@ -749,11 +749,12 @@ class IntelEnricher:
         them in a background thread (stopped by :meth:`close`).
 
         Feeds are loaded once before this returns; one that cannot be loaded is logged and
-        counted, never fatal.
+        counted, never fatal. Only a live enricher writes the feed cache and status into
+        the state folder (a replay reads the cache a running service left, writes nothing).
         """
         from shopwatch.enrich.schedule import FeedManager
 
-        manager = FeedManager.from_settings(settings)
+        manager = FeedManager.from_settings(settings, persist=live)
         manager.refresh()
         if live:
             manager.start()

@@ -341,6 +341,8 @@ class FeedManager:
     index when a feed changed or an indicator expired; :meth:`start` does that in a daemon
     thread until :meth:`stop`. ``index`` is swapped whole, so readers need no lock.
     ``clock`` gives the wall-clock time (feeds expire in real time, not event time).
+    With a ``state_dir``, cached bodies found there are the starting content; with
+    ``persist`` too, fetched bodies, validators and the status are written there.
     """
 
     def __init__(
@@ -348,6 +350,7 @@ class FeedManager:
         feeds: Sequence[FeedConfig],
         *,
         state_dir: Path | None = None,
+        persist: bool = True,
         match_private: bool = False,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         metrics: FeedMetrics | None = None,
@@ -358,6 +361,7 @@ class FeedManager:
         if duplicates:
             raise ConfigError(f"intel feeds are named twice: {duplicates}; names must be unique")
         self.state_dir = state_dir
+        self.persist = persist
         self.match_private = match_private
         self.clock = clock
         self.metrics = metrics or FeedMetrics()
@@ -727,7 +731,7 @@ class FeedManager:
     # -- the state folder ------------------------------------------------------------------
 
     def _save_cache(self, name: str, body: bytes, st: _State) -> None:
-        if self.state_dir is None:
+        if self.state_dir is None or not self.persist:
             return
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -789,7 +793,7 @@ class FeedManager:
             self._rebuild(self.clock())
 
     def _write_status(self) -> None:
-        if self.state_dir is None:
+        if self.state_dir is None or not self.persist:
             return
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
