@@ -167,6 +167,8 @@ def demo_cmd(
 
     settings = settings_from(config, data_dir=data_dir)
     settings.web.port = port
+    # Simulated crawlers sit in real crawler ranges; asking real DNS about them proves nothing.
+    settings.enrich.setdefault("crawler_dns", {"enabled": False})
     if no_web:
         settings.web.enabled = False
     try:

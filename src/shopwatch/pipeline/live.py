@@ -165,20 +165,22 @@ class LiveRunner:
         if not arrivals:
             self._maybe_checkpoint()
             return 0
-        batches = []
+        # One parse per (source, format): the parsers' cost is mostly per call, not per line.
+        groups: dict[tuple[str, str], list[RawChunk]] = {}
         for arrival in arrivals:
-            frame = pl.DataFrame(
-                {
-                    "line": arrival.lines,
-                    "line_no": np.arange(arrival.first_line_no, arrival.first_line_no + len(arrival.lines), dtype=np.int64),
-                },
-                schema={"line": pl.String, "line_no": pl.Int64},
+            groups.setdefault((arrival.source, self._format_of(arrival)), []).append(arrival)
+        batches = []
+        for (source, fmt), chunks in groups.items():
+            lines = [line for chunk in chunks for line in chunk.lines]
+            numbers = np.concatenate(
+                [np.arange(c.first_line_no, c.first_line_no + len(c.lines), dtype=np.int64) for c in chunks]
             )
-            ctx = ParseContext(source=arrival.source, year=self.year, timezone=self.timezone)
-            parsed = parse_frame(frame, self._format_of(arrival), ctx)
+            frame = pl.DataFrame({"line": lines, "line_no": numbers}, schema={"line": pl.String, "line_no": pl.Int64})
+            ctx = ParseContext(source=source, year=self.year, timezone=self.timezone)
+            parsed = parse_frame(frame, fmt, ctx)
             self.engine.record_rejects(parsed.rejects)
             self.stats.rejected += parsed.rejects.height
-            self.stats.lines += len(arrival.lines)
+            self.stats.lines += len(lines)
             if parsed.batch.height:
                 batches.append(parsed.batch)
         events = 0
