@@ -44,6 +44,9 @@ def test_demo_serves_live_alerts_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> 
         assert alerts, "no alert within a minute of demo traffic"
         stats = httpx.get(f"{url}/api/stats", headers=headers, timeout=5).json()
         assert stats["runtime"]["events"] > 0
+        metrics = httpx.get(f"{url}/metrics", timeout=5).text
+        for name in ("shopwatch_parse_lines_total", "shopwatch_sources_lines", "shopwatch_enrich_feed_indicators"):
+            assert name in metrics, name
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:

@@ -147,6 +147,7 @@ def replay_cmd(
             store.save_alerts([Alert.from_row(r) for r in alerts.iter_rows(named=True)])
 
         sinks.append(persist)
+    engine = None
     try:
         engine = build_engine(settings, sinks=sinks)
         total = _estimate_lines(files)
@@ -167,6 +168,8 @@ def replay_cmd(
     except ShopwatchError as err:
         fail(str(err))
     finally:
+        if engine is not None:
+            engine.close()
         if handle is not None:
             handle.close()
         if store is not None:

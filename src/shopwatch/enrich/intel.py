@@ -739,9 +739,11 @@ class IntelEnricher:
         index: IndicatorIndex | Callable[[], IndicatorIndex],
         *,
         closer: Callable[[], None] | None = None,
+        metrics_registry: Any = None,
     ) -> None:
         self._index = index
         self._closer = closer
+        self.metrics_registry = metrics_registry  # the feed manager's Prometheus registry
 
     @classmethod
     def from_settings(cls, settings: Any, *, live: bool = False) -> IntelEnricher:
@@ -758,7 +760,7 @@ class IntelEnricher:
         manager.refresh()
         if live:
             manager.start()
-        return cls(lambda: manager.index, closer=manager.stop)
+        return cls(lambda: manager.index, closer=manager.stop, metrics_registry=manager.metrics.registry)
 
     @property
     def index(self) -> IndicatorIndex:

@@ -27,28 +27,35 @@ def _options(settings: Settings, name: str, *, default_on: bool) -> SimpleNamesp
 
 
 def build_enrichers(settings: Settings, *, live: bool = False) -> list[Enricher]:
-    """The enrichment chain: geo/ASN, user agent, then (live only, by default) crawler DNS.
+    """The enrichment chain: geo/ASN, user agent, crawler DNS, threat intel, YARA.
 
     Every enricher can be switched off with ``enrich: {<name>: {enabled: false}}``. The DNS
     check of claimed crawlers asks a resolver, so replay leaves it off unless enabled:
-    replay must give the same alerts run after run, without the network.
+    replay must give the same alerts run after run, without the network. Threat-intel feeds
+    are loaded once (and, live, refreshed in the background) from ``settings.intel``.
     """
     from shopwatch.enrich.dns import CrawlerVerifier
     from shopwatch.enrich.geo import GeoEnricher
+    from shopwatch.enrich.intel import IntelEnricher
     from shopwatch.enrich.useragent import UserAgentEnricher
+    from shopwatch.enrich.yara import YaraEnricher
 
-    unknown = set(settings.enrich) - {"geo", "user_agent", "crawler_dns"}
+    known = ("geo", "user_agent", "crawler_dns", "intel", "yara")
+    unknown = set(settings.enrich) - set(known)
     if unknown:
-        raise ConfigError(f"enrich has unknown sections {sorted(unknown)}; known: crawler_dns, geo, user_agent")
+        raise ConfigError(f"enrich has unknown sections {sorted(unknown)}; known: {', '.join(known)}")
     chain: list[Enricher] = []
     for name, factory, default_on in (
         ("geo", GeoEnricher, True),
         ("user_agent", UserAgentEnricher, True),
         ("crawler_dns", CrawlerVerifier, live),
+        ("yara", YaraEnricher, True),
     ):
         options = _options(settings, name, default_on=default_on)
         if options is not None:
             chain.append(factory.from_settings(options))
+    if _options(settings, "intel", default_on=True) is not None:
+        chain.append(IntelEnricher.from_settings(settings, live=live))
     return chain
 
 

@@ -159,6 +159,13 @@ class Engine:
         for state in self.states.values():
             state.evict(watermark)
 
+    def close(self) -> None:
+        """Release what enrichers hold (feed refresh threads, resolver pools)."""
+        for enricher in self.enrichers:
+            closer = getattr(enricher, "close", None)
+            if callable(closer):
+                closer()
+
     @property
     def state_bytes(self) -> int:
         """Estimated memory of all detector state."""

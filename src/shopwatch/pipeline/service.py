@@ -50,6 +50,19 @@ def ensure_web_token(settings: Settings) -> str:
     return token
 
 
+def _expose(registries: list[Any]) -> None:
+    """Serve stage registries (sources, feeds) on ``/metrics`` with the default one."""
+    from prometheus_client import REGISTRY
+
+    for registry in registries:
+        if registry is None:
+            continue
+        try:
+            REGISTRY.register(registry)
+        except ValueError:  # already exposed (a second service in one process)
+            log.debug("metrics_already_exposed")
+
+
 @dataclass
 class Service:
     """Everything a live shopwatch runs, wired once."""
@@ -80,6 +93,7 @@ class Service:
             except Exception:  # a snapshot from an older version must not block the start
                 log.exception("checkpoint_unreadable")
         self.metrics = SourceMetrics()
+        _expose([self.metrics.registry, *(getattr(e, "metrics_registry", None) for e in engine.enrichers)])
         queue = ChunkQueue(
             max_chunks=1024,
             max_lines=max(settings.sources.http.max_queued_events, settings.runtime.batch_max_events),
@@ -151,6 +165,7 @@ class Service:
         if self._sources is not None:
             self._sources.stop()
         self.runner.stop()
+        self.runner.engine.close()
         if self._web is not None:
             self._web.stop()
         self.store.close()
