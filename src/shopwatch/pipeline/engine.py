@@ -142,6 +142,7 @@ class Engine:
         if not outputs:
             return empty_alerts()
         alerts = pl.concat(outputs, how="vertical").sort(["@timestamp", "rule.id", "alert.id"])
+        alerts = raise_risk_by_reputation(alerts, batch)
         self.stats.alerts += alerts.height
         for category, n in alerts.group_by("rule.category").len().iter_rows():
             self.stats.alerts_by_category[str(category)] += int(n)
@@ -211,6 +212,43 @@ class Engine:
             self.stats.max_event_time = datetime.fromisoformat(saved["max_event_time"])
         extra: dict[str, Any] = meta.get("extra", {})
         return extra
+
+
+#: How much of a source's reputation (0-100, from threat intel) is added to an alert's risk.
+REPUTATION_WEIGHT = 0.25
+
+
+def raise_risk_by_reputation(alerts: pl.DataFrame, batch: pl.DataFrame) -> pl.DataFrame:
+    """Alerts about an address the feeds know as bad get a higher risk score.
+
+    ``risk_score += REPUTATION_WEIGHT × source.reputation`` (capped at 100) and
+    ``details.source_reputation`` records it; ``threat_intel`` alerts already carry the
+    feed's confidence and are left alone. An address has one reputation per feed state,
+    so the result does not depend on how events were cut into batches.
+    """
+    if "source.reputation" not in batch.columns or alerts.height == 0:
+        return alerts
+    known = (
+        batch.filter(pl.col("source.reputation").is_not_null() & pl.col("source.ip").is_not_null())
+        .group_by("source.ip")
+        .agg(pl.col("source.reputation").max().alias("_rep"))
+    )
+    if known.height == 0:
+        return alerts
+    joined = alerts.with_columns(pl.col("entity").struct.field("source.ip").alias("_ip")).join(
+        known.rename({"source.ip": "_ip"}), on="_ip", how="left"
+    )
+    hit = pl.col("_rep").is_not_null() & (pl.col("rule.category") != "threat_intel")
+    boosted = (pl.col("risk_score") + (pl.col("_rep") * REPUTATION_WEIGHT).round(0).cast(pl.Int64)).clip(0, 100)
+    details = pl.col("details").fill_null("{}").str.strip_suffix("}")
+    joiner = pl.when(details.str.strip_chars().str.ends_with("{")).then(pl.lit("")).otherwise(pl.lit(", "))
+    return joined.with_columns(
+        pl.when(hit).then(boosted).otherwise(pl.col("risk_score")).alias("risk_score"),
+        pl.when(hit)
+        .then(pl.concat_str([details, joiner, pl.lit('"source_reputation": '), pl.col("_rep").cast(pl.String), pl.lit("}")]))
+        .otherwise(pl.col("details"))
+        .alias("details"),
+    ).select(alerts.columns)
 
 
 def merge_by_time(
