@@ -45,11 +45,7 @@ def main() -> None:
     settings = Settings(data_dir=folder)
     engine = build_engine(settings, live=False)  # no crawler DNS: nothing leaves the machine
     runner = LiveRunner(engine, runtime=settings.runtime, save_alerts=store.save_alerts)
-    warm = engine.enrichers
-    for enricher in warm:
-        import polars as pl
-
-        enricher.enrich(pl.DataFrame({"source.ip": ["192.0.2.1"], "user_agent.original": ["curl/8"]}))
+    engine.warm_up()
     stored: list[int] = []
     runner.save_alerts = lambda alerts: stored.append(store.save_alerts(alerts)) or stored[-1]  # type: ignore[assignment]
     runner.start()

@@ -31,7 +31,6 @@ def main() -> None:
     args = _args()
     if args.threads:
         os.environ["POLARS_MAX_THREADS"] = str(args.threads)
-    import polars as pl
     import psutil
 
     from shopwatch.config import Settings
@@ -63,8 +62,7 @@ def main() -> None:
     parse_s = time.perf_counter() - started
 
     engine = build_engine(Settings(data_dir=folder))
-    for enricher in engine.enrichers:  # load lookup tables outside the timed run
-        enricher.enrich(pl.DataFrame({"source.ip": ["192.0.2.1"], "user_agent.original": ["curl/8"]}))
+    engine.warm_up()  # load lookup tables outside the timed run
     alerts: list[int] = []
     rss_before = proc.memory_info().rss
     started = time.perf_counter()

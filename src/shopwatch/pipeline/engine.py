@@ -160,6 +160,14 @@ class Engine:
         for state in self.states.values():
             state.evict(watermark)
 
+    def warm_up(self) -> None:
+        """Load the enrichers' tables now (geo ranges take a second), not on the first batch."""
+        from shopwatch.contract import conform
+
+        probe = conform(pl.DataFrame({"source.ip": ["192.0.2.1"], "user_agent.original": ["curl/8.5.0"]}))
+        for enricher in self.enrichers:
+            enricher.enrich(probe)
+
     def close(self) -> None:
         """Release what enrichers hold (feed refresh threads, resolver pools)."""
         for enricher in self.enrichers:

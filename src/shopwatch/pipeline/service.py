@@ -85,6 +85,7 @@ class Service:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store.open(settings.store_url)
         engine = build_engine(settings, live=True)
+        engine.warm_up()
         blob = self.store.load_checkpoint(CHECKPOINT)
         if blob is not None:
             try:
