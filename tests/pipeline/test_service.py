@@ -70,3 +70,42 @@ def test_tailed_file_raises_alerts_and_a_restart_resumes_exactly(tmp_path: Path)
     finally:
         second.stop()
     assert second.runner.engine.stats.events == 57
+
+
+def test_http_ingest_events_reach_the_detectors(tmp_path: Path) -> None:
+    import httpx
+
+    from shopwatch.config import HttpIngestSettings, SourcesSettings
+
+    token = "ingest-token-for-the-test-0123456789"
+    service = Service(
+        Settings(
+            data_dir=tmp_path / "data",
+            sources=SourcesSettings(http=HttpIngestSettings(enabled=True, port=0, token=token)),
+            web={"enabled": False},
+        ),
+        with_web=False,
+    )
+    service.start()
+    try:
+        assert service._sources is not None
+        port = next(s.port for s in service._sources.sources if s.name == "http")
+        events = "\n".join(
+            '{"@timestamp": "%s", "event": {"dataset": "shop.auth", "action": "login", "outcome": "failure"},'
+            ' "source.ip": "45.134.26.10", "user": {"name": "user%d@example.org"}}'
+            % ((T0 + timedelta(seconds=3 * i)).isoformat(), i)
+            for i in range(30)
+        )
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/ingest",
+            content=events + "\nnot json\n",
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"},
+            timeout=10,
+        )
+        assert answer.status_code == 200
+        assert answer.json()["accepted"] == 30
+        wait_for(lambda: {a.rule_id for a in service.store.alerts()} >= {"auth.credential_stuffing"})
+        refused = httpx.post(f"http://127.0.0.1:{port}/ingest", content=events, timeout=10)
+        assert refused.status_code == 401
+    finally:
+        service.stop()
