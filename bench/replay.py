@@ -46,8 +46,10 @@ def main() -> None:
     if not log.exists() or sum(1 for _ in log.open("rb")) != args.lines:
         started = time.perf_counter()
         truth = write_access_log(log, args.lines, seed=args.seed)
-        print(f"generated lines={args.lines} campaigns={len(truth)} time={time.perf_counter() - started:.1f}s "
-              f"size={log.stat().st_size / 1e6:.0f}MB path={log}")
+        print(
+            f"generated lines={args.lines} campaigns={len(truth)} time={time.perf_counter() - started:.1f}s "
+            f"size={log.stat().st_size / 1e6:.0f}MB path={log}"
+        )
 
     started = time.perf_counter()
     fields = 0
@@ -74,8 +76,12 @@ def main() -> None:
 
         peak = max(peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     rate = report.lines / replay_s
-    print(f"baseline(read+split) lines={args.lines} time={base_s:.2f}s rate={base_rate / 1e6:.2f}M/s")
-    print(f"parse lines={parsed} time={parse_s:.2f}s rate={parsed / parse_s / 1e6:.2f}M/s ratio={parsed / parse_s / base_rate:.2f}")
+    print(
+        f"baseline(read+split) lines={args.lines} time={base_s:.2f}s rate={base_rate / 1e6:.2f}M/s"
+    )
+    print(
+        f"parse lines={parsed} time={parse_s:.2f}s rate={parsed / parse_s / 1e6:.2f}M/s ratio={parsed / parse_s / base_rate:.2f}"
+    )
     print(
         f"replay lines={report.lines} events={report.events} malformed={report.rejected} alerts={sum(alerts)} "
         f"detectors={len(engine.detectors)} enrichers={len(engine.enrichers)} threads={args.threads or 'all'} "

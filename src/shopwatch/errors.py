@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["BusError", "ConfigError", "ContentError", "RegistryError", "ShopwatchError", "StoreError"]
+__all__ = [
+    "BusError",
+    "ConfigError",
+    "ContentError",
+    "RegistryError",
+    "ShopwatchError",
+    "StoreError",
+]
 
 
 class ShopwatchError(Exception):

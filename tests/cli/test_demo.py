@@ -19,9 +19,25 @@ def test_demo_serves_live_alerts_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> 
     data = tmp_path / "demo"
     env = {**os.environ, "SHOPWATCH_LOG_LEVEL": "warning"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "shopwatch.cli.main", "demo", "--data-dir", str(data), "--port", "0",
-         "--speed", "10", "--customers", "800", "--plain"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "shopwatch.cli.main",
+            "demo",
+            "--data-dir",
+            str(data),
+            "--port",
+            "0",
+            "--speed",
+            "10",
+            "--customers",
+            "800",
+            "--plain",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         assert proc.stderr is not None
@@ -45,10 +61,14 @@ def test_demo_serves_live_alerts_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> 
         stats = httpx.get(f"{url}/api/stats", headers=headers, timeout=5).json()
         assert stats["runtime"]["events"] > 0
         metrics = httpx.get(f"{url}/metrics", timeout=5).text
-        for name in ("shopwatch_parse_lines_total", "shopwatch_sources_lines", "shopwatch_enrich_feed_indicators"):
+        for name in (
+            "shopwatch_parse_lines_total",
+            "shopwatch_sources_lines",
+            "shopwatch_enrich_feed_indicators",
+        ):
             assert name in metrics, name
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -56,4 +76,6 @@ def test_demo_serves_live_alerts_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> 
     assert "demo stopped" in err
     with Store(f"sqlite:///{data / 'shopwatch.db'}") as store:
         assert store.count_alerts() >= len(alerts)
-        assert store.load_checkpoint("engine") is not None, "the last checkpoint was written at stop"
+        assert store.load_checkpoint("engine") is not None, (
+            "the last checkpoint was written at stop"
+        )

@@ -27,7 +27,10 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def replay(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "shopwatch", "replay", *args],
-        input=stdin.decode() if stdin else None, capture_output=True, text=True, timeout=300,
+        input=stdin.decode() if stdin else None,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -45,10 +48,22 @@ def test_two_runs_give_identical_alerts(shop: Path, tmp_path: Path) -> None:
     assert sorted(x["alert.id"] for x in a) == sorted(x["alert.id"] for x in b)
     again = replay(*files, "--alerts", str(tmp_path / "c.jsonl"))
     assert again.returncode == 0
-    assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "c.jsonl").read_bytes(), "same files, same bytes"
+    assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "c.jsonl").read_bytes(), (
+        "same files, same bytes"
+    )
     for alert in a:
-        assert {"alert.id", "@timestamp", "rule.id", "rule.name", "rule.category", "severity",
-                "risk_score", "entity", "event.ids", "message"} <= alert.keys()
+        assert {
+            "alert.id",
+            "@timestamp",
+            "rule.id",
+            "rule.name",
+            "rule.category",
+            "severity",
+            "risk_score",
+            "entity",
+            "event.ids",
+            "message",
+        } <= alert.keys()
 
 
 def test_malformed_lines_are_counted_with_line_numbers(shop: Path, tmp_path: Path) -> None:
@@ -70,9 +85,14 @@ def test_gzip_and_standard_input(shop: Path, tmp_path: Path) -> None:
         shutil.copyfileobj(src, dst)
     from_plain = replay(str(plain), "-o", str(tmp_path / "plain.jsonl"))
     from_gz = replay(str(packed), "-o", str(tmp_path / "gz.jsonl"))
-    from_stdin = replay("-", "--format", "nginx", "-o", str(tmp_path / "stdin.jsonl"), stdin=plain.read_bytes())
+    from_stdin = replay(
+        "-", "--format", "nginx", "-o", str(tmp_path / "stdin.jsonl"), stdin=plain.read_bytes()
+    )
     assert from_plain.returncode == from_gz.returncode == from_stdin.returncode == 0
-    ids = {p: [a["rule.id"] for a in alerts_of(tmp_path / f"{p}.jsonl")] for p in ("plain", "gz", "stdin")}
+    ids = {
+        p: [a["rule.id"] for a in alerts_of(tmp_path / f"{p}.jsonl")]
+        for p in ("plain", "gz", "stdin")
+    }
     assert ids["plain"] and ids["plain"] == ids["gz"] == ids["stdin"]
     first = alerts_of(tmp_path / "stdin.jsonl")[0]
     assert all(e.startswith("-:") for e in first["event.ids"]), "stdin events are named -:<line>"

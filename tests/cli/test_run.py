@@ -21,8 +21,20 @@ def test_run_tails_a_configured_file(tmp_path: Path) -> None:
         f"sources:\n  files:\n    - {{path: {log}, format: nginx}}\n"
     )
     run = subprocess.run(
-        [sys.executable, "-m", "shopwatch", "run", "--config", str(config), "--duration", "6", "--plain"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "shopwatch",
+            "run",
+            "--config",
+            str(config),
+            "--duration",
+            "6",
+            "--plain",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert run.returncode == 0, run.stderr
     with Store(f"sqlite:///{tmp_path / 'data' / 'shopwatch.db'}") as store:
@@ -34,6 +46,9 @@ def test_run_without_sources_is_a_usage_error(tmp_path: Path) -> None:
     config = tmp_path / "empty.yaml"
     config.write_text(f"data_dir: {tmp_path}\n")
     run = subprocess.run(
-        [sys.executable, "-m", "shopwatch", "run", "--config", str(config)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "shopwatch", "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert run.returncode == 2 and "names no source" in run.stderr

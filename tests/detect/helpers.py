@@ -31,7 +31,9 @@ def case_file(case: str, stem: str) -> Path:
     return found[0]
 
 
-def run(detector: Detector, batches: Iterable[pl.DataFrame], state: KeyedState | None = None) -> pl.DataFrame:
+def run(
+    detector: Detector, batches: Iterable[pl.DataFrame], state: KeyedState | None = None
+) -> pl.DataFrame:
     """Alerts of one detector over consecutive batches, with one state."""
     state = state or KeyedState(detector.keys)
     out = [detector.detect(b, state) for b in batches]

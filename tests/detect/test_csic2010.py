@@ -12,7 +12,9 @@ from shopwatch.detect.content import load_detectors
 
 from .csic import read_requests
 
-WEB_ATTACK = [d for d in load_detectors().detectors if d.category == "web_attack" and d.id.startswith("web.")]
+WEB_ATTACK = [
+    d for d in load_detectors().detectors if d.category == "web_attack" and d.id.startswith("web.")
+]
 
 
 @pytest.fixture(scope="module")
@@ -20,14 +22,19 @@ def csic(datasets: Path) -> dict[str, pl.DataFrame]:
     folder = datasets / "csic2010"
     return {
         "normal": pl.concat(
-            [read_requests(folder / "normalTrafficTraining.txt.gz"), read_requests(folder / "normal_test_a.txt.gz")]
+            [
+                read_requests(folder / "normalTrafficTraining.txt.gz"),
+                read_requests(folder / "normal_test_a.txt.gz"),
+            ]
         ),
         "anomalous": read_requests(folder / "anomalous_test_a.txt.gz"),
     }
 
 
 def _matches(frame: pl.DataFrame) -> pl.Series:
-    return frame.select(pl.any_horizontal([compile_where(d.spec.where) for d in WEB_ATTACK])).to_series()
+    return frame.select(
+        pl.any_horizontal([compile_where(d.spec.where) for d in WEB_ATTACK])
+    ).to_series()
 
 
 def test_request_counts_match_the_dataset(csic: dict[str, pl.DataFrame]) -> None:

@@ -22,7 +22,14 @@ from shopwatch.sim import simulate
 
 #: Campaign kinds the detectors of this release cover (card testing and scraping come with
 #: the detection library).
-COVERED = {"brute_force", "credential_stuffing", "vuln_scanner", "sqli_probe", "xss_probe", "ssh_brute_force"}
+COVERED = {
+    "brute_force",
+    "credential_stuffing",
+    "vuln_scanner",
+    "sqli_probe",
+    "xss_probe",
+    "ssh_brute_force",
+}
 #: Seeds to replay; SIM_SEEDS=1,2,3 tries others.
 SEEDS = [int(s) for s in os.environ.get("SIM_SEEDS", "5,29,4242").split(",")]
 
@@ -32,7 +39,9 @@ def _time(text: str) -> datetime:
 
 
 @pytest.fixture(scope="module", params=SEEDS, ids=[f"seed{s}" for s in SEEDS])
-def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict], pl.DataFrame]:
+def run(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[list[dict], pl.DataFrame]:
     out = tmp_path_factory.mktemp(f"sim{request.param}")
     result = simulate(out, minutes=20, seed=request.param, customers=1500)
     truth = json.loads(Path(result.ground_truth).read_text())
@@ -65,7 +74,8 @@ def test_every_covered_attack_is_caught_in_time(run: tuple[list[dict], pl.DataFr
             continue
         start, end = _time(campaign["start"]), _time(campaign["end"])
         hits = [
-            (at, cat) for at, cat, entity in found
+            (at, cat)
+            for at, cat, entity in found
             if _matches(campaign, entity) and start <= at <= end + timedelta(minutes=1)
         ]
         assert hits, f"campaign {campaign['id']} ({campaign['kind']}) raised no alert"
@@ -86,5 +96,7 @@ def test_benign_look_alikes_stay_quiet(run: tuple[list[dict], pl.DataFrame]) -> 
 def test_no_alert_points_at_an_innocent_entity(run: tuple[list[dict], pl.DataFrame]) -> None:
     truth, alerts = run
     attacks = [c for c in truth if not c["benign"]]
-    stray = [(cat, e) for _, cat, e in _entities(alerts) if not any(_matches(c, e) for c in attacks)]
+    stray = [
+        (cat, e) for _, cat, e in _entities(alerts) if not any(_matches(c, e) for c in attacks)
+    ]
     assert not stray, f"alerts on entities of no attack campaign: {stray[:5]}"

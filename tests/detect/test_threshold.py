@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -47,7 +48,9 @@ def events(spec: list[tuple[int, str, str]], outcome: str = "failure") -> pl.Dat
 
 def test_fires_at_the_event_that_reaches_the_threshold() -> None:
     det = build(RULE)
-    alerts = det.detect(events([(i * 30, "198.51.100.9", "a") for i in range(8)]), KeyedState(det.keys))
+    alerts = det.detect(
+        events([(i * 30, "198.51.100.9", "a") for i in range(8)]), KeyedState(det.keys)
+    )
     assert alerts.height == 1
     row = alerts.row(0, named=True)
     assert row["@timestamp"] == T0 + timedelta(seconds=4 * 30)
@@ -74,12 +77,16 @@ def test_suppression_then_a_new_alert_for_an_ongoing_attack() -> None:
     alerts = det.detect(ongoing, KeyedState(det.keys))
     times = alerts["@timestamp"].to_list()
     assert len(times) == 4
-    assert all(b - a >= timedelta(minutes=10) for a, b in zip(times, times[1:], strict=False))
+    assert all(b - a >= timedelta(minutes=10) for a, b in itertools.pairwise(times))
     assert alerts["alert.id"].n_unique() == 4
 
 
 def test_distinct_values_count_not_repeats() -> None:
-    rule = {**RULE, "id": "test.stuffing", "count": {"distinct": "user.name", "at_least": 4, "within": "10m"}}
+    rule = {
+        **RULE,
+        "id": "test.stuffing",
+        "count": {"distinct": "user.name", "at_least": 4, "within": "10m"},
+    }
     det = build(rule)
     repeats = events([(i, "198.51.100.9", "same") for i in range(50)])
     assert det.detect(repeats, KeyedState(det.keys)).height == 0

@@ -91,7 +91,18 @@ def test_merge_by_time_interleaves_files_in_event_time() -> None:
     b = stream(frame([5, 15], tag="b"), frame([25, 35, 45], tag="b"))
     batches = list(merge_by_time([a, b], lambda r: None))
     merged = pl.concat(batches)
-    assert merged["event.id"].to_list() == ["a0", "b5", "a10", "b15", "a20", "b25", "a30", "b35", "a40", "b45"]
+    assert merged["event.id"].to_list() == [
+        "a0",
+        "b5",
+        "a10",
+        "b15",
+        "a20",
+        "b25",
+        "a30",
+        "b35",
+        "a40",
+        "b45",
+    ]
     for batch in batches:
         assert batch["@timestamp"].is_sorted()
 
@@ -99,7 +110,13 @@ def test_merge_by_time_interleaves_files_in_event_time() -> None:
 def test_merge_by_time_reports_rejects_and_survives_empty_streams() -> None:
     seen = []
     rejects = pl.DataFrame(
-        {"source": ["x"], "line_no": [3], "raw": ["junk"], "reason": ["no_match"], "format": ["nginx"]}
+        {
+            "source": ["x"],
+            "line_no": [3],
+            "raw": ["junk"],
+            "reason": ["no_match"],
+            "format": ["nginx"],
+        }
     )
     a = iter([Parsed(frame([]), rejects), Parsed(frame([1, 2]), empty_rejects())])
     out = list(merge_by_time([a, iter([])], seen.append))
@@ -135,7 +152,13 @@ def test_engine_precomputed_fields_give_the_detectors_own_answer() -> None:
             }
         )
     )
-    alone = pl.concat([d.detect(batch, KeyedState(d.keys)) for d in web]).sort("@timestamp", "rule.id", "alert.id")
+    alone = pl.concat([d.detect(batch, KeyedState(d.keys)) for d in web]).sort(
+        "@timestamp", "rule.id", "alert.id"
+    )
     through_engine = Engine(web).process(batch)
     assert through_engine.equals(alone)
-    assert set(through_engine["rule.id"]) == {"web.sqli_probe", "web.xss_probe", "web.path_traversal"}
+    assert set(through_engine["rule.id"]) == {
+        "web.sqli_probe",
+        "web.xss_probe",
+        "web.path_traversal",
+    }

@@ -19,14 +19,28 @@ def settings(tmp_path: Path, datasets: Path) -> Settings:
     feed = datasets / "threat-intel" / "firehol" / "blocklist_de_bruteforce.ipset"
     return Settings(
         data_dir=tmp_path,
-        intel={"feeds": [{"name": "blocklist_de_bruteforce", "path": str(feed), "format": "ipset",
-                          "confidence": 80, "type": "attacker", "ttl": None}]},
+        intel={
+            "feeds": [
+                {
+                    "name": "blocklist_de_bruteforce",
+                    "path": str(feed),
+                    "format": "ipset",
+                    "confidence": 80,
+                    "type": "attacker",
+                    "ttl": None,
+                }
+            ]
+        },
     )
 
 
 def listed_ip(datasets: Path) -> str:
     feed = datasets / "threat-intel" / "firehol" / "blocklist_de_bruteforce.ipset"
-    return next(line for line in feed.read_text().splitlines() if line and not line.startswith("#") and "/" not in line)
+    return next(
+        line
+        for line in feed.read_text().splitlines()
+        if line and not line.startswith("#") and "/" not in line
+    )
 
 
 def logins(ip: str, n: int) -> pl.DataFrame:
@@ -46,7 +60,9 @@ def logins(ip: str, n: int) -> pl.DataFrame:
     )
 
 
-def test_listed_address_gives_a_threat_intel_alert_and_a_higher_risk(tmp_path: Path, datasets: Path) -> None:
+def test_listed_address_gives_a_threat_intel_alert_and_a_higher_risk(
+    tmp_path: Path, datasets: Path
+) -> None:
     bad = listed_ip(datasets)
     engine = build_engine(settings(tmp_path, datasets))
     try:

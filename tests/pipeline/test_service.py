@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -91,9 +92,14 @@ def test_http_ingest_events_reach_the_detectors(tmp_path: Path) -> None:
         assert service._sources is not None
         port = next(s.port for s in service._sources.sources if s.name == "http")
         events = "\n".join(
-            '{"@timestamp": "%s", "event": {"dataset": "shop.auth", "action": "login", "outcome": "failure"},'
-            ' "source.ip": "45.134.26.10", "user": {"name": "user%d@example.org"}}'
-            % ((T0 + timedelta(seconds=3 * i)).isoformat(), i)
+            json.dumps(
+                {
+                    "@timestamp": (T0 + timedelta(seconds=3 * i)).isoformat(),
+                    "event": {"dataset": "shop.auth", "action": "login", "outcome": "failure"},
+                    "source.ip": "45.134.26.10",
+                    "user": {"name": f"user{i}@example.org"},
+                }
+            )
             for i in range(30)
         )
         answer = httpx.post(
@@ -104,7 +110,9 @@ def test_http_ingest_events_reach_the_detectors(tmp_path: Path) -> None:
         )
         assert answer.status_code == 200
         assert answer.json()["accepted"] == 30
-        wait_for(lambda: {a.rule_id for a in service.store.alerts()} >= {"auth.credential_stuffing"})
+        wait_for(
+            lambda: {a.rule_id for a in service.store.alerts()} >= {"auth.credential_stuffing"}
+        )
         refused = httpx.post(f"http://127.0.0.1:{port}/ingest", content=events, timeout=10)
         assert refused.status_code == 401
     finally:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import typer
@@ -22,7 +22,12 @@ from shopwatch.errors import ShopwatchError
 
 __all__ = ["register"]
 
-_SEVERITY_STYLE = {"low": "cyan", "medium": "yellow", "high": "red", "critical": "bold white on red"}
+_SEVERITY_STYLE = {
+    "low": "cyan",
+    "medium": "yellow",
+    "high": "red",
+    "critical": "bold white on red",
+}
 
 
 def _fmt_ms(value: float | None) -> str:
@@ -64,8 +69,14 @@ def render(service: Any, started: float, title: str) -> Group:
             entity,
             alert["message"],
         )
-    footer = f"web UI: {service.web_url}/login (token in {service.data_dir / 'web-token'})" if service.web_url else ""
-    return Group(Panel(head, title=title), cats, newest, Text(footer + "   Ctrl-C stops", style="dim"))
+    footer = (
+        f"web UI: {service.web_url}/login (token in {service.data_dir / 'web-token'})"
+        if service.web_url
+        else ""
+    )
+    return Group(
+        Panel(head, title=title), cats, newest, Text(footer + "   Ctrl-C stops", style="dim")
+    )
 
 
 def run_feed(
@@ -106,7 +117,9 @@ def _watch(service: Any, title: str, duration: float | None, plain: bool) -> Non
                 if duration is not None and time.monotonic() - started >= duration:
                     break
         else:
-            with Live(render(service, started, title), console=console, refresh_per_second=2) as live:
+            with Live(
+                render(service, started, title), console=console, refresh_per_second=2
+            ) as live:
                 while not stop.wait(1.0):
                     live.update(render(service, started, title))
                     if duration is not None and time.monotonic() - started >= duration:
@@ -129,9 +142,13 @@ def _start(service: Any) -> None:
 
 
 def run_cmd(
-    config: Path = typer.Option(..., "--config", "-c", help="YAML settings with sources: files, syslog, http."),
+    config: Path = typer.Option(
+        ..., "--config", "-c", help="YAML settings with sources: files, syslog, http."
+    ),
     duration: float | None = typer.Option(None, "--duration", help="Stop after this many seconds."),
-    plain: bool = typer.Option(False, "--plain", help="Print a status line every 5 s instead of the live view."),
+    plain: bool = typer.Option(
+        False, "--plain", help="Print a status line every 5 s instead of the live view."
+    ),
 ) -> None:
     """Monitor real sources live: tail files, HTTP ingest, syslog; web UI on 127.0.0.1."""
     from shopwatch.pipeline.service import Service
@@ -152,14 +169,18 @@ def run_cmd(
 
 
 def demo_cmd(
-    data_dir: Path = typer.Option(Path("shopwatch-demo"), "--data-dir", help="Where the demo keeps its database."),
+    data_dir: Path = typer.Option(
+        Path("shopwatch-demo"), "--data-dir", help="Where the demo keeps its database."
+    ),
     port: int = typer.Option(8080, "--port", help="Web UI port on 127.0.0.1 (0 picks a free one)."),
     seed: int = typer.Option(7, "--seed", help="Simulator seed."),
     speed: float = typer.Option(1.0, "--speed", help="Simulated seconds per real second."),
     customers: int = typer.Option(5000, "--customers", help="Customers of the simulated shop."),
     duration: float | None = typer.Option(None, "--duration", help="Stop after this many seconds."),
     no_web: bool = typer.Option(False, "--no-web", help="Do not serve the web UI."),
-    plain: bool = typer.Option(False, "--plain", help="Print a status line every 5 s instead of the live view."),
+    plain: bool = typer.Option(
+        False, "--plain", help="Print a status line every 5 s instead of the live view."
+    ),
     config: Path | None = typer.Option(None, "--config", "-c", help="Optional YAML settings."),
 ) -> None:
     """Start the embedded default with the built-in shop simulator feeding it live."""
@@ -177,12 +198,16 @@ def demo_cmd(
         fail(str(err))
     _start(service)
     service.add_producer(
-        lambda stop: run_feed(service.runner.submit, stop, seed=seed, speed=speed, customers=customers),
+        lambda stop: run_feed(
+            service.runner.submit, stop, seed=seed, speed=speed, customers=customers
+        ),
         name="shopwatch-simulator",
     )
     if service.web_url:
         Console(stderr=True).print(
-            f"web UI: {service.web_url}/login?token={service.token}", highlight=False, soft_wrap=True
+            f"web UI: {service.web_url}/login?token={service.token}",
+            highlight=False,
+            soft_wrap=True,
         )
     try:
         _watch(service, "shopwatch demo (simulated shop)", duration, plain)

@@ -17,10 +17,15 @@ app = typer.Typer(
     add_completion=False,
 )
 
+
 @app.callback()
 def _root(
-    log_level: str = typer.Option("warning", "--log-level", envvar="SHOPWATCH_LOG_LEVEL", help="debug, info, warning, error."),
-    log_json: bool = typer.Option(False, "--log-json", envvar="SHOPWATCH_LOG_JSON", help="Log JSON lines (for services)."),
+    log_level: str = typer.Option(
+        "warning", "--log-level", envvar="SHOPWATCH_LOG_LEVEL", help="debug, info, warning, error."
+    ),
+    log_json: bool = typer.Option(
+        False, "--log-json", envvar="SHOPWATCH_LOG_JSON", help="Log JSON lines (for services)."
+    ),
 ) -> None:
     """Real-time threat monitoring and anomaly detection for online shops."""
     from shopwatch.cli.common import setup_logging

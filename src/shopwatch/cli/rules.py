@@ -19,12 +19,16 @@ config_app = typer.Typer(help="Inspect settings.", no_args_is_help=True)
 
 @rules_app.command("lint")
 def lint(
-    rules_dir: list[Path] = typer.Option([], "--rules-dir", help="Extra rule folders (overlay by id)."),
+    rules_dir: list[Path] = typer.Option(
+        [], "--rules-dir", help="Extra rule folders (overlay by id)."
+    ),
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML settings file."),
 ) -> None:
     """Validate every rule file (shipped and yours); exit 1 when any is invalid."""
     settings = settings_from(config)
-    loaded = load_detectors([*settings.rules_dirs, *rules_dir], settings.detectors, include_disabled=True)
+    loaded = load_detectors(
+        [*settings.rules_dirs, *rules_dir], settings.detectors, include_disabled=True
+    )
     console = Console(stderr=True)
     for problem in loaded.errors:
         console.print(f"[red]invalid:[/] {problem}", highlight=False)
@@ -34,7 +38,9 @@ def lint(
 
 
 @config_app.command("show")
-def show(config: Path | None = typer.Option(None, "--config", "-c", help="YAML settings file.")) -> None:
+def show(
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML settings file."),
+) -> None:
     """Print the settings in force (defaults < file < environment), secrets masked."""
     typer.echo(json.dumps(settings_from(config).masked(), indent=2))
 

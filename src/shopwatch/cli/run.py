@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import IO, Any
 
@@ -25,7 +24,9 @@ __all__ = ["register"]
 
 
 def detectors(
-    rules_dir: list[Path] = typer.Option([], "--rules-dir", help="Extra rule folders (overlay by id)."),
+    rules_dir: list[Path] = typer.Option(
+        [], "--rules-dir", help="Extra rule folders (overlay by id)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List every registered detector with its category and keys."""
@@ -54,8 +55,12 @@ def detectors(
         table.add_column(col)
     for row in rows:
         table.add_row(
-            row["id"], row["kind"], row["category"], row["severity"],
-            ", ".join(row["keys"]) or "-", "yes" if row["enabled"] else "no",
+            row["id"],
+            row["kind"],
+            row["category"],
+            row["severity"],
+            ", ".join(row["keys"]) or "-",
+            "yes" if row["enabled"] else "no",
         )
     Console().print(table)
 
@@ -84,7 +89,9 @@ def _print_summary(report: Any, out: Path | None, console: Console) -> None:
         + (f" → {out}" if out else "")
     )
     if report.first_event is not None:
-        console.print(f"event time {report.first_event.isoformat()} … {report.last_event.isoformat() if report.last_event else ''}")
+        console.print(
+            f"event time {report.first_event.isoformat()} … {report.last_event.isoformat() if report.last_event else ''}"
+        )
     files = Table(title="inputs", show_edge=False)
     for col in ("file", "format", "lines", "events", "malformed"):
         files.add_column(col)
@@ -108,11 +115,19 @@ def _print_summary(report: Any, out: Path | None, console: Console) -> None:
 
 def replay_cmd(
     files: list[str] = typer.Argument(..., help="Log files (.gz too); '-' reads standard input."),
-    fmt: str = typer.Option("auto", "--format", "-f", help="nginx, apache, ecs, syslog, vpcflow or auto (per file)."),
-    alerts_out: Path | None = typer.Option(None, "--alerts", "-o", help="Write alerts as JSON lines here."),
+    fmt: str = typer.Option(
+        "auto", "--format", "-f", help="nginx, apache, ecs, syslog, vpcflow or auto (per file)."
+    ),
+    alerts_out: Path | None = typer.Option(
+        None, "--alerts", "-o", help="Write alerts as JSON lines here."
+    ),
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML settings file."),
-    year: int | None = typer.Option(None, "--year", help="Year of RFC 3164 syslog lines (they carry none)."),
-    save: bool = typer.Option(False, "--save", help="Also store the alerts in the configured database."),
+    year: int | None = typer.Option(
+        None, "--year", help="Year of RFC 3164 syslog lines (they carry none)."
+    ),
+    save: bool = typer.Option(
+        False, "--save", help="Also store the alerts in the configured database."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary, no progress."),
 ) -> None:
     """Run the full detection pipeline over files in event time; same input, same alerts."""
@@ -162,7 +177,11 @@ def replay_cmd(
         ) as progress:
             task = progress.add_task("replay", total=total)
             report = replay(
-                files, engine, fmt=fmt, year=year, timezone=settings.timezone,
+                files,
+                engine,
+                fmt=fmt,
+                year=year,
+                timezone=settings.timezone,
                 on_progress=lambda n: progress.advance(task, n),
             )
     except ShopwatchError as err:

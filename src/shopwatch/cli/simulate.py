@@ -35,10 +35,16 @@ def _parse_campaigns(text: str | None) -> list[str] | None:
 
 def simulate_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write the files into (created)."),
-    minutes: float = typer.Option(60.0, "--minutes", "-m", min=0.1, help="Length of the run in event time."),
+    minutes: float = typer.Option(
+        60.0, "--minutes", "-m", min=0.1, help="Length of the run in event time."
+    ),
     seed: int = typer.Option(0, "--seed", "-s", help="Same seed, same files."),
-    start: str | None = typer.Option(None, "--start", help="Event time of the start (ISO 8601, UTC if no zone)."),
-    customers: int = typer.Option(5000, "--customers", min=50, help="Registered customers of the shop."),
+    start: str | None = typer.Option(
+        None, "--start", help="Event time of the start (ISO 8601, UTC if no zone)."
+    ),
+    customers: int = typer.Option(
+        5000, "--customers", min=50, help="Registered customers of the shop."
+    ),
     campaigns: str | None = typer.Option(
         None, "--campaigns", help="Comma-separated campaign kinds, 'all' (default) or 'none'."
     ),
@@ -79,8 +85,12 @@ def simulate_cmd(
         for c in result.campaigns:
             ips = c["entities"].get("source.ip", [])
             table.add_row(
-                c["id"], "yes" if c["benign"] else "no", c["rule.category"], c["start"][11:19],
-                c["end"][11:19], f"{len(ips)} IP" + ("s" if len(ips) != 1 else ""),
+                c["id"],
+                "yes" if c["benign"] else "no",
+                c["rule.category"],
+                c["start"][11:19],
+                c["end"][11:19],
+                f"{len(ips)} IP" + ("s" if len(ips) != 1 else ""),
             )
         console.print(table)
 

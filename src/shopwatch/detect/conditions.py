@@ -81,7 +81,9 @@ def derived_column(field: str) -> pl.Expr:
     name, *mods = field.split("|")
     unknown = set(mods) - _MODIFIERS
     if unknown:
-        raise ValueError(f"unknown modifier(s) {sorted(unknown)} in {field!r}; known: {sorted(_MODIFIERS)}")
+        raise ValueError(
+            f"unknown modifier(s) {sorted(unknown)} in {field!r}; known: {sorted(_MODIFIERS)}"
+        )
     col = pl.col(name)
     if "decoded" in mods:
         col = percent_decoded(col)
@@ -105,7 +107,9 @@ def _field_expr(field: str, cond: Any, precomputed: bool = False) -> pl.Expr:
         return col.eq(cond).fill_null(False)
     unknown = set(cond) - _OPS
     if unknown:
-        raise ValueError(f"unknown operator(s) {sorted(unknown)} for {field!r}; known: {sorted(_OPS)}")
+        raise ValueError(
+            f"unknown operator(s) {sorted(unknown)} for {field!r}; known: {sorted(_OPS)}"
+        )
     parts: list[pl.Expr] = []
     for op, value in cond.items():
         if op == "eq":
@@ -148,9 +152,13 @@ def compile_where(clause: dict[str, Any] | None, *, precomputed: bool = False) -
     parts: list[pl.Expr] = []
     for field, cond in clause.items():
         if field == "any_of":
-            parts.append(pl.any_horizontal([compile_where(c, precomputed=precomputed) for c in cond]))
+            parts.append(
+                pl.any_horizontal([compile_where(c, precomputed=precomputed) for c in cond])
+            )
         elif field == "none_of":
-            parts.append(pl.any_horizontal([compile_where(c, precomputed=precomputed) for c in cond]).not_())
+            parts.append(
+                pl.any_horizontal([compile_where(c, precomputed=precomputed) for c in cond]).not_()
+            )
         else:
             parts.append(_field_expr(field, cond, precomputed))
     return pl.all_horizontal(parts)

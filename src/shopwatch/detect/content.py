@@ -33,7 +33,9 @@ class Loaded:
     sources: dict[str, str] = field(default_factory=dict)
 
 
-def read_rule_files(dirs: Iterable[Path]) -> tuple[dict[str, tuple[dict[str, Any], str]], list[ContentError]]:
+def read_rule_files(
+    dirs: Iterable[Path],
+) -> tuple[dict[str, tuple[dict[str, Any], str]], list[ContentError]]:
     """Rule mappings by id (later folders overlay earlier ones) and the errors met."""
     rules: dict[str, tuple[dict[str, Any], str]] = {}
     errors: list[ContentError] = []
@@ -52,7 +54,9 @@ def read_rule_files(dirs: Iterable[Path]) -> tuple[dict[str, tuple[dict[str, Any
                 if doc is None:
                     continue
                 if not isinstance(doc, dict) or "id" not in doc or "kind" not in doc:
-                    errors.append(ContentError("a rule is a mapping with 'id' and 'kind'", str(path)))
+                    errors.append(
+                        ContentError("a rule is a mapping with 'id' and 'kind'", str(path))
+                    )
                     continue
                 rules[str(doc["id"])] = (doc, str(path))
     return rules, errors

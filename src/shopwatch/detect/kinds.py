@@ -1,4 +1,6 @@
 """Imports every module that registers a detector kind (the registry is filled on import)."""
 
-from shopwatch.detect import threshold  # noqa: F401
-from shopwatch.detect import intel  # noqa: F401
+from shopwatch.detect import (
+    intel,  # noqa: F401
+    threshold,  # noqa: F401
+)

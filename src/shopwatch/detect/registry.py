@@ -20,8 +20,8 @@ from shopwatch.detect.state import KeyedState
 from shopwatch.errors import ContentError, RegistryError
 
 __all__ = [
-    "KINDS",
     "BASE_RISK",
+    "KINDS",
     "Detector",
     "RuleSpec",
     "build",
@@ -149,4 +149,3 @@ def build(raw: dict[str, Any], where: str = "") -> Detector:
     if unknown:
         raise ContentError(f"rule {spec.id!r} reads fields not in the contract: {unknown}", where)
     return detector
-

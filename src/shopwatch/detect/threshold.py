@@ -1,6 +1,6 @@
 """Kind ``threshold``: at least N matching events (or N distinct values) per key in a window.
 
-Every matching event closes a sliding window (t − within, t] of its key, in event time;
+Every matching event closes a sliding window (t - within, t] of its key, in event time;
 counts come from rolling sums, so the cost is linear in the events. The first event at
 which a key's window reaches the threshold fires the alert, so the alert's time, id and
 evidence depend only on the events, never on how they were cut into batches. A distinct
@@ -55,7 +55,7 @@ class CountSpec(BaseModel):
 class ThresholdSpec(RuleSpec):
     """A ``threshold`` rule."""
 
-    where: dict[str, Any] = {}
+    where: dict[str, Any] = Field(default_factory=dict)
     group_by: tuple[str, ...] = Field(min_length=1)
     count: CountSpec
     suppress: str | None = None
@@ -147,7 +147,9 @@ class ThresholdDetector:
             return empty_alerts()
         distinct = spec.count.distinct
         value = (
-            pl.col(distinct).cast(pl.String) if distinct and distinct in batch.columns else pl.lit(None, pl.String)
+            pl.col(distinct).cast(pl.String)
+            if distinct and distinct in batch.columns
+            else pl.lit(None, pl.String)
         )
         event_id = pl.col("event.id") if "event.id" in batch.columns else pl.lit(None, pl.String)
         if fields_of(spec.where) - set(batch.columns):
@@ -174,7 +176,9 @@ class ThresholdDetector:
         events = pl.concat(
             [
                 tail.with_columns(pl.lit(False).alias("_new")),
-                new.with_columns(pl.lit(None, pl.Boolean).alias("_fresh"), pl.lit(True).alias("_new")),
+                new.with_columns(
+                    pl.lit(None, pl.Boolean).alias("_fresh"), pl.lit(True).alias("_new")
+                ),
             ],
             how="diagonal",
         ).sort([*self.keys, "@timestamp"], maintain_order=True)
@@ -201,7 +205,7 @@ class ThresholdDetector:
         """Alert rows for the new events at which a key's sliding window reached the threshold.
 
         ``events`` are the tail and the new rows, sorted by key then time. Per row, the
-        window is (t − within, t]: its size comes from a rolling sum over time per key, its
+        window is (t - within, t]: its size comes from a rolling sum over time per key, its
         distinct values from a rolling sum of ``_fresh`` marks. Candidates are the first
         qualifying new row per key and ``hop`` bucket (buckets already judged are skipped),
         then suppression keeps a key quiet for ``suppress`` after each alert.
@@ -213,7 +217,11 @@ class ThresholdDetector:
         one = pl.col("@timestamp").is_not_null().cast(pl.Int64)
         scored = events.with_columns(
             one.rolling_sum_by("@timestamp", window_size=self.window).over(keys).alias("_n"),
-            pl.col("_fresh").cast(pl.Int64).rolling_sum_by("@timestamp", window_size=self.window).over(keys).alias("_d"),
+            pl.col("_fresh")
+            .cast(pl.Int64)
+            .rolling_sum_by("@timestamp", window_size=self.window)
+            .over(keys)
+            .alias("_d"),
             pl.col("_i").max().over([*keys, "@timestamp"]).alias("_end"),
         )
         cond = pl.col("_new") & (pl.col("_n") >= need_n)
@@ -231,10 +239,15 @@ class ThresholdDetector:
             pl.col("_cb").is_null() | (pl.col("_bucket") > pl.col("_cb"))
         )
         last_fired: dict[tuple[Any, ...], tuple[datetime | None, datetime]] = {
-            tuple(row[:-2]): (row[-2], row[-1]) for row in fired.select(*keys, "_ts", "_cb").iter_rows()
+            tuple(row[:-2]): (row[-2], row[-1])
+            for row in fired.select(*keys, "_ts", "_cb").iter_rows()
         }
         chosen: list[int] = []
-        for row in cand.sort([*keys, "@timestamp"]).select(*keys, "@timestamp", "_bucket", "_i").iter_rows():
+        for row in (
+            cand.sort([*keys, "@timestamp"])
+            .select(*keys, "@timestamp", "_bucket", "_i")
+            .iter_rows()
+        ):
             key, at, bucket, index = tuple(row[: len(keys)]), row[-3], row[-2], row[-1]
             previous, _ = last_fired.get(key, (None, bucket))
             if previous is None or at >= previous + self.suppress:
@@ -262,12 +275,22 @@ class ThresholdDetector:
             .group_by("_alert", maintain_order=True)
             .agg(
                 pl.col("event.id").drop_nulls().head(MAX_EVENT_IDS).alias("event.ids"),
-                pl.col("_v").filter(pl.col("_fresh")).drop_nulls().unique(maintain_order=True).head(20).alias("_examples"),
+                pl.col("_v")
+                .filter(pl.col("_fresh"))
+                .drop_nulls()
+                .unique(maintain_order=True)
+                .head(20)
+                .alias("_examples"),
             )
         )
         evidence = (
-            hits.select(*keys, pl.col("@timestamp").alias("_c"), pl.col("_n").alias("count"),
-                        pl.col("_d").alias("distinct"), pl.col("_i").alias("_alert"))
+            hits.select(
+                *keys,
+                pl.col("@timestamp").alias("_c"),
+                pl.col("_n").alias("count"),
+                pl.col("_d").alias("distinct"),
+                pl.col("_i").alias("_alert"),
+            )
             .join(members, on="_alert")
             .sort(["_c", *keys])
         )
@@ -282,7 +305,7 @@ class ThresholdDetector:
             count, n_distinct = int(ev["count"]), int(ev["distinct"])
             measured = n_distinct if spec.count.distinct else count
             excess = max(measured / spec.count.at_least, 1.0)
-            risk = min(100, spec.base_risk + int(round(8 * math.log2(excess))))
+            risk = min(100, spec.base_risk + round(8 * math.log2(excess)))
             values = {**key_values, "count": count, "distinct": n_distinct, "within": within}
             template = spec.message or (
                 f"{spec.title}: {{count}} matching events within {within} from "

@@ -43,7 +43,9 @@ def build_enrichers(settings: Settings, *, live: bool = False) -> list[Enricher]
     known = ("geo", "user_agent", "crawler_dns", "intel", "yara")
     unknown = set(settings.enrich) - set(known)
     if unknown:
-        raise ConfigError(f"enrich has unknown sections {sorted(unknown)}; known: {', '.join(known)}")
+        raise ConfigError(
+            f"enrich has unknown sections {sorted(unknown)}; known: {', '.join(known)}"
+        )
     chain: list[Enricher] = []
     for name, factory, default_on in (
         ("geo", GeoEnricher, True),

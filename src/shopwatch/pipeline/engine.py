@@ -93,7 +93,7 @@ class Engine:
 
     @property
     def watermark(self) -> datetime | None:
-        """Event time up to which the engine considers input complete (max seen − lateness)."""
+        """Event time up to which the engine considers input complete (max seen - lateness)."""
         if self.stats.max_event_time is None:
             return None
         return self.stats.max_event_time - self.lateness
@@ -113,7 +113,9 @@ class Engine:
             batch = batch.sort("@timestamp", maintain_order=True)
         watermark = self.watermark
         if watermark is not None:
-            self.stats.late_events += int(batch.select((pl.col("@timestamp") < watermark).sum()).item())
+            self.stats.late_events += int(
+                batch.select((pl.col("@timestamp") < watermark).sum()).item()
+            )
         for enricher in self.enrichers:
             batch = enricher.enrich(batch)
         derived = [f for f in self._derived if f.split("|", 1)[0] in batch.columns]
@@ -164,7 +166,9 @@ class Engine:
         """Load the enrichers' tables now (geo ranges take a second), not on the first batch."""
         from shopwatch.contract import conform
 
-        probe = conform(pl.DataFrame({"source.ip": ["192.0.2.1"], "user_agent.original": ["curl/8.5.0"]}))
+        probe = conform(
+            pl.DataFrame({"source.ip": ["192.0.2.1"], "user_agent.original": ["curl/8.5.0"]})
+        )
         for enricher in self.enrichers:
             enricher.enrich(probe)
 
@@ -229,7 +233,7 @@ REPUTATION_WEIGHT = 0.25
 def raise_risk_by_reputation(alerts: pl.DataFrame, batch: pl.DataFrame) -> pl.DataFrame:
     """Alerts about an address the feeds know as bad get a higher risk score.
 
-    ``risk_score += REPUTATION_WEIGHT × source.reputation`` (capped at 100) and
+    ``risk_score += REPUTATION_WEIGHT * source.reputation`` (capped at 100) and
     ``details.source_reputation`` records it; ``threat_intel`` alerts already carry the
     feed's confidence and are left alone. An address has one reputation per feed state,
     so the result does not depend on how events were cut into batches.
@@ -247,13 +251,29 @@ def raise_risk_by_reputation(alerts: pl.DataFrame, batch: pl.DataFrame) -> pl.Da
         known.rename({"source.ip": "_ip"}), on="_ip", how="left"
     )
     hit = pl.col("_rep").is_not_null() & (pl.col("rule.category") != "threat_intel")
-    boosted = (pl.col("risk_score") + (pl.col("_rep") * REPUTATION_WEIGHT).round(0).cast(pl.Int64)).clip(0, 100)
+    boosted = (
+        pl.col("risk_score") + (pl.col("_rep") * REPUTATION_WEIGHT).round(0).cast(pl.Int64)
+    ).clip(0, 100)
     details = pl.col("details").fill_null("{}").str.strip_suffix("}")
-    joiner = pl.when(details.str.strip_chars().str.ends_with("{")).then(pl.lit("")).otherwise(pl.lit(", "))
+    joiner = (
+        pl.when(details.str.strip_chars().str.ends_with("{"))
+        .then(pl.lit(""))
+        .otherwise(pl.lit(", "))
+    )
     return joined.with_columns(
         pl.when(hit).then(boosted).otherwise(pl.col("risk_score")).alias("risk_score"),
         pl.when(hit)
-        .then(pl.concat_str([details, joiner, pl.lit('"source_reputation": '), pl.col("_rep").cast(pl.String), pl.lit("}")]))
+        .then(
+            pl.concat_str(
+                [
+                    details,
+                    joiner,
+                    pl.lit('"source_reputation": '),
+                    pl.col("_rep").cast(pl.String),
+                    pl.lit("}"),
+                ]
+            )
+        )
         .otherwise(pl.col("details"))
         .alias("details"),
     ).select(alerts.columns)

@@ -82,7 +82,9 @@ class LiveRunner:
         self.save_alerts = save_alerts
         self.checkpoint = checkpoint
         self.on_alerts = on_alerts
-        self.inbox = inbox or ChunkQueue(max_chunks=1024, max_lines=4 * self.runtime.batch_max_events)
+        self.inbox = inbox or ChunkQueue(
+            max_chunks=1024, max_lines=4 * self.runtime.batch_max_events
+        )
         self.stats = LiveStats()
         self.year = year
         self.timezone = timezone
@@ -94,7 +96,13 @@ class LiveRunner:
     # -- the sources' side ---------------------------------------------------------
 
     def submit(
-        self, source: str, fmt: str, lines: list[str], first_line_no: int = 1, *, timeout: float = 5.0
+        self,
+        source: str,
+        fmt: str,
+        lines: list[str],
+        first_line_no: int = 1,
+        *,
+        timeout: float = 5.0,
     ) -> bool:
         """Queue raw lines, waiting up to ``timeout`` for room; False (and counted) if none came."""
         if not lines:
@@ -173,9 +181,14 @@ class LiveRunner:
         for (source, fmt), chunks in groups.items():
             lines = [line for chunk in chunks for line in chunk.lines]
             numbers = np.concatenate(
-                [np.arange(c.first_line_no, c.first_line_no + len(c.lines), dtype=np.int64) for c in chunks]
+                [
+                    np.arange(c.first_line_no, c.first_line_no + len(c.lines), dtype=np.int64)
+                    for c in chunks
+                ]
             )
-            frame = pl.DataFrame({"line": lines, "line_no": numbers}, schema={"line": pl.String, "line_no": pl.Int64})
+            frame = pl.DataFrame(
+                {"line": lines, "line_no": numbers}, schema={"line": pl.String, "line_no": pl.Int64}
+            )
             ctx = ParseContext(source=source, year=self.year, timezone=self.timezone)
             parsed = parse_frame(frame, fmt, ctx)
             self.engine.record_rejects(parsed.rejects)

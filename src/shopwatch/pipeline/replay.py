@@ -46,7 +46,9 @@ class FileReport:
                 self.rejected[str(reason)] += int(n)
             room = MAX_REJECT_EXAMPLES - len(self.examples)
             if room > 0:
-                for line_no, reason, raw in parsed.rejects.select("line_no", "reason", "raw").head(room).iter_rows():
+                for line_no, reason, raw in (
+                    parsed.rejects.select("line_no", "reason", "raw").head(room).iter_rows()
+                ):
                     self.examples.append((int(line_no), str(reason), str(raw)[:200]))
 
 
@@ -123,7 +125,9 @@ def replay(
 
     def stream(i: int) -> Iterator[Parsed]:
         # Without a year, RFC 3164 dates are placed at or before the file's modification time.
-        for parsed in parse_file(paths[i], formats[i], chunk_lines=chunk_lines, year=year, timezone=timezone):
+        for parsed in parse_file(
+            paths[i], formats[i], chunk_lines=chunk_lines, year=year, timezone=timezone
+        ):
             reports[i].add(parsed)
             if on_progress is not None:
                 on_progress(parsed.batch.height + parsed.rejects.height)

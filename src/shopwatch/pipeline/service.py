@@ -94,10 +94,17 @@ class Service:
             except Exception:  # a snapshot from an older version must not block the start
                 log.exception("checkpoint_unreadable")
         self.metrics = SourceMetrics()
-        _expose([self.metrics.registry, *(getattr(e, "metrics_registry", None) for e in engine.enrichers)])
+        _expose(
+            [
+                self.metrics.registry,
+                *(getattr(e, "metrics_registry", None) for e in engine.enrichers),
+            ]
+        )
         queue = ChunkQueue(
             max_chunks=1024,
-            max_lines=max(settings.sources.http.max_queued_events, settings.runtime.batch_max_events),
+            max_lines=max(
+                settings.sources.http.max_queued_events, settings.runtime.batch_max_events
+            ),
             metrics=self.metrics,
         )
         self.runner = LiveRunner(
