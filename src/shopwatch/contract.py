@@ -64,9 +64,9 @@ Severity = Literal["low", "medium", "high", "critical"]
 SEVERITIES: Final[tuple[str, ...]] = get_args(Severity)
 SEVERITY_RANK: Final = {name: rank for rank, name in enumerate(SEVERITIES)}
 
-_S = pl.String
-_I = pl.Int64
-_F = pl.Float64
+_S = pl.String()
+_I = pl.Int64()
+_F = pl.Float64()
 
 #: Every column a batch may carry, in a fixed order. Extensions beyond the contract's own
 #: list are ECS names too (``message``, ``process.*``, ``log.*``, ``event.ingested``...).
@@ -107,8 +107,8 @@ EVENT_SCHEMA: Final[dict[str, pl.DataType]] = {
     "user_agent.os.name": _S,
     "user_agent.device.name": _S,
     "user_agent.bot.name": _S,
-    "user_agent.bot.verified": pl.Boolean,
-    "user_agent.headless": pl.Boolean,
+    "user_agent.bot.verified": pl.Boolean(),
+    "user_agent.headless": pl.Boolean(),
     "threat.indicator.feed": _S,
     "threat.indicator.type": _S,
     "threat.indicator.matched": _S,
@@ -180,22 +180,22 @@ ENTITY_FIELDS: Final[tuple[str, ...]] = (
     "host.name",
     "service.name",
 )
-ENTITY_STRUCT: Final = pl.Struct({name: pl.String for name in ENTITY_FIELDS})
+ENTITY_STRUCT: Final = pl.Struct({name: pl.String() for name in ENTITY_FIELDS})
 
 #: Alert rows as detectors return them. ``details`` is a JSON object (string) of evidence.
 ALERT_SCHEMA: Final[dict[str, pl.DataType]] = {
-    "alert.id": pl.String,
+    "alert.id": pl.String(),
     "@timestamp": TIMESTAMP,
-    "rule.id": pl.String,
-    "rule.name": pl.String,
-    "rule.category": pl.String,
-    "severity": pl.String,
-    "risk_score": pl.Int64,
+    "rule.id": pl.String(),
+    "rule.name": pl.String(),
+    "rule.category": pl.String(),
+    "severity": pl.String(),
+    "risk_score": pl.Int64(),
     "entity": ENTITY_STRUCT,
-    "event.ids": pl.List(pl.String),
-    "threat.technique.id": pl.String,
-    "message": pl.String,
-    "details": pl.String,
+    "event.ids": pl.List(pl.String()),
+    "threat.technique.id": pl.String(),
+    "message": pl.String(),
+    "details": pl.String(),
 }
 
 

@@ -53,14 +53,14 @@ def detectors(
     table = Table(title=f"{len(rows)} detectors")
     for col in ("id", "kind", "category", "severity", "keys", "enabled"):
         table.add_column(col)
-    for row in rows:
+    for d in sorted(loaded.detectors, key=lambda d: d.id):
         table.add_row(
-            row["id"],
-            row["kind"],
-            row["category"],
-            row["severity"],
-            ", ".join(row["keys"]) or "-",
-            "yes" if row["enabled"] else "no",
+            d.id,
+            d.spec.kind,
+            d.category,
+            d.spec.severity,
+            ", ".join(d.keys) or "-",
+            "yes" if d.spec.enabled else "no",
         )
     Console().print(table)
 

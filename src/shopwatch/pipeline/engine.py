@@ -49,7 +49,7 @@ class EngineStats:
     rejected: Counter[str] = field(default_factory=Counter)
     alerts_by_category: Counter[str] = field(default_factory=Counter)
     detector_errors: Counter[str] = field(default_factory=Counter)
-    detect_seconds: Counter[str] = field(default_factory=Counter)
+    detect_seconds: dict[str, float] = field(default_factory=dict)
     max_event_time: datetime | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -131,7 +131,8 @@ class Engine:
                 log.exception("detector_failed", detector=detector.id, rows=batch.height)
                 continue
             finally:
-                self.stats.detect_seconds[detector.id] += time.perf_counter() - started
+                spent = time.perf_counter() - started
+                self.stats.detect_seconds[detector.id] = self.stats.detect_seconds.get(detector.id, 0.0) + spent
             if found.height:
                 outputs.append(found)
         batch_max = batch["@timestamp"].max()
