@@ -20,6 +20,8 @@ from typing import Any
 
 import polars as pl
 import structlog
+from prometheus_client import Counter as Counter_
+from prometheus_client import Gauge
 
 from shopwatch.config import RuntimeSettings
 from shopwatch.contract import ALERT_SCHEMA, empty_alerts
@@ -32,6 +34,16 @@ from shopwatch.parse.base import Parsed
 __all__ = ["Engine", "EngineStats", "merge_by_time"]
 
 log = structlog.get_logger("shopwatch.pipeline")
+
+EVENTS = Counter_("shopwatch_pipeline_events_total", "Events run through the detectors.")
+LATE = Counter_(
+    "shopwatch_pipeline_late_events_total", "Events older than the watermark when they arrived."
+)
+ALERTS = Counter_("shopwatch_detect_alerts_total", "Alerts raised, by category.", ["category"])
+FAILURES = Counter_(
+    "shopwatch_detect_errors_total", "Detector calls that raised, by detector.", ["detector"]
+)
+STATE = Gauge("shopwatch_detect_state_bytes", "Memory held by detector state.")
 
 AlertSink = Callable[[pl.DataFrame], None]
 
@@ -128,11 +140,14 @@ class Engine:
                 found = detector.detect(batch, self.states[detector.id])
             except Exception:  # a broken detector must not stop the others
                 self.stats.detector_errors[detector.id] += 1
+                FAILURES.labels(detector.id).inc()
                 log.exception("detector_failed", detector=detector.id, rows=batch.height)
                 continue
             finally:
                 spent = time.perf_counter() - started
-                self.stats.detect_seconds[detector.id] = self.stats.detect_seconds.get(detector.id, 0.0) + spent
+                self.stats.detect_seconds[detector.id] = (
+                    self.stats.detect_seconds.get(detector.id, 0.0) + spent
+                )
             if found.height:
                 outputs.append(found)
         batch_max = batch["@timestamp"].max()
@@ -141,6 +156,7 @@ class Engine:
             self.stats.max_event_time = batch_max
         self.stats.events += batch.height
         self.stats.batches += 1
+        EVENTS.inc(batch.height)
         self._maybe_evict()
         if not outputs:
             return empty_alerts()
@@ -149,6 +165,7 @@ class Engine:
         self.stats.alerts += alerts.height
         for category, n in alerts.group_by("rule.category").len().iter_rows():
             self.stats.alerts_by_category[str(category)] += int(n)
+            ALERTS.labels(str(category)).inc(int(n))
         for sink in self.sinks:
             sink(alerts)
         return alerts
@@ -162,6 +179,7 @@ class Engine:
         self._last_evict = watermark
         for state in self.states.values():
             state.evict(watermark)
+        STATE.set(self.state_bytes)
 
     def warm_up(self) -> None:
         """Load the enrichers' tables now (geo ranges take a second), not on the first batch."""
