@@ -202,7 +202,7 @@ _free = st.text(
     alphabet=st.characters(min_codepoint=32, max_codepoint=0x24F, exclude_characters='"\\'),
     min_size=1,
     max_size=40,
-)
+).filter(lambda s: s != "-")  # a bare "-" is the log's null
 
 
 @st.composite
@@ -268,3 +268,44 @@ def test_rendered_records_parse_back(records: list[dict[str, object]]) -> None:
             assert got["user_agent.original"] == r["agent"]
         expected_ns = None if r["rt"] is None else int(r["rt"]) * 1_000_000  # type: ignore[call-overload]
         assert got["event.duration"] == expected_ns
+
+
+_EDGE_LINES = [
+    '1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET /a?b=1 HTTP/1.0" 200 2326',
+    '1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET /a?b=1 HTTP/1.0" 200 2326 0.5 ',
+    '1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET /a HTTP/1.0" 200 1 0.5 "1.1.1.1, 2.2.2.2"',
+    '1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET /a HTTP/1.0" 200 2326 "a" "b" "c"',
+    '1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET /a HTTP/1.0" 200 2326 "a"  "b"',
+    '1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET /a HTTP/1.0" 200 1 "r" "ag" 0.2 "10.0.0.1, 1.2.3.4"',
+    '1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET /a HTTP/1.0" 200 1 "r" "ag" "10.0.0.1" 12 ',
+    '1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET /a HTTP/1.0" 200 - "r" "ag"x',
+    '1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET /a"b HTTP/1.0" 200 1 "r" "ag" 0.041',
+    '1.2.3.4 - - [10/Oct/2000:13:55:36 +0530] "GET /\u00e9?q=\u00fc HTTP/1.1" 200 0 "r\u00e9" "\u00e4g" 0.1',
+    '1.2.3.4 - j\u00f6rg [10/Oct/2000:13:55:36 +0530] "get /x HTTP/2" 200 0 "-" "-"',
+    '1.2.3.4 - jo rg [10/Oct/2000:13:55:36 -1200] "GET /x y HTTP/1.1" 200 0 "-" "-"',
+    'host.example.com - frank [10/Oct/2000:13:55:36] "GET /x HTTP/1.1" 200 0 "-" "-"',
+    'host.example.com - frank [31/Feb/2000:13:55:36 +0000] "GET /x HTTP/1.1" 200 0 "-" "-"',
+    'host.example.com - frank [10/Oct/2000:13:55:36 +0090] "-" 408 0 "-" "-"',
+    '2001:db8::1 - - [10/Oct/2000:13:55:36 +0000] "M-SEARCH * HTTP/1.1" 200 0 "-" "-" - 0.2',
+    '2001:db8::1 - - [10/Oct/2000:13:55:36 +0000] "GET /? HTTP/1.1" 200 0 "-" "-" 2001:db8::2',
+    '1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.1" 200 12x "-" "-"',
+    "",
+    "garbage",
+]
+
+
+def test_fast_cuts_agree_with_the_regex_on_edge_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = frame(_EDGE_LINES)
+    fast = parse_access(lines, CTX)
+    assert nginx._fast(lines)["_ok"].sum() >= 10  # the fast path reads most of them
+    real_fast = nginx._fast
+    monkeypatch.setattr(
+        nginx, "_fast", lambda f: real_fast(f).with_columns(pl.lit(False).alias("_ok"))
+    )
+    slow = parse_access(lines, CTX)
+    assert fast.batch.equals(slow.batch)
+    assert fast.rejects.equals(slow.rejects)
+    assert fast.batch.height + fast.rejects.height == len(_EDGE_LINES)
+    xff = fast.batch.filter(pl.col("event.id").eq("access.log:6"))
+    assert xff["client.ip"].to_list() == ["10.0.0.1"]
+    assert xff["event.duration"].to_list() == [200_000_000]

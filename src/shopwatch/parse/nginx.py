@@ -7,9 +7,9 @@ whole seconds, as Apache's ``%T``) and the first field that is a list of IP addr
 (``"1.2.3.4, 10.0.0.1"``) is X-Forwarded-For, whose first address becomes ``client.ip``.
 Other extras (upstream times, ...) are read past.
 
-Two paths, both vectorized: a fast one that cuts well-formed lines at literal delimiters
-(byte offsets from ``str.find``, cuts on the binary view so non-ASCII text cannot shift
-them), and a regular expression for the rest (escaped ``\\"`` inside fields, an extra
+Two paths, both vectorized: a fast one that splits well-formed lines (no backslash, a
+:data:`FAST_PREFIX`, plain common or combined shape) on ``"`` and reads the pieces with a
+few cheap passes and one ``strptime``, and a regular expression for the rest (escaped ``\\"`` inside fields, an extra
 unescaped ``"`` inside the request, a status of ``-``...). A line neither path reads is a
 ``no_match`` reject (a truncated line, for instance); a timestamp that does not parse is a
 ``bad_timestamp`` reject; a blank line is ``empty``.
@@ -48,6 +48,17 @@ LINE_PATTERN = (
     rf"(?: {_QUOTED} {_QUOTED})?"
     rf"((?: +{_EXTRA})*) *$"
 )
+#: The start of a line the fast path may cut, up to the request's opening quote: no quote
+#: or space in host, ident and user, and a strict timestamp.
+FAST_PREFIX = (
+    r'^[^\s"]+ [^\s"]+ [^\s"\[]+ '
+    r"\[[0-9]{2}/[A-Z][a-z]{2}/[0-9]{4}:[0-9]{2}:[0-9]{2}:[0-9]{2} "
+    r'[+-](?:[01][0-9]|2[0-3])[0-5][0-9]\] "'
+)
+#: Between the request and the referrer (or the end): status, bytes, bare extras.
+_MID = r'^ [0-9]{3} (?:[0-9]+|-)(?: +[^\s"]+)* *$'
+#: After the user agent: extras, quoted (no escapes) or bare.
+_EXTRAS = r'^(?: +(?:"[^"]*"|[^\s"]+))* *$'
 _FIELDS = [
     "host",
     "ident",
@@ -66,6 +77,8 @@ _NUMBER = r"^\d+(?:\.\d+)?$"
 _ADDRESS = r"(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]*:[0-9A-Fa-f:.]+)"
 _ADDRESS_LIST = rf"^{_ADDRESS}(?:\s*,\s*{_ADDRESS})*$"
 _METHOD = r"^[A-Za-z][A-Za-z0-9_-]*$"
+#: Extras that are at most one bare number: the request time and nothing else.
+_ONE_NUMBER = r"^ *(?:[0-9]+(?:\.[0-9]+)? *)?$"
 _MONTHS = {
     m: f"{i:02d}"
     for i, m in enumerate(
@@ -84,76 +97,67 @@ def _pos(expr: pl.Expr, needle: str) -> pl.Expr:
 
 
 def _fast(lines: pl.DataFrame) -> pl.DataFrame:
-    """Cut every line at literal delimiters; ``_ok`` says whether the cut is trustworthy."""
+    """Cut every line at its ``"`` and spaces; ``_ok`` says whether the cut is trustworthy.
+
+    ``_ok`` holds for lines with no backslash, a :data:`FAST_PREFIX`, and after the request
+    either the common format's status, bytes and bare extras, or the combined format's
+    status, bytes, referrer, user agent and extras (quoted or bare): the lines the regular
+    expression would read the same way. Each step materialises what the next one reuses
+    (an eager ``select`` computes a repeated expression once per use).
+    """
     line = pl.col("line")
-    b = pl.col("_bin")
-    p1, p2, p3, p4 = (pl.col(n) for n in ("_p1", "_p2", "_p3", "_p4"))
-    frame = lines.with_columns(
-        line.cast(pl.Binary).alias("_bin"),
-        _pos(line, " ").alias("_p1"),
-        _pos(line, " [").alias("_p2"),
-        _pos(line, '] "').alias("_p3"),
-        line.str.find(r'" \d{3} ').cast(pl.Int64).alias("_p4"),
-    )
-    frame = frame.select(
+    frame = lines.select(
         "line",
         "line_no",
-        _cut(b, 0, p1).alias("_host"),
-        _cut(b, p1 + 1, p2 - p1 - 1).alias("_ident_user"),
-        _cut(b, p2 + 2, p3 - p2 - 2).alias("_ts"),
-        _cut(b, p3 + 3, p4 - p3 - 3).alias("_request"),
-        _cut(b, p4 + 2, 3).alias("_status"),
-        _cut(b, p4 + 6).alias("_after"),
-        ((p1 < p2) & (p2 < p3) & (p3 + 3 <= p4)).alias("_order"),
+        (line.str.contains(FAST_PREFIX) & ~line.str.contains("\\", literal=True)).alias("_shape"),
+        line.str.split('"').alias("_parts"),
     )
-    iu, after = pl.col("_ident_user"), pl.col("_after")
-    sp_iu, sp = _pos(iu, " "), _pos(after, " ")
+    parts = pl.col("_parts")
     frame = frame.with_columns(
-        _cut(iu.cast(pl.Binary), 0, sp_iu).alias("_ident"),
-        _cut(iu.cast(pl.Binary), sp_iu + 1).alias("_user"),
-        pl.when(sp.is_null())
-        .then(after)
-        .otherwise(_cut(after.cast(pl.Binary), 0, sp))
-        .alias("_bytes"),
-        pl.when(sp.is_null())
-        .then(pl.lit(""))
-        .otherwise(_cut(after.cast(pl.Binary), sp + 1))
-        .alias("_tail"),
+        parts.list.len().alias("_n"),
+        parts.list.get(0, null_on_oob=True).alias("_pre"),
+        parts.list.get(1, null_on_oob=True).alias("_request"),
+        parts.list.get(2, null_on_oob=True).alias("_mid"),
+        parts.list.get(3, null_on_oob=True).alias("_referrer"),
+        parts.list.get(4, null_on_oob=True).alias("_gap"),
+        parts.list.get(5, null_on_oob=True).alias("_agent"),
+        parts.list.get(6, null_on_oob=True).alias("_extras"),
     )
-    tail = pl.col("_tail")
-    q = _pos(tail, '" "')
+    if frame.select(pl.col("_n").max() > 7).item():  # quoted extras: join them back
+        frame = frame.with_columns(parts.list.slice(6).list.join('"').alias("_extras"))
+    pre, mid = pl.col("_pre"), pl.col("_mid")
     frame = frame.with_columns(
-        _cut(tail.cast(pl.Binary), 1, q - 1).alias("_referrer"),
-        _cut(tail.cast(pl.Binary), q + 3).alias("_rest"),
-        q.alias("_q"),
+        pre.str.split(" ").alias("_words"),
+        pre.str.slice(-28, 26).alias("_ts"),
+        mid.str.slice(1, 3).alias("_status"),
+        mid.str.slice(5).alias("_after"),  # bytes and, in the common format, bare extras
+        mid.str.contains(_MID).fill_null(False).alias("_mid_ok"),
     )
-    rest = pl.col("_rest")
-    q2 = _pos(rest, '"')
+    words, after = pl.col("_words"), pl.col("_after")
     frame = frame.with_columns(
-        _cut(rest.cast(pl.Binary), 0, q2).alias("_agent"),
-        _cut(rest.cast(pl.Binary), q2 + 1).alias("_extras"),
-        q2.alias("_q2"),
+        words.list.get(0, null_on_oob=True).alias("_host"),
+        words.list.get(1, null_on_oob=True).alias("_ident"),
+        words.list.get(2, null_on_oob=True).alias("_user"),
+        _pos(after, " ").alias("_sp"),
     )
-    common = tail.eq("")
+    sp, n = pl.col("_sp"), pl.col("_n")
+    frame = frame.with_columns(
+        pl.when(sp.is_null()).then(after).otherwise(after.str.slice(0, sp)).alias("_bytes"),
+        pl.when(sp.is_null()).then(pl.lit("")).otherwise(after.str.slice(sp)).alias("_tail"),
+    )
     combined = (
-        tail.str.starts_with('"')
-        & pl.col("_q").is_not_null()
-        & pl.col("_q2").is_not_null()
-        & ~pl.col("_referrer").str.ends_with("\\")
-        & ~pl.col("_agent").str.ends_with("\\")
-        & (pl.col("_extras").eq("") | pl.col("_extras").str.starts_with(" "))
+        pl.col("_tail").eq(" ")
+        & (n >= 7)
+        & pl.col("_gap").eq(" ")
+        & pl.col("_extras").str.contains(_EXTRAS).fill_null(False)
     )
-    ok = (
-        pl.col("_order").fill_null(False)
-        & pl.col("_user").is_not_null()
-        & pl.col("_bytes").str.contains(r"^(?:\d+|-)$").fill_null(False)
-        & (common | combined.fill_null(False))
-    )
+    frame = frame.with_columns(combined.alias("_combined"))
+    c = pl.col("_combined")
     return frame.with_columns(
-        ok.alias("_ok"),
-        pl.when(common).then(None).otherwise(pl.col("_referrer")).alias("_referrer"),
-        pl.when(common).then(None).otherwise(pl.col("_agent")).alias("_agent"),
-        pl.when(common).then(pl.lit("")).otherwise(pl.col("_extras")).alias("_extras"),
+        (pl.col("_shape") & pl.col("_mid_ok") & (c | n.eq(3))).alias("_ok"),
+        pl.when(c).then(pl.col("_referrer")).otherwise(None).alias("_referrer"),
+        pl.when(c).then(pl.col("_agent")).otherwise(None).alias("_agent"),
+        pl.when(c).then(pl.col("_extras")).otherwise(pl.col("_tail")).alias("_extras"),
     )
 
 
@@ -195,8 +199,13 @@ def _request(frame: pl.DataFrame) -> pl.DataFrame:
         pl.when(req.eq("-") | req.eq("")).then(None).otherwise(req).alias("_req")
     )
     req = pl.col("_req")
-    sp = _pos(req, " ")
-    tail9, tail7 = req.str.tail(9), req.str.tail(7)
+    frame = frame.with_columns(
+        _pos(req, " ").alias("_sp"),
+        req.str.tail(9).alias("_tail9"),
+        req.str.len_bytes().cast(pl.Int64).alias("_len"),
+    )
+    tail9 = pl.col("_tail9")
+    tail7 = tail9.str.tail(7)
     version = (
         pl.when(tail9.str.starts_with(" HTTP/"))
         .then(tail9.str.tail(3))
@@ -205,13 +214,13 @@ def _request(frame: pl.DataFrame) -> pl.DataFrame:
         .otherwise(None)
     )
     frame = frame.with_columns(
-        _cut(req.cast(pl.Binary), 0, sp).alias("_method"),
+        _cut(req.cast(pl.Binary), 0, pl.col("_sp")).alias("_method"),
         version.alias("_version"),
-        sp.alias("_sp"),
-        req.str.len_bytes().cast(pl.Int64).alias("_len"),
     )
-    method = pl.col("_method")
-    valid = method.str.contains(_METHOD).fill_null(False)
+    frame = frame.with_columns(
+        pl.col("_method").str.contains(_METHOD).fill_null(False).alias("_valid")
+    )
+    valid = pl.col("_valid")
     url_len = (
         pl.col("_len")
         - pl.col("_sp")
@@ -220,21 +229,21 @@ def _request(frame: pl.DataFrame) -> pl.DataFrame:
     )
     url = _cut(req.cast(pl.Binary), pl.col("_sp") + 1, url_len)
     frame = frame.with_columns(
-        pl.when(valid).then(method).otherwise(None).alias("http.request.method"),
+        pl.when(valid).then(pl.col("_method")).otherwise(None).alias("http.request.method"),
         pl.when(valid).then(pl.col("_version")).otherwise(None).alias("http.version"),
         pl.when(valid).then(url).otherwise(req).alias("url.original"),
-        valid.alias("_valid"),
     )
     url = pl.col("url.original")
-    qm = _pos(url, "?")
+    frame = frame.with_columns(_pos(url, "?").alias("_qm"))
+    qm = pl.col("_qm")
     return frame.with_columns(
-        pl.when(~pl.col("_valid"))
+        pl.when(~valid)
         .then(None)
         .when(qm.is_null())
         .then(url)
         .otherwise(_cut(url.cast(pl.Binary), 0, qm))
         .alias("url.path"),
-        pl.when(pl.col("_valid") & qm.is_not_null())
+        pl.when(valid & qm.is_not_null())
         .then(_cut(url.cast(pl.Binary), qm + 1))
         .otherwise(None)
         .alias("url.query"),
@@ -242,14 +251,28 @@ def _request(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _extras(frame: pl.DataFrame) -> pl.DataFrame:
-    """Request time and X-Forwarded-For from the extra fields (only rows that have some)."""
-    has = pl.col("_extras").str.len_bytes() > 0
-    if not frame.select(has.any()).item():
+    """Request time and X-Forwarded-For from the extra fields.
+
+    When every row's extras are at most one bare number (nginx ``$request_time``), that
+    number is the duration and there is no X-Forwarded-For, without tokenising.
+    """
+    extras = pl.col("_extras")
+    has, plain = frame.select(
+        (extras.str.len_bytes() > 0).any().alias("has"),
+        extras.str.contains(_ONE_NUMBER).all().alias("plain"),
+    ).row(0)
+    if not has:
         return frame.with_columns(
             pl.lit(None, pl.Int64).alias("event.duration"),
             pl.lit(None, pl.String).alias("client.ip"),
         )
-    tokens = pl.col("_extras").str.extract_all(_EXTRA)
+    if plain:
+        seconds = extras.str.strip_chars(" ").cast(pl.Float64, strict=False)
+        return frame.with_columns(
+            (seconds * 1e9).round().cast(pl.Int64).alias("event.duration"),
+            pl.lit(None, pl.String).alias("client.ip"),
+        )
+    tokens = extras.str.extract_all(_EXTRA)
     bare = pl.element().str.contains(_NUMBER)
     unquoted = pl.element().str.strip_prefix('"').str.strip_suffix('"')
     seconds = (
@@ -262,28 +285,36 @@ def _extras(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _fast_timestamp(ts: pl.Expr) -> pl.Expr:
+    """A timestamp :data:`FAST_PREFIX` vouched for (``10/Oct/2000:13:55:36 -0700``) as UTC."""
+    return ts.str.strptime(pl.Datetime("us", "UTC"), "%d/%b/%Y:%H:%M:%S %z", strict=False)
+
+
 def parse_access(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
     """Parse access-log lines (columns ``line``, ``line_no``) into ``http.access`` events."""
-    empty = pl.col("line").str.strip_chars().eq("")
-    blank = lines.filter(empty)
-    lines = lines.filter(~empty) if blank.height else lines
     fast = _fast(lines)
     keep = ["line", "line_no", *_RAW]
     all_ok = fast.select(pl.col("_ok").all()).item()
-    good = fast.select(keep) if all_ok else fast.filter(pl.col("_ok")).select(keep)
-    slow_in = fast.filter(~pl.col("_ok")).select("line", "line_no")
-    rejects = [make_rejects(blank, RejectReason.EMPTY, FORMAT, ctx.source)] if blank.height else []
-    if slow_in.height:
-        slow = _slow(slow_in)
+    good = fast.select(keep) if all_ok else fast.select(*keep, "_ok").filter("_ok").drop("_ok")
+    good = good.with_columns(_fast_timestamp(pl.col("_ts")).alias("@timestamp"))
+    rejects = []
+    if not all_ok:
+        rest = fast.select("line", "line_no", "_ok").filter(~pl.col("_ok")).drop("_ok")
+        empty = pl.col("line").str.strip_chars().eq("")
+        blank = rest.filter(empty)
+        if blank.height:
+            rejects.append(make_rejects(blank, RejectReason.EMPTY, FORMAT, ctx.source))
+            rest = rest.filter(~empty)
+        slow = _slow(rest)
         matched = pl.col("_host").is_not_null()
         rejects.append(
             make_rejects(slow.filter(~matched), RejectReason.NO_MATCH, FORMAT, ctx.source)
         )
-        rescued = slow.filter(matched).select(keep)
+        rescued = _unescape(slow.filter(matched).select(keep), "_request", "_referrer", "_agent")
         if rescued.height:
+            rescued = rescued.with_columns(_timestamp(pl.col("_ts")).alias("@timestamp"))
             good = pl.concat([good, rescued]).sort("line_no")
-    frame = _unescape(good, "_request", "_referrer", "_agent")
-    frame = frame.with_columns(_timestamp(pl.col("_ts")).alias("@timestamp"))
+    frame = good
     bad_ts = pl.col("@timestamp").is_null()
     if frame.select(bad_ts.any()).item():
         rejects.append(
@@ -292,7 +323,8 @@ def parse_access(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
         frame = frame.filter(~bad_ts)
     frame = _extras(_request(frame))
     host = pl.col("_host")
-    is_ip = host.str.contains(r"^[0-9.]+$|:")
+    frame = frame.with_columns(host.str.contains(r"^[0-9.]+$|:").alias("_is_ip"))
+    is_ip = pl.col("_is_ip")
     batch = frame.with_columns(
         pl.when(is_ip).then(host).otherwise(None).alias("source.ip"),
         pl.when(is_ip).then(None).otherwise(host).alias("source.domain"),
