@@ -29,8 +29,9 @@ __all__ = [
     "lines_frame",
 ]
 
-#: Bytes read per call; big enough that per-block overhead vanishes.
-BLOCK_BYTES = 8 << 20
+#: Bytes read per call: big enough that per-block overhead vanishes, small enough that the
+#: one copy per block stays in cache-friendly, reused memory (measured: 1-2 MB beat 8 MB).
+BLOCK_BYTES = 2 << 20
 LINES_SCHEMA: dict[str, pl.DataType] = {"line": pl.String(), "line_no": pl.Int64()}
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -43,10 +44,11 @@ def _decode_line(raw: bytes) -> str:
 
 
 def _block_lines(block: bytes) -> pl.Series:
-    """Lines of ``block`` (no separators) as a String Series: UTF-8, else Latin-1 per line.
+    """Lines of ``block`` as a String Series: UTF-8, else Latin-1 per line.
 
-    An ASCII or valid UTF-8 block is split by Polars, with no Python object per line; only
-    a block holding invalid UTF-8 is decoded line by line.
+    A final ``\\n`` ends the last line rather than starting an empty one. An ASCII or valid
+    UTF-8 block is split by Polars, with no Python object per line; only a block holding
+    invalid UTF-8 is decoded line by line.
     """
     text: pl.Series | None
     if block.isascii():
@@ -60,6 +62,8 @@ def _block_lines(block: bytes) -> pl.Series:
         lines = pl.Series("line", [_decode_line(raw) for raw in block.split(b"\n")], pl.String)
     else:
         lines = text.str.split("\n").explode()
+    if block.endswith(b"\n"):
+        lines = lines.slice(0, lines.len() - 1)
     if b"\r" in block:
         lines = lines.str.strip_suffix("\r")
     return lines
@@ -103,20 +107,15 @@ def iter_chunks(path: str | Path, chunk_lines: int = 200_000) -> Iterator[pl.Dat
     stream, owned = _open(path)
     pending: list[pl.Series] = []
     held = 0
-    carry = b""
     next_no = 1
     try:
         while True:
             block = stream.read(BLOCK_BYTES)
             if not block:
                 break
-            block = carry + block
-            cut = block.rfind(b"\n")
-            if cut < 0:
-                carry = block
-                continue
-            carry = block[cut + 1 :]
-            pending.append(_block_lines(block[:cut]))
+            if not block.endswith(b"\n"):
+                block += stream.readline()  # the rest of the last line: one copy, no carry
+            pending.append(_block_lines(block))
             held += pending[-1].len()
             if held >= chunk_lines:
                 lines = pl.concat(pending)
@@ -126,9 +125,6 @@ def iter_chunks(path: str | Path, chunk_lines: int = 200_000) -> Iterator[pl.Dat
                     next_no += chunk_lines
                 pending = [lines.slice(full)] if full < held else []
                 held -= full
-        if carry:
-            pending.append(_block_lines(carry))
-            held += pending[-1].len()
         if held:
             lines = pl.concat(pending)
             for start in range(0, held, chunk_lines):
