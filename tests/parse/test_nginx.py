@@ -224,8 +224,9 @@ def _records(draw: st.DrawFn) -> dict[str, object]:
         "version": draw(st.sampled_from(["1.0", "1.1", "2.0"])),
         "status": draw(st.integers(100, 599)),
         "bytes": draw(st.one_of(st.none(), st.integers(0, 10**12))),
-        "referrer": draw(st.one_of(st.none(), _free)),
-        "agent": draw(st.one_of(st.none(), _free)),
+        # A bare "-" is the format's own "absent" marker, so it renders the same as None.
+        "referrer": draw(st.one_of(st.none(), _free.filter(lambda s: s != "-"))),
+        "agent": draw(st.one_of(st.none(), _free.filter(lambda s: s != "-"))),
         "combined": draw(st.booleans()),
         "rt": draw(st.one_of(st.none(), st.integers(0, 10**7))),
     }
