@@ -127,17 +127,17 @@ def _fast(lines: pl.DataFrame) -> pl.DataFrame:
         frame = frame.with_columns(parts.list.slice(6).list.join('"').alias("_extras"))
     pre, mid = pl.col("_pre"), pl.col("_mid")
     frame = frame.with_columns(
-        pre.str.split(" ").alias("_words"),
-        pre.str.slice(-28, 26).alias("_ts"),
+        pre.str.splitn(" ", 4).alias("_words"),  # host, ident, user, "[timestamp] "
         mid.str.slice(1, 3).alias("_status"),
         mid.str.slice(5).alias("_after"),  # bytes and, in the common format, bare extras
         mid.str.contains(_MID).fill_null(False).alias("_mid_ok"),
     )
     words, after = pl.col("_words"), pl.col("_after")
     frame = frame.with_columns(
-        words.list.get(0, null_on_oob=True).alias("_host"),
-        words.list.get(1, null_on_oob=True).alias("_ident"),
-        words.list.get(2, null_on_oob=True).alias("_user"),
+        words.struct.field("field_0").alias("_host"),
+        words.struct.field("field_1").alias("_ident"),
+        words.struct.field("field_2").alias("_user"),
+        words.struct.field("field_3").str.slice(1, 26).alias("_ts"),
         _pos(after, " ").alias("_sp"),
     )
     sp, n = pl.col("_sp"), pl.col("_n")
@@ -193,11 +193,45 @@ def _timestamp(ts: pl.Expr) -> pl.Expr:
 
 
 def _request(frame: pl.DataFrame) -> pl.DataFrame:
-    """Method, URL, version, path and query from the request line."""
+    """Method, URL, version, path and query from the request line.
+
+    When every request is ``METHOD URL HTTP/x[.y]`` (two spaces), the three words are read
+    from one split; otherwise by byte offsets, which also handle spaces in the URL.
+    """
     req = pl.col("_request")
     frame = frame.with_columns(
         pl.when(req.eq("-") | req.eq("")).then(None).otherwise(req).alias("_req")
     )
+    frame = frame.with_columns(pl.col("_req").str.split(" ").alias("_words"))
+    words = pl.col("_words")
+    frame = frame.with_columns(
+        words.list.len().alias("_n"),
+        words.list.get(0, null_on_oob=True).alias("_method"),
+        words.list.get(1, null_on_oob=True).alias("_url"),
+        words.list.get(2, null_on_oob=True).alias("_proto"),
+    )
+    proto = pl.col("_proto")
+    plain = (
+        pl.col("_n").eq(3) & proto.str.starts_with("HTTP/") & proto.str.len_bytes().is_in([6, 8])
+    )
+    if not frame.select((pl.col("_req").is_null() | plain).all()).item():
+        return _request_general(frame)
+    frame = frame.with_columns(
+        pl.col("_method").str.contains(_METHOD).fill_null(False).alias("_valid"),
+        pl.col("_url").str.splitn("?", 2).alias("_pq"),
+    )
+    valid, pq = pl.col("_valid"), pl.col("_pq")
+    return frame.with_columns(
+        pl.when(valid).then(pl.col("_method")).otherwise(None).alias("http.request.method"),
+        pl.when(valid).then(proto.str.slice(5)).otherwise(None).alias("http.version"),
+        pl.when(valid).then(pl.col("_url")).otherwise(pl.col("_req")).alias("url.original"),
+        pl.when(valid).then(pq.struct.field("field_0")).otherwise(None).alias("url.path"),
+        pl.when(valid).then(pq.struct.field("field_1")).otherwise(None).alias("url.query"),
+    )
+
+
+def _request_general(frame: pl.DataFrame) -> pl.DataFrame:
+    """Method, URL, version, path and query from any request line (``_req``)."""
     req = pl.col("_req")
     frame = frame.with_columns(
         _pos(req, " ").alias("_sp"),
