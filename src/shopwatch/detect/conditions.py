@@ -165,29 +165,23 @@ def compile_where(clause: dict[str, Any] | None, *, precomputed: bool = False) -
     return pl.all_horizontal(parts)
 
 
-def derived_of(clause: dict[str, Any] | None) -> set[str]:
-    """The modified fields (``name|modifier``) a clause reads."""
-    if not clause:
-        return set()
+def _named_fields(clause: dict[str, Any] | None) -> set[str]:
+    """Every field name a clause mentions, modifiers included (``url.original|decoded``)."""
     out: set[str] = set()
-    for field, cond in clause.items():
+    for field, cond in (clause or {}).items():
         if field in ("any_of", "none_of"):
             for sub in cond:
-                out |= derived_of(sub)
-        elif "|" in field:
+                out |= _named_fields(sub)
+        else:
             out.add(field)
     return out
 
 
+def derived_of(clause: dict[str, Any] | None) -> set[str]:
+    """The modified fields (``name|modifier``) a clause reads."""
+    return {f for f in _named_fields(clause) if "|" in f}
+
+
 def fields_of(clause: dict[str, Any] | None) -> set[str]:
-    """Every field a clause reads (for a detector's ``needs``)."""
-    if not clause:
-        return set()
-    out: set[str] = set()
-    for field, cond in clause.items():
-        if field in ("any_of", "none_of"):
-            for sub in cond:
-                out |= fields_of(sub)
-        else:
-            out.add(field.split("|", 1)[0])
-    return out
+    """Every contract field a clause reads (for a detector's ``needs``)."""
+    return {f.split("|", 1)[0] for f in _named_fields(clause)}
