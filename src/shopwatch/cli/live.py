@@ -161,6 +161,9 @@ def run_cmd(
     except ShopwatchError as err:
         fail(str(err))
     _start(service)
+    if service.web_url:
+        where = "web.token" if settings.web.token else str(settings.data_dir / "web-token")
+        Console(stderr=True).print(f"web UI: {service.web_url}/login (token: {where})", highlight=False)
     try:
         _watch(service, "shopwatch run", duration, plain)
     finally:
