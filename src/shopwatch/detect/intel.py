@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -35,7 +35,15 @@ from shopwatch.contract import (
     stable_id,
 )
 from shopwatch.detect.conditions import compile_where, derived_name, derived_of, fields_of
-from shopwatch.detect.registry import RuleSpec, kind, parse_duration
+from shopwatch.detect.registry import (
+    Duration,
+    RuleSpec,
+    WhereClause,
+    human_duration,
+    kind,
+    parse_duration,
+    render_message,
+)
 from shopwatch.detect.state import KeyedState
 
 __all__ = ["IntelDetector", "IntelSpec"]
@@ -58,22 +66,10 @@ class IntelSpec(RuleSpec):
     min_confidence: int = Field(default=50, ge=0, le=100)
     indicator_types: tuple[str, ...] = ()
     group_by: tuple[str, ...] = ("source.ip", "threat.indicator.feed")
-    window: str = "1h"
-    where: dict[str, Any] = Field(default_factory=dict)
+    window: Duration = "1h"
+    where: WhereClause = Field(default_factory=dict)
     message: str | None = None
     severity_at: dict[Severity, int] = Field(default_factory=lambda: dict(_BANDS))
-
-    @field_validator("window")
-    @classmethod
-    def _duration(cls, value: str) -> str:
-        parse_duration(value)
-        return value
-
-    @field_validator("where")
-    @classmethod
-    def _where_compiles(cls, value: dict[str, Any]) -> dict[str, Any]:
-        compile_where(value)
-        return value
 
     @field_validator("group_by")
     @classmethod
@@ -81,13 +77,6 @@ class IntelSpec(RuleSpec):
         if not value:
             raise ValueError("group_by needs at least one field")
         return value
-
-
-def _fill(template: str, values: dict[str, Any]) -> str:
-    out = template
-    for name, value in values.items():
-        out = out.replace("{" + name + "}", str(value))
-    return out
 
 
 @kind("intel")
@@ -217,7 +206,7 @@ class IntelDetector:
 
     def _alert_rows(self, fired: pl.DataFrame) -> pl.DataFrame:
         spec = self.spec
-        window = _human(self.window)
+        window = human_duration(self.window)
         rows: list[dict[str, Any]] = []
         for ev in fired.iter_rows(named=True):
             key_values = {k: ev[k] for k in self.keys}
@@ -261,16 +250,8 @@ class IntelDetector:
                     "entity": {f: key_values.get(f) for f in ENTITY_FIELDS},
                     "event.ids": [ev["event.id"]] if ev["event.id"] is not None else [],
                     "threat.technique.id": spec.technique,
-                    "message": _fill(template, values),
+                    "message": render_message(template, values),
                     "details": json.dumps(details, sort_keys=True),
                 }
             )
         return pl.DataFrame(rows, schema=ALERT_SCHEMA)
-
-
-def _human(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0 and seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"

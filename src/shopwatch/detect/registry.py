@@ -10,12 +10,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
+from typing import Annotated, Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shopwatch.contract import CATEGORIES, EVENT_SCHEMA, Category, Severity
+from shopwatch.detect.conditions import compile_where
 from shopwatch.detect.state import KeyedState
 from shopwatch.errors import ContentError, RegistryError
 
@@ -49,6 +50,52 @@ def parse_duration(text: str | int | float) -> timedelta:
     if not found:
         raise ValueError(f"duration {text!r} is not of the form <number><ms|s|m|h|d>")
     return timedelta(seconds=float(found.group(1)) * _UNITS[found.group(2)])
+
+
+def _checked_duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+def _checked_where(value: dict[str, Any]) -> dict[str, Any]:
+    compile_where(value)
+    return value
+
+
+#: A rule parameter holding a duration with its unit (``"10m"``), validated on load.
+Duration = Annotated[str, AfterValidator(_checked_duration)]
+#: A rule's ``where`` clause (see :mod:`shopwatch.detect.conditions`), compiled on load.
+WhereClause = Annotated[dict[str, Any], AfterValidator(_checked_where)]
+
+
+def human_duration(delta: timedelta) -> str:
+    """The shortest exact ``<n><unit>`` form of ``delta``.
+
+    >>> human_duration(timedelta(minutes=90)), human_duration(timedelta(hours=2))
+    ('90m', '2h')
+    """
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0 and seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+_PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
+
+
+def render_message(template: str, values: dict[str, Any]) -> str:
+    """Fill ``{field.name}`` placeholders (dotted names allowed); unknown ones stay as is.
+
+    >>> render_message("{count} failures from {source.ip}", {"count": 3, "source.ip": "1.2.3.4"})
+    '3 failures from 1.2.3.4'
+    """
+
+    def sub(found: re.Match[str]) -> str:
+        name = found.group(1)
+        return str(values[name]) if name in values else found.group(0)
+
+    return _PLACEHOLDER.sub(sub, template)
 
 
 class RuleSpec(BaseModel):

@@ -17,19 +17,26 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from datetime import datetime, timedelta
 from typing import Any
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from shopwatch.contract import ALERT_SCHEMA, ENTITY_FIELDS, TIMESTAMP, empty_alerts, stable_id
 from shopwatch.detect.conditions import compile_where, derived_name, derived_of, fields_of
-from shopwatch.detect.registry import RuleSpec, kind, parse_duration
+from shopwatch.detect.registry import (
+    Duration,
+    RuleSpec,
+    WhereClause,
+    human_duration,
+    kind,
+    parse_duration,
+    render_message,
+)
 from shopwatch.detect.state import KeyedState
 
-__all__ = ["CountSpec", "ThresholdDetector", "ThresholdSpec", "render_message"]
+__all__ = ["CountSpec", "ThresholdDetector", "ThresholdSpec"]
 
 MAX_EVENT_IDS = 1000
 TAIL_ROWS_PER_KEY = 5000
@@ -41,64 +48,20 @@ class CountSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     at_least: int = Field(ge=1)
-    within: str
+    within: Duration
     distinct: str | None = None
     events_at_least: int | None = Field(default=None, ge=1)
-
-    @field_validator("within")
-    @classmethod
-    def _duration(cls, value: str) -> str:
-        parse_duration(value)
-        return value
 
 
 class ThresholdSpec(RuleSpec):
     """A ``threshold`` rule."""
 
-    where: dict[str, Any] = Field(default_factory=dict)
+    where: WhereClause = Field(default_factory=dict)
     group_by: tuple[str, ...] = Field(min_length=1)
     count: CountSpec
-    suppress: str | None = None
-    hop: str | None = None
+    suppress: Duration | None = None
+    hop: Duration | None = None
     message: str | None = None
-
-    @field_validator("where")
-    @classmethod
-    def _where_compiles(cls, value: dict[str, Any]) -> dict[str, Any]:
-        compile_where(value)
-        return value
-
-    @field_validator("suppress", "hop")
-    @classmethod
-    def _durations(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_duration(value)
-        return value
-
-
-_PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
-
-
-def render_message(template: str, values: dict[str, Any]) -> str:
-    """Fill ``{field.name}`` placeholders (dotted names allowed); unknown ones stay as is.
-
-    >>> render_message("{count} failures from {source.ip}", {"count": 3, "source.ip": "1.2.3.4"})
-    '3 failures from 1.2.3.4'
-    """
-
-    def sub(found: re.Match[str]) -> str:
-        name = found.group(1)
-        return str(values[name]) if name in values else found.group(0)
-
-    return _PLACEHOLDER.sub(sub, template)
-
-
-def _human(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    for unit, size in (("h", 3600), ("m", 60)):
-        if seconds % size == 0 and seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 @kind("threshold")
@@ -299,7 +262,7 @@ class ThresholdDetector:
     def _alert_rows(self, evidence: pl.DataFrame) -> pl.DataFrame:
         spec = self.spec
         rows: list[dict[str, Any]] = []
-        within = _human(self.window)
+        within = human_duration(self.window)
         for ev in evidence.iter_rows(named=True):
             key_values = {k: ev[k] for k in self.keys}
             count, n_distinct = int(ev["count"]), int(ev["distinct"])
