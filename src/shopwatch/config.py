@@ -153,12 +153,9 @@ class Settings(BaseSettings):
         """A JSON-ready dump with secrets masked (``config show``)."""
         data = self.model_dump(mode="json")
         if self.store.url:
-            from sqlalchemy.engine import make_url
+            from shopwatch.store import mask_url
 
-            try:
-                data["store"]["url"] = make_url(self.store.url).render_as_string(hide_password=True)
-            except Exception:  # an unparsable URL is shown only as masked
-                data["store"]["url"] = "**********"
+            data["store"]["url"] = mask_url(self.store.url)
         return data
 
 

@@ -24,7 +24,7 @@ from prometheus_client import Counter as Counter_
 from prometheus_client import Gauge
 
 from shopwatch.config import RuntimeSettings
-from shopwatch.contract import ALERT_SCHEMA, empty_alerts
+from shopwatch.contract import empty_alerts
 from shopwatch.detect.conditions import derived_column
 from shopwatch.detect.registry import Detector
 from shopwatch.detect.state import KeyedState
@@ -344,8 +344,3 @@ def merge_by_time(
         if out is not None and out.height:
             yield out.sort("@timestamp", maintain_order=True)
 
-
-def alerts_frame(frames: Iterable[pl.DataFrame]) -> pl.DataFrame:
-    """Concatenate alert frames (empty-safe)."""
-    parts = [f for f in frames if f.height]
-    return pl.concat(parts, how="vertical") if parts else pl.DataFrame(schema=ALERT_SCHEMA)

@@ -12,7 +12,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
 import polars as pl
 
@@ -150,7 +149,3 @@ def replay(
     report.elapsed_s = time.perf_counter() - started
     return report
 
-
-def describe_sources(paths: Sequence[str]) -> list[str]:
-    """Readable names for progress output."""
-    return [Path(p).name if p != "-" else "<stdin>" for p in paths]
