@@ -41,6 +41,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "db",
     "intel",
     "simulate",
+    "evaluate",
 )
 
 
