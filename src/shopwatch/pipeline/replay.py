@@ -114,8 +114,12 @@ def replay(
     chunk_lines: int = 200_000,
     on_alerts: Callable[[pl.DataFrame], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
+    on_batch: Callable[[pl.DataFrame], None] | None = None,
 ) -> ReplayReport:
-    """Run every file through ``engine`` in event time; alerts go to ``on_alerts``."""
+    """Run every file through ``engine`` in event time; alerts go to ``on_alerts``.
+
+    ``on_batch`` sees each parsed batch (before enrichment) just before the engine does.
+    """
     formats = [fmt if fmt != "auto" else (sniff_format(_sample(p)) or "auto") for p in paths]
     if year is None and "syslog" in formats:
         year = infer_year(paths, formats)
@@ -137,6 +141,8 @@ def replay(
         if report.first_event is None:
             report.first_event = batch["@timestamp"].min()  # type: ignore[assignment]
         report.last_event = batch["@timestamp"].max()  # type: ignore[assignment]
+        if on_batch is not None:
+            on_batch(batch)
         alerts = engine.process(batch)
         if alerts.height:
             report.alerts += alerts.height

@@ -29,6 +29,7 @@ __all__ = [
     "evaluate_app",
     "finish",
     "register",
+    "table_console",
 ]
 
 #: Exit code when a figure is below (or above) the floor ``--require`` gives.
@@ -88,6 +89,12 @@ def check_floors(figures: dict[str, Any], floors: list[str]) -> list[str]:
         elif op == "<=" and value > bound:
             failed.append(f"{key} is {value:.4g}, above the ceiling {bound:g}")
     return failed
+
+
+def table_console() -> Console:
+    """A console for the tables: the terminal's width, or a wide page when piped to a file."""
+    console = Console()
+    return console if console.is_terminal else Console(width=160)
 
 
 def finish(figures: dict[str, Any], json_out: Path | None, floors: list[str]) -> None:

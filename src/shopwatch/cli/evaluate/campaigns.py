@@ -1,0 +1,171 @@
+"""``shopwatch evaluate campaigns DIR`` and ``shopwatch evaluate sim --seeds 1,2,3``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from shopwatch.cli.common import fail, settings_from
+from shopwatch.cli.evaluate import JSON_OPTION, REQUIRE_OPTION, finish, table_console
+from shopwatch.errors import ShopwatchError
+
+__all__ = ["print_campaigns", "register"]
+
+_CONFIG: Any = typer.Option(None, "--config", "-c", help="YAML settings file (rules, detectors).")
+_GRACE: Any = typer.Option(
+    300.0, "--grace", min=0.0, help="Seconds after a campaign's end that an alert still counts."
+)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _settings(config: Path | None) -> Any:
+    if config is None:
+        return None
+    return settings_from(config)
+
+
+def print_campaigns(
+    figures: dict[str, Any], console: Console, *, per_campaign: bool = True
+) -> None:
+    """The tables of a campaign evaluation: campaigns, categories, variants, summary."""
+    if per_campaign:
+        pooled = any("seed" in c for c in figures["campaigns"])
+        cols = ["seed"] if pooled else []
+        cols += [
+            "campaign",
+            "variant",
+            "expected",
+            "detected",
+            "category",
+            "ttd",
+            "alerts",
+            "rules",
+        ]
+        table = Table(title="campaigns", show_edge=False)
+        for col in cols:
+            table.add_column(col, justify="right" if col in ("ttd", "alerts") else "left")
+        for c in figures["campaigns"]:
+            if c["benign"]:
+                cells = ["benign", "-", "-", "-"]
+                style = "red" if c["alerts"] else "dim"
+            else:
+                ttd = "-" if c["ttd_s"] is None else f"{c['ttd_s']:.0f}s"
+                detected = "yes" if c["detected"] else "[red]no[/]"
+                matched = "yes" if c["category_matched"] else "no"
+                cells = [c["category"], detected, matched, ttd]
+                style = ""
+            row = [str(c["seed"])] if pooled else []
+            row += [c["id"], c["variant"] or "-", *cells, str(c["alerts"])]
+            row.append(", ".join(c["rules"]) or "-")
+            table.add_row(*row, style=style)
+        console.print(table)
+    cats = Table(title="per category", show_edge=False)
+    for col in ("category", "alerts", "precision", "campaigns", "recall"):
+        cats.add_column(col, justify="left" if col == "category" else "right")
+    for cat, v in figures["per_category"].items():
+        cats.add_row(
+            cat, str(v["alerts"]), _pct(v["precision"]), str(v["campaigns"]), _pct(v["recall"])
+        )
+    console.print(cats)
+    variants = Table(title="per variant", show_edge=False)
+    for col in ("variant", "campaigns", "detected", "recall"):
+        variants.add_column(col, justify="left" if col == "variant" else "right")
+    for name, v in figures["per_variant"].items():
+        variants.add_row(name, str(v["campaigns"]), str(v["detected"]), _pct(v["recall"]))
+    console.print(variants)
+    summary = Table(title="summary", show_edge=False, show_header=False)
+    summary.add_column("figure")
+    summary.add_column("value", justify="right")
+    ttd = figures["median_ttd_s"]
+    for name, value in (
+        ("attack campaigns", str(figures["attacks"])),
+        ("detected (recall)", f"{figures['detected']} ({_pct(figures['recall'])})"),
+        ("category matched (category_recall)", _pct(figures["category_recall"])),
+        ("median time to detect", "-" if ttd is None else f"{ttd:.0f}s"),
+        ("alerts", str(figures["alerts"])),
+        ("alerts on no attack (fp_alerts)", str(figures["fp_alerts"])),
+        ("alerts on benign look-alikes", str(figures["benign_false_alerts"])),
+        (
+            "benign customers named in an alert",
+            f"{figures.get('benign_customers_alerted', 0)} of {figures.get('benign_customers', 0)}"
+            f" ({_pct(figures.get('benign_alerted_share'))})",
+        ),
+    ):
+        summary.add_row(name, value)
+    console.print(summary)
+
+
+def campaigns_cmd(
+    directory: Path = typer.Argument(..., help="A 'shopwatch simulate' output folder."),
+    config: Path | None = _CONFIG,
+    grace: float = _GRACE,
+    json_out: Path | None = JSON_OPTION,
+    require: list[str] = REQUIRE_OPTION,
+) -> None:
+    """Replay a simulated run and score its alerts against its ground_truth.json."""
+    from shopwatch.evaluate.campaigns import evaluate_dir
+
+    if not directory.is_dir():
+        fail(f"no such folder: {directory}")
+    try:
+        figures = evaluate_dir(directory, _settings(config), grace_s=grace)
+    except ShopwatchError as err:
+        fail(str(err))
+    print_campaigns(figures, table_console())
+    finish(figures, json_out, require)
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        fail(f"--seeds {text!r} is not a comma-separated list of integers, e.g. 1,2,3")
+    if not seeds:
+        fail("--seeds needs at least one seed")
+    return seeds
+
+
+def sim_cmd(
+    seeds: str = typer.Option("1,2,3", "--seeds", help="Comma-separated simulator seeds."),
+    minutes: float = typer.Option(30.0, "--minutes", "-m", min=1.0, help="Length of each run."),
+    customers: int = typer.Option(1500, "--customers", min=50, help="Customers of the shop."),
+    keep: Path | None = typer.Option(
+        None, "--keep", help="Keep the simulated runs in this folder."
+    ),
+    config: Path | None = _CONFIG,
+    grace: float = _GRACE,
+    per_campaign: bool = typer.Option(
+        True, "--per-campaign/--summary", help="List every campaign."
+    ),
+    json_out: Path | None = JSON_OPTION,
+    require: list[str] = REQUIRE_OPTION,
+) -> None:
+    """Simulate each seed, replay it, and score the alerts against its ground truth."""
+    from shopwatch.evaluate.campaigns import evaluate_seeds
+
+    try:
+        figures = evaluate_seeds(
+            _seeds(seeds),
+            minutes,
+            customers=customers,
+            keep=keep,
+            settings=_settings(config),
+            grace_s=grace,
+        )
+    except ShopwatchError as err:
+        fail(str(err))
+    print_campaigns(figures, table_console(), per_campaign=per_campaign)
+    finish(figures, json_out, require)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``campaigns`` and ``sim`` to the evaluate group."""
+    app.command("campaigns")(campaigns_cmd)
+    app.command("sim")(sim_cmd)
