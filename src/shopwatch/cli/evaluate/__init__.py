@@ -42,14 +42,24 @@ evaluate_app = typer.Typer(
 )
 
 JSON_OPTION: Any = typer.Option(None, "--json", help="Also write the figures as JSON to this file.")
+_FLOOR = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*(>=|<=)\s*(-?[0-9.]+(?:e-?[0-9]+)?)\s*$")
+
+
+def _valid_floors(floors: list[str]) -> list[str]:
+    """Checks the ``--require`` syntax before any work starts."""
+    for text in floors:
+        if _FLOOR.match(text) is None:
+            raise typer.BadParameter(f"{text!r} is not KEY>=NUMBER or KEY<=NUMBER")
+    return floors
+
+
 REQUIRE_OPTION: Any = typer.Option(
     [],
     "--require",
+    callback=_valid_floors,
     help="A floor to hold, e.g. 'recall>=0.5' or 'scores.standard>=20' (dotted JSON path); "
     "exit 3 when it is not met. Repeatable.",
 )
-
-_FLOOR = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*(>=|<=)\s*(-?[0-9.]+(?:e-?[0-9]+)?)\s*$")
 
 
 def _lookup(node: Any, path: str) -> Any:

@@ -1,0 +1,196 @@
+"""Scoring alerts against simulated campaigns, by hand-made truth and through the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from shopwatch.contract import Alert
+from shopwatch.evaluate.campaigns import Population, score_campaigns
+
+T0 = datetime(2025, 6, 3, 8, 0, tzinfo=UTC)
+
+
+def _iso(minutes: float) -> str:
+    return (T0 + timedelta(minutes=minutes)).isoformat().replace("+00:00", "Z")
+
+
+def _alert(minutes: float, category: str, rule: str = "r", **entity: str) -> Alert:
+    entity = {k.replace("_", "."): v for k, v in entity.items()}
+    return Alert(
+        f"a{minutes}{rule}",
+        T0 + timedelta(minutes=minutes),
+        rule,
+        rule,
+        category,
+        "high",
+        50,
+        entity,
+        ("e1",),
+        "m",
+    )
+
+
+TRUTH = [
+    {  # loud stuffing from two addresses, caught with the right category
+        "id": "c1",
+        "kind": "credential_stuffing",
+        "variant": "loud",
+        "benign": False,
+        "start": _iso(0),
+        "end": _iso(10),
+        "rule.category": "credential_stuffing",
+        "entities": {"source.ip": ["203.0.113.1", "203.0.113.2"], "user.name": ["v@x.example"]},
+    },
+    {  # slow brute force, caught only as something else
+        "id": "c2",
+        "kind": "brute_force",
+        "variant": "low_slow",
+        "benign": False,
+        "start": _iso(5),
+        "end": _iso(25),
+        "rule.category": "brute_force",
+        "entities": {"source.ip": ["198.51.100.7"]},
+    },
+    {  # missed
+        "id": "c3",
+        "kind": "scraping",
+        "variant": "low_slow",
+        "benign": False,
+        "start": _iso(0),
+        "end": _iso(30),
+        "rule.category": "scraping",
+        "entities": {"source.ip": ["192.0.2.50"]},
+    },
+    {  # an office NAT that one alert wrongly names
+        "id": "b1",
+        "kind": "corporate_nat",
+        "variant": None,
+        "benign": True,
+        "start": _iso(0),
+        "end": _iso(30),
+        "rule.category": "credential_stuffing",
+        "entities": {"source.ip": ["192.0.2.99"]},
+    },
+]
+
+
+def test_scores_each_campaign_and_the_totals() -> None:
+    alerts = [
+        _alert(2.5, "credential_stuffing", source_ip="203.0.113.2"),
+        _alert(3.0, "brute_force", user_name="v@x.example"),  # the stuffing's victim
+        _alert(9.0, "scanner", source_ip="198.51.100.7"),  # brute forcer, wrong category
+        _alert(12.0, "credential_stuffing", source_ip="192.0.2.99"),  # the office: false
+        _alert(20.0, "web_attack", source_ip="192.0.2.200"),  # stray: nobody's
+        _alert(40.0, "scanner", source_ip="203.0.113.1"),  # after the stuffing's end + grace
+    ]
+    population = Population(customers={"v@x.example", "c1@x.example", "c2@x.example"})
+    f = score_campaigns(TRUTH, alerts, population, grace_s=300)
+    by_id = {c["id"]: c for c in f["campaigns"]}
+    assert by_id["c1"] | {} == by_id["c1"]
+    assert (by_id["c1"]["detected"], by_id["c1"]["category_matched"]) == (True, True)
+    assert by_id["c1"]["ttd_s"] == 150.0
+    assert by_id["c1"]["alerts"] == 2
+    assert (by_id["c2"]["detected"], by_id["c2"]["category_matched"]) == (True, False)
+    assert by_id["c2"]["ttd_s"] == 240.0
+    assert by_id["c3"]["detected"] is False and by_id["c3"]["ttd_s"] is None
+    assert by_id["b1"]["false_alerts"] == 1
+    assert f["attacks"] == 3 and f["detected"] == 2
+    assert f["recall"] == pytest.approx(2 / 3, abs=1e-4)
+    assert f["category_recall"] == pytest.approx(1 / 3, abs=1e-4)
+    assert f["median_ttd_s"] == 195.0
+    assert f["alerts"] == 6
+    assert f["fp_alerts"] == 3  # the office, the stray, the late one
+    assert f["benign_false_alerts"] == 1
+    # v@x.example is a victim (an attack entity), so not a benign customer.
+    assert f["benign_customers"] == 2 and f["benign_alerted_share"] == 0.0
+    assert f["per_category"]["credential_stuffing"] == {
+        "alerts": 2,
+        "true_alerts": 1,
+        "precision": 0.5,
+        "campaigns": 1,
+        "found": 1,
+        "recall": 1.0,
+    }
+    assert f["per_category"]["scraping"]["recall"] == 0.0
+    assert f["per_variant"] == {
+        "loud": {"campaigns": 1, "detected": 1, "recall": 1.0},
+        "low_slow": {"campaigns": 2, "detected": 1, "recall": 0.5},
+    }
+
+
+def test_a_benign_customer_named_in_an_alert_counts() -> None:
+    alerts = [_alert(1.0, "account_takeover", user_name="c1@x.example")]
+    population = Population(customers={"c1@x.example", "c2@x.example"})
+    f = score_campaigns(TRUTH, alerts, population)
+    assert f["benign_customers_alerted"] == 1
+    assert f["benign_alerted_share"] == 0.5
+    assert f["fp_alerts"] == 1
+
+
+def test_no_alerts_scores_zero_recall() -> None:
+    f = score_campaigns(TRUTH, [])
+    assert f["recall"] == 0.0 and f["median_ttd_s"] is None and f["alert_precision"] is None
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "shopwatch", "evaluate", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.mark.slow
+def test_evaluate_campaigns_on_a_simulated_run(tmp_path: Path) -> None:
+    from shopwatch.sim import simulate
+
+    out = tmp_path / "run"
+    simulate(out, minutes=15, seed=7, customers=600)
+    (out / "alerts.jsonl").write_text("not an input\n")  # a replay's output beside it is skipped
+    report = tmp_path / "figures.json"
+    run = _cli("campaigns", str(out), "--json", str(report))
+    assert run.returncode == 0, run.stderr
+    assert "per category" in run.stdout and "summary" in run.stdout
+    figures = json.loads(report.read_text())
+    for key in (
+        "campaigns",
+        "recall",
+        "category_recall",
+        "median_ttd_s",
+        "fp_alerts",
+        "benign_alerted_share",
+    ):
+        assert key in figures
+    truth = json.loads((out / "ground_truth.json").read_text())
+    assert [c["id"] for c in figures["campaigns"]] == [c["id"] for c in truth]
+    for c in figures["campaigns"]:
+        assert {"id", "type", "benign"} <= c.keys()
+        if not c["benign"]:
+            assert {"detected", "category_matched", "ttd_s"} <= c.keys()
+    assert figures["rejected"] == 0 and "alerts.jsonl" not in figures["files"]
+    # Floors: an impossible one fails with exit 3 and says which.
+    floor = _cli("campaigns", str(out), "--require", "recall>=1.01", "--require", "fp_alerts<=1e9")
+    assert floor.returncode == 3
+    assert "recall" in floor.stderr and "below the floor 1.01" in floor.stderr
+
+
+def test_evaluate_campaigns_usage_errors(tmp_path: Path) -> None:
+    missing = _cli("campaigns", str(tmp_path / "nope"))
+    assert missing.returncode == 2 and "no such folder" in missing.stderr
+    (tmp_path / "access.log").write_text("")
+    no_truth = _cli("campaigns", str(tmp_path))
+    assert no_truth.returncode == 2 and "ground_truth.json" in no_truth.stderr
+    (tmp_path / "ground_truth.json").write_text('{"not": "a list"}')
+    bad = _cli("campaigns", str(tmp_path))
+    assert bad.returncode == 2 and "JSON list" in bad.stderr
+    seeds = _cli("sim", "--seeds", "one,two")
+    assert seeds.returncode == 2 and "--seeds" in seeds.stderr
+    floor = _cli("sim", "--seeds", "1", "--minutes", "1", "--require", "recall")
+    assert floor.returncode == 2 and "KEY>=NUMBER" in floor.stderr
