@@ -1,11 +1,16 @@
-"""Running detectors over case files (shared by the case and conformance tests)."""
+"""Running detectors over case files (shared by the case, branch and conformance tests)."""
 
 from __future__ import annotations
 
+import functools
+import tempfile
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
+import yaml
 
 from shopwatch.contract import ALERT_SCHEMA
 from shopwatch.detect.registry import Detector
@@ -29,6 +34,52 @@ def case_file(case: str, stem: str) -> Path:
     found = sorted((CASES / case).glob(f"{stem}.*"))
     assert found, f"case {case} has no {stem}.* file"
     return found[0]
+
+
+def fires_files(case: str) -> list[Path]:
+    """Every ``fires.*`` file of a case (``fires.log`` and ``fires.jsonl`` may sit side by side)."""
+    found = sorted((CASES / case).glob("fires.*"))
+    assert found, f"case {case} has no fires.* file"
+    return found
+
+
+def read_expect(case: str) -> dict[str, Any]:
+    """The case's ``expect.yaml``."""
+    loaded = yaml.safe_load((CASES / case / "expect.yaml").read_text())
+    assert isinstance(loaded, dict), f"{case}/expect.yaml is not a mapping"
+    return loaded
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One line of a fires file."""
+
+    case: str
+    file: str  # the file's name inside the case folder, e.g. ``fires.log``
+    no: int  # 1-based
+    text: str
+
+    def events(self) -> pl.DataFrame:
+        """The events of this line alone, parsed as its file would be."""
+        return _parse_alone(self.file, self.text)
+
+
+def fires_lines(case: str) -> list[Line]:
+    """Every non-empty line of the case's fires files, in file order."""
+    return [
+        Line(case, path.name, no, text)
+        for path in fires_files(case)
+        for no, text in enumerate(path.read_text().splitlines(), start=1)
+        if text.strip()
+    ]
+
+
+@functools.cache
+def _parse_alone(name: str, text: str) -> pl.DataFrame:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        path.write_text(text + "\n")
+        return read_events(path)
 
 
 def run(
