@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from shopwatch.cli.main import app
 from shopwatch.errors import ConfigError
-from shopwatch.sim import LiveFeed, plan_campaigns
+from shopwatch.sim import KINDS, LiveFeed, plan_campaigns
 from shopwatch.sim.fast import write_access_log
 from tests.sim.formats import NGINX, nginx_rows
 
@@ -42,17 +42,24 @@ def test_live_feed_keeps_injecting_campaigns() -> None:
 
 def test_fast_generator_writes_exactly_the_lines_asked(tmp_path: Path) -> None:
     kinds = ["vuln_scanner", "brute_force", "search_crawler"]
-    truth = write_access_log(tmp_path / "a.log", 30_000, seed=3, start=START, minutes=60, customers=500, campaigns=kinds)
+    truth = write_access_log(
+        tmp_path / "a.log", 30_000, seed=3, start=START, minutes=60, customers=500, campaigns=kinds
+    )
     rows = nginx_rows(tmp_path / "a.log")
     assert len(rows) == 30_000
     assert [r["ts"] for r in rows] == sorted(r["ts"] for r in rows)
     assert {c["kind"] for c in truth} == set(kinds)
-    scanner = next(c for c in truth if c["kind"] == "vuln_scanner")["entities"]["source.ip"][0]
+    assert {c["variant"] for c in truth if not c["benign"]} == {"loud", "low_slow"}
+    scanner = next(c for c in truth if c["kind"] == "vuln_scanner" and c["variant"] == "loud")[
+        "entities"
+    ]["source.ip"][0]
     hits = [r for r in rows if r["ip"] == scanner]
     assert len(hits) >= 200 and sum(r["status"] >= 400 for r in hits) / len(hits) > 0.8
     benign = [r for r in rows if r["ip"] != scanner]
     assert {"/", "/api/cart", "/assets/js/app.c41d07.js"} <= {r["path"] for r in benign}
-    again = write_access_log(tmp_path / "b.log", 30_000, seed=3, start=START, minutes=60, customers=500, campaigns=kinds)
+    again = write_access_log(
+        tmp_path / "b.log", 30_000, seed=3, start=START, minutes=60, customers=500, campaigns=kinds
+    )
     assert (tmp_path / "a.log").read_bytes() == (tmp_path / "b.log").read_bytes()
     assert again == truth
 
@@ -64,29 +71,52 @@ def test_fast_generator_refuses_too_few_lines(tmp_path: Path) -> None:
 
 def test_cli_writes_the_files(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    result = CliRunner().invoke(app, [
-        "simulate", "--out", str(out), "--minutes", "4", "--seed", "2", "--customers", "300",
-        "--start", "2025-06-03T09:00:00Z", "--campaigns", "brute_force,vuln_scanner,ssh_brute_force",
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "simulate",
+            "--out",
+            str(out),
+            "--minutes",
+            "4",
+            "--seed",
+            "2",
+            "--customers",
+            "300",
+            "--start",
+            "2025-06-03T09:00:00Z",
+            "--campaigns",
+            "brute_force,vuln_scanner,ssh_brute_force",
+        ],
+    )
     assert result.exit_code == 0, result.output
     for name in ("access.log", "events.ndjson", "auth.log", "vpcflow.log"):
         assert (out / name).stat().st_size > 0
     truth = json.loads((out / "ground_truth.json").read_text())
-    assert sorted(c["kind"] for c in truth) == ["brute_force", "ssh_brute_force", "vuln_scanner"]
+    assert sorted((c["kind"], c["variant"]) for c in truth) == [
+        (k, v)
+        for k in ("brute_force", "ssh_brute_force", "vuln_scanner")
+        for v in ("loud", "low_slow")
+    ]
     assert truth[0]["start"].startswith("2025-06-03T09:0")
     assert "access.log" in result.output
 
 
 def test_cli_rejects_unknown_campaigns(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["simulate", "--out", str(tmp_path), "--minutes", "1", "--campaigns", "ddos"])
+    result = CliRunner().invoke(
+        app, ["simulate", "--out", str(tmp_path), "--minutes", "1", "--campaigns", "ddos"]
+    )
     assert result.exit_code == 2
     assert not (tmp_path / "access.log").exists()
 
 
 def test_short_runs_still_hold_every_campaign() -> None:
     plans = plan_campaigns(1, START, 10)
-    assert len(plans) == 12
+    assert len(plans) == sum(len(k.variants) for k in KINDS.values())
     for p in plans:
-        assert START.timestamp() <= p.start and p.start + p.minutes * 60 <= START.timestamp() + 600 + 0.01
+        assert (
+            START.timestamp() <= p.start
+            and p.start + p.minutes * 60 <= START.timestamp() + 600 + 0.01
+        )
     with pytest.raises(ConfigError):
         plan_campaigns(1, START, 10, ["nope"])

@@ -39,7 +39,20 @@ VPCFLOW_HEADER: Final = (
     "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes "
     "start end action log-status"
 )
-_MONTHS: Final = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_MONTHS: Final = (
+    "Jan",
+    "Feb",
+    "Mar",
+    "Apr",
+    "May",
+    "Jun",
+    "Jul",
+    "Aug",
+    "Sep",
+    "Oct",
+    "Nov",
+    "Dec",
+)
 ACCOUNT_ID: Final = "418295730641"
 LB_ENI: Final = "eni-0c2f7d9e41a8b3605"
 BASTION_ENI: Final = "eni-07a1e5c3d9b24f816"
@@ -83,8 +96,17 @@ def _escape(text: str) -> str:
 
 
 def render_nginx(
-    ts: float, ip: str, method: str, target: str, proto: str, status: int, size: int,
-    referrer: str, ua: str, rt: float, user: str = "-",
+    ts: float,
+    ip: str,
+    method: str,
+    target: str,
+    proto: str,
+    status: int,
+    size: int,
+    referrer: str,
+    ua: str,
+    rt: float,
+    user: str = "-",
 ) -> str:
     """One nginx "combined" line followed by the request time in seconds."""
     request = _escape(f"{method} {target} {proto}")
@@ -104,8 +126,17 @@ def render_syslog(ts: float, host: str, program: str, pid: int, message: str) ->
 
 
 def render_vpcflow(
-    eni: str, src: str, dst: str, sport: int, dport: int, proto: int, packets: int,
-    nbytes: int, start: int, end: int, action: str,
+    eni: str,
+    src: str,
+    dst: str,
+    sport: int,
+    dport: int,
+    proto: int,
+    packets: int,
+    nbytes: int,
+    start: int,
+    end: int,
+    action: str,
 ) -> str:
     """One VPC flow log record, version 2 default format."""
     return (
@@ -152,8 +183,9 @@ class _Minute:
 class Sink:
     """Time-ordered buffer of generated lines, per format, plus per-minute counters."""
 
-    def __init__(self, seed: int, origin: float) -> None:
+    def __init__(self, seed: int, origin: float, keep: frozenset[str] | None = None) -> None:
         self.seed = seed
+        self.keep = keep  # formats to queue (None: all); others are counted, not rendered
         self.origin = origin  # epoch seconds of minute 0
         self._heap: list[tuple[float, int, str, str]] = []
         self._seq = 0
@@ -217,8 +249,17 @@ class Out:
         return hashlib.blake2b(raw, digest_size=10).hexdigest()
 
     def web(
-        self, ts: float, ip: str, method: str, target: str, status: int, size: int,
-        referrer: str, ua: str, rt: float, proto: str = "HTTP/2.0",
+        self,
+        ts: float,
+        ip: str,
+        method: str,
+        target: str,
+        status: int,
+        size: int,
+        referrer: str,
+        ua: str,
+        rt: float,
+        proto: str = "HTTP/2.0",
     ) -> None:
         """An access-log line (logged when the response was sent: ``ts`` + ``rt``)."""
         line = render_nginx(ts, ip, method, target, proto, status, size, referrer, ua, rt)
@@ -235,7 +276,11 @@ class Out:
         packets = 8 + size // 1380
         nbytes = size + 900 + len(target)
         if flow is None:
-            m.flows[key] = [packets, nbytes, 32768 + zlib.crc32(f"{ip}:{int(ts) // 60}".encode()) % 28000]
+            m.flows[key] = [
+                packets,
+                nbytes,
+                32768 + zlib.crc32(f"{ip}:{int(ts) // 60}".encode()) % 28000,
+            ]
         else:
             flow[0] += packets
             flow[1] += nbytes
@@ -243,8 +288,10 @@ class Out:
     def ecs(self, ts: float, fields: dict[str, Any]) -> str:
         """An ECS NDJSON event (dotted keys, rendered nested); returns its ``event.id``."""
         event_id = self.event_id()
-        doc = {"@timestamp": iso_ms(ts), "event.id": event_id, **fields}
-        self.sink.push(ts, "ecs", orjson.dumps(_nest(doc)).decode())
+        keep = self.sink.keep
+        if keep is None or "ecs" in keep:
+            doc = {"@timestamp": iso_ms(ts), "event.id": event_id, **fields}
+            self.sink.push(ts, "ecs", orjson.dumps(_nest(doc)).decode())
         dataset = fields.get("event.dataset")
         if dataset == "shop.auth" and fields.get("event.action") == "login":
             m = self.sink.minute(ts)
@@ -262,11 +309,22 @@ class Out:
 
     def syslog(self, ts: float, host: str, program: str, pid: int, message: str) -> None:
         """An auth.log line."""
+        if self.sink.keep is not None and "syslog" not in self.sink.keep:
+            return
         self.sink.push(ts, "syslog", render_syslog(ts, host, program, pid, message))
 
     def flow(
-        self, ts: float, eni: str, src: str, dst: str, sport: int, dport: int, proto: int,
-        packets: int, nbytes: int, action: str,
+        self,
+        ts: float,
+        eni: str,
+        src: str,
+        dst: str,
+        sport: int,
+        dport: int,
+        proto: int,
+        packets: int,
+        nbytes: int,
+        action: str,
     ) -> None:
         """Count a network flow into its minute's VPC flow record."""
         m = self.sink.minute(ts)

@@ -13,6 +13,7 @@ never on how finely a caller slices time, and never on the wall clock.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -55,11 +56,14 @@ _CUSTOMER_SHARE: Final = 0.55
 
 @dataclass(frozen=True, slots=True)
 class PlannedCampaign:
-    """A campaign to run: its kind, start (epoch seconds) and duration in minutes."""
+    """A campaign to run: its kind, start (epoch seconds), the minutes it may last at most
+    (the run or schedule cuts it off there; its own parameters may end it sooner), and its
+    variant (``loud`` or ``low_slow``)."""
 
     kind: str
     start: float
     minutes: float
+    variant: str = "loud"
 
 
 def _ts(value: datetime | float) -> float:
@@ -71,51 +75,80 @@ def _ts(value: datetime | float) -> float:
 
 
 def plan_campaigns(
-    seed: int, start: datetime | float, minutes: float, kinds: Sequence[str] | None = None
+    seed: int,
+    start: datetime | float,
+    minutes: float,
+    kinds: Sequence[str] | None = None,
+    *,
+    reps: int | None = None,
 ) -> list[PlannedCampaign]:
-    """A schedule with every kind at least once (once per six hours), spread over the run.
+    """A schedule with every variant of every kind at least once (once per six hours).
 
-    Durations are the kinds' natural ones, shortened to fit short runs (at most half the
-    run, at least two minutes); the office NAT covers the run (up to a working day).
+    Loud attacks and look-alikes start spread over the run; low-and-slow attacks start near
+    the beginning (of the run, or of each six hours), since they last hours and a shorter
+    run shows only their first part. Each may last until the run ends; how long it really
+    lasts is the campaign's own parameter. The office NAT starts with the run. ``reps``
+    overrides how often each variant runs (default: once per six hours).
     """
     chosen = list(KINDS) if kinds is None else list(kinds)
     unknown = [k for k in chosen if k not in KINDS]
     if unknown:
-        raise ConfigError(f"unknown campaign kind(s) {', '.join(unknown)}; known: {', '.join(KINDS)}")
+        raise ConfigError(
+            f"unknown campaign kind(s) {', '.join(unknown)}; known: {', '.join(KINDS)}"
+        )
     if minutes <= 0:
         raise ConfigError(f"a run needs a positive number of minutes, not {minutes}")
     t0 = _ts(start)
     rng = np.random.default_rng([seed, 5])
-    reps = max(1, int(minutes // 360))
-    items = [k for k in chosen for _ in range(reps)]
+    reps = max(1, int(minutes // 360)) if reps is None else max(1, reps)
+    part = minutes / reps
+    items = [(k, v, r) for k in chosen for v in KINDS[k].variants for r in range(reps)]
     rng.shuffle(items)
+    spread_items = [it for it in items if it[1] != "low_slow" and it[0] != "corporate_nat"]
+    slot = minutes / max(len(spread_items), 1)
+    room = min(2.0, 0.5 * minutes)  # a loud campaign starts at least this long before the end
     plans: list[PlannedCampaign] = []
-    for i, kind in enumerate(items):
-        lo, hi = KINDS[kind].minutes
+    k = 0
+    for kind, variant, rep in items:
         if kind == "corporate_nat":
-            dur = min(float(rng.uniform(lo, hi)), minutes / reps)
-            begin = (i % reps) * minutes / reps if reps > 1 else 0.0
-            begin = min(begin, minutes - dur)
+            begin = rep * part
+        elif variant == "low_slow":
+            begin = rep * part + float(rng.uniform(0, 0.1 * part))
         else:
-            dur = min(float(rng.uniform(lo, hi)), max(2.0, 0.5 * minutes))
-            dur = min(dur, minutes)
-            slot = minutes / len(items)
-            begin = min(i * slot + float(rng.uniform(0, slot)), minutes - dur)
-        plans.append(PlannedCampaign(kind, t0 + round(max(begin, 0.0) * 60, 3), round(dur, 3)))
-    plans.sort(key=lambda p: (p.start, p.kind))
+            begin = min(k * slot + float(rng.uniform(0, slot)), minutes - room)
+            k += 1
+        begin = round(max(begin, 0.0) * 60, 3) / 60
+        plans.append(
+            PlannedCampaign(
+                kind, t0 + begin * 60, math.floor((minutes - begin) * 1000) / 1000, variant
+            )
+        )
+    plans.sort(key=lambda p: (p.start, p.kind, p.variant))
     return plans
 
 
 def _live_schedule(seed: int, start: float) -> Iterator[PlannedCampaign]:
-    """Endless demo schedule: an attack within the first minute, then one every few minutes."""
+    """Endless demo schedule: an attack within the first minute, then one every few minutes.
+
+    The demo shows loud variants, cut off after a few minutes so that the kinds rotate.
+    """
     rng = np.random.default_rng([seed, 6])
     attacks = [k for k, v in KINDS.items() if not v.benign]
+    look_alikes = [
+        "flash_sale",
+        "forgetful_customer",
+        "forgetful_customer",
+        "declined_card_retry",
+        "moving_house",
+    ]
     first = ["vuln_scanner", "brute_force", "sqli_probe", "credential_stuffing"]
     hour = 0
     while True:
         h0 = start + hour * 3600
-        block = [PlannedCampaign("corporate_nat", h0, 60.0),
-                 PlannedCampaign("search_crawler", h0 + 90, float(rng.uniform(15, 30)))]
+        block = [
+            PlannedCampaign("corporate_nat", h0, 60.0),
+            PlannedCampaign("search_crawler", h0 + 90, float(rng.uniform(15, 30))),
+        ]
         t = h0 + (15.0 if hour == 0 else float(rng.uniform(60, 180)))
         k = 0
         order = list(rng.permutation(attacks))
@@ -123,10 +156,12 @@ def _live_schedule(seed: int, start: float) -> Iterator[PlannedCampaign]:
             if hour == 0 and k < len(first):
                 kind = first[k]
             elif k % 4 == 3:
-                kind = str(rng.choice(["flash_sale", "forgetful_customer", "forgetful_customer"]))
+                kind = str(rng.choice(look_alikes))
             else:
                 kind = str(order[k % len(order)])
-            dur = float(rng.uniform(2.5, 6.0)) if kind != "flash_sale" else float(rng.uniform(8, 15))
+            dur = (
+                float(rng.uniform(2.5, 6.0)) if kind != "flash_sale" else float(rng.uniform(8, 15))
+            )
             block.append(PlannedCampaign(kind, t, dur))
             t += float(rng.uniform(60, 200))
             k += 1
@@ -212,14 +247,22 @@ class Simulator:
     def _start_campaign(self, plan: PlannedCampaign) -> None:
         index = len(self.campaigns)
         campaign = Campaign(
-            id=f"c{index + 1:03d}-{plan.kind}", kind=plan.kind, start=plan.start,
+            id=f"c{index + 1:03d}-{plan.kind}",
+            kind=plan.kind,
+            start=plan.start,
             end=plan.start + plan.minutes * 60.0,
+            variant=plan.variant,
         )
         rng = np.random.default_rng([self.seed, 2, index])
         generate(Out(self.sink, f"campaign:{index}"), rng, campaign, self.shop, self.traffic)
         self.campaigns.append(campaign)
-        log.debug("campaign_generated", id=campaign.id, kind=plan.kind, **{
-            k: v for k, v in campaign.params.items() if isinstance(v, int | float | str)})
+        log.debug(
+            "campaign_generated",
+            id=campaign.id,
+            kind=plan.kind,
+            variant=plan.variant,
+            **{k: v for k, v in campaign.params.items() if isinstance(v, int | float | str)},
+        )
 
     def _close_minute(self, m: int) -> None:
         t0 = self.origin + 60.0 * m
@@ -229,28 +272,65 @@ class Simulator:
         metrics = {
             ("storefront", "http.requests"): float(stats.requests),
             ("storefront", "http.latency.p95_ms"): round(p95(stats.rts) * 1000, 1),
-            ("storefront", "http.error_rate"): round(stats.errors / stats.requests, 4) if stats.requests else 0.0,
-            ("storefront", "http.client_error_rate"): round(stats.client_errors / stats.requests, 4) if stats.requests else 0.0,
+            ("storefront", "http.error_rate"): round(stats.errors / stats.requests, 4)
+            if stats.requests
+            else 0.0,
+            ("storefront", "http.client_error_rate"): round(stats.client_errors / stats.requests, 4)
+            if stats.requests
+            else 0.0,
             ("storefront", "orders.per_min"): float(stats.orders),
             ("storefront", "orders.revenue"): round(stats.revenue, 2),
-            ("storefront", "auth.login_failure_rate"): round(stats.login_failures / stats.logins, 4) if stats.logins else 0.0,
+            ("storefront", "auth.login_failure_rate"): round(stats.login_failures / stats.logins, 4)
+            if stats.logins
+            else 0.0,
             ("payments", "payments.per_min"): float(stats.payments),
-            ("payments", "payments.decline_rate"): round(stats.declines / stats.payments, 4) if stats.payments else 0.0,
+            ("payments", "payments.decline_rate"): round(stats.declines / stats.payments, 4)
+            if stats.payments
+            else 0.0,
         }
         for (service, name), value in metrics.items():
-            out.ecs(at, {
-                "event.dataset": "apm.metric", "event.kind": "metric", "event.action": "sample",
-                "service.name": service, "host.name": "web-1" if service == "storefront" else "app-1",
-                "shop.metric.name": name, "shop.metric.value": value,
-            })
+            out.ecs(
+                at,
+                {
+                    "event.dataset": "apm.metric",
+                    "event.kind": "metric",
+                    "event.action": "sample",
+                    "service.name": service,
+                    "host.name": "web-1" if service == "storefront" else "app-1",
+                    "shop.metric.name": name,
+                    "shop.metric.value": value,
+                },
+            )
         start, end = int(t0), int(t0) + 60
-        for (eni, src, dst, dport, proto, action), (packets, nbytes, sport) in sorted(stats.flows.items()):
-            self.sink.push(t0, "vpcflow", render_vpcflow(eni, src, dst, sport, dport, proto, packets, nbytes, start, end, action))
+        for (eni, src, dst, dport, proto, action), (packets, nbytes, sport) in sorted(
+            stats.flows.items()
+        ):
+            self.sink.push(
+                t0,
+                "vpcflow",
+                render_vpcflow(
+                    eni, src, dst, sport, dport, proto, packets, nbytes, start, end, action
+                ),
+            )
             if action == "ACCEPT" and dport in (22, 443) and not src.startswith("10."):
                 # the replies, as the flow log records them (one record per direction)
-                self.sink.push(t0, "vpcflow", render_vpcflow(
-                    eni, dst, src, dport, sport, proto, max(packets - 2, 1), nbytes * 4 if dport == 443 else nbytes,
-                    start, end, action))
+                self.sink.push(
+                    t0,
+                    "vpcflow",
+                    render_vpcflow(
+                        eni,
+                        dst,
+                        src,
+                        dport,
+                        sport,
+                        proto,
+                        max(packets - 2, 1),
+                        nbytes * 4 if dport == 443 else nbytes,
+                        start,
+                        end,
+                        action,
+                    ),
+                )
 
 
 class LiveFeed(Simulator):
@@ -261,7 +341,9 @@ class LiveFeed(Simulator):
     """
 
     def __init__(self, start: datetime | float, *, seed: int = 0, customers: int = 2000) -> None:
-        super().__init__(start, seed=seed, customers=customers, campaigns=_live_schedule(seed, _ts(start)))
+        super().__init__(
+            start, seed=seed, customers=customers, campaigns=_live_schedule(seed, _ts(start))
+        )
 
 
 @dataclass(slots=True)
@@ -292,7 +374,8 @@ def simulate(
     Files: ``access.log`` (nginx combined + request time), ``events.ndjson`` (ECS),
     ``auth.log`` (RFC 3164 sshd), ``vpcflow.log`` (v2, with header) and
     ``ground_truth.json`` (one record per campaign). ``campaigns`` lists kinds (default:
-    all of :data:`KINDS`; empty: none). Same arguments, same bytes.
+    all of :data:`KINDS`; empty: none); each kind runs in every one of its variants. Same
+    arguments, same bytes.
     """
     directory = Path(out_dir)
     directory.mkdir(parents=True, exist_ok=True)
@@ -321,9 +404,11 @@ def simulate(
     truth_path.write_text(json.dumps(truth, indent=2) + "\n", encoding="utf-8")
     log.info("simulation_written", out_dir=str(directory), campaigns=len(truth), **counts)
     return SimulationResult(
-        out_dir=directory, files=paths, lines=counts, campaigns=truth,
-        start=datetime.fromtimestamp(t0, UTC), end=datetime.fromtimestamp(t_end, UTC),
+        out_dir=directory,
+        files=paths,
+        lines=counts,
+        campaigns=truth,
+        start=datetime.fromtimestamp(t0, UTC),
+        end=datetime.fromtimestamp(t_end, UTC),
         ground_truth=truth_path,
     )
-
-

@@ -22,9 +22,10 @@ import structlog
 
 from shopwatch.errors import ConfigError
 from shopwatch.sim import data
-from shopwatch.sim.campaigns import Campaign, generate
+from shopwatch.sim.campaigns import KINDS, Campaign, generate
 from shopwatch.sim.emit import Out, Sink
 from shopwatch.sim.engine import DEFAULT_START, _ts, plan_campaigns
+from shopwatch.sim.ranges import draw
 from shopwatch.sim.traffic import SITE, Traffic
 from shopwatch.sim.world import build_shop
 
@@ -33,14 +34,22 @@ __all__ = ["write_access_log"]
 log = structlog.get_logger(__name__)
 
 _STATIC: Final = (
-    "/assets/css/app.3f9a1c.css", "/assets/js/vendor.8e21b4.js", "/assets/js/app.c41d07.js",
-    "/assets/img/logo.svg", "/assets/fonts/inter-var.woff2", "/favicon.ico",
+    "/assets/css/app.3f9a1c.css",
+    "/assets/js/vendor.8e21b4.js",
+    "/assets/js/app.c41d07.js",
+    "/assets/img/logo.svg",
+    "/assets/fonts/inter-var.woff2",
+    "/favicon.ico",
 )
 _STATIC_SIZE: Final = np.array([48213, 183442, 96120, 5120, 98304, 15086])
 #: Page kinds: home, product, category, search, cart.
 _PAGE_P: Final = np.array([0.12, 0.52, 0.2, 0.11, 0.05])
 _MEAN_LINES_PER_SESSION: Final = 30.0
 _BATCH_SESSIONS: Final = 8000  # bounds peak memory (about 250k lines per batch)
+#: Kinds that write no access-log line (syslog, ECS only): left out of an access log's run.
+NO_ACCESS_LOG: Final = frozenset(
+    {"ssh_brute_force", "staff_exfiltration", "vendor_data_leak", "office_bulk_export"}
+)
 
 
 def write_access_log(
@@ -56,7 +65,8 @@ def write_access_log(
     """Write exactly ``lines`` nginx lines (combined + request time) spanning ``minutes``.
 
     Returns the ground truth of the campaigns in the file (one record each, as
-    :func:`~shopwatch.sim.simulate` writes them). Same arguments, same bytes.
+    :func:`~shopwatch.sim.simulate` writes them). Kinds that write no access-log line are
+    left out (:data:`NO_ACCESS_LOG`). Same arguments, same bytes.
     """
     if lines < 1:
         raise ConfigError(f"lines must be positive, not {lines}")
@@ -64,22 +74,38 @@ def write_access_log(
     t0 = _ts(start)
     shop = build_shop(seed, customers)
     traffic = Traffic(shop)
-    plans = plan_campaigns(seed, t0, minutes, campaigns)
+    kinds = [
+        k for k in (campaigns if campaigns is not None else list(KINDS)) if k not in NO_ACCESS_LOG
+    ]
+    # Each variant once: the benign bulk stays the bulk of the file.
+    plans = plan_campaigns(seed, t0, minutes, kinds, reps=1) if kinds else []
     # Keep the campaigns small next to the benign bulk when few lines are asked for.
-    sink = Sink(seed, t0)
+    sink = Sink(seed, t0, keep=frozenset({"nginx"}))
     sink.horizon = t0 + minutes * 60
     truth: list[Campaign] = []
     sale_windows: list[tuple[float, float, float]] = []
     for index, plan in enumerate(plans):
-        c = Campaign(f"c{index + 1:03d}-{plan.kind}", plan.kind, plan.start, plan.start + plan.minutes * 60)
-        if plan.kind == "flash_sale":
-            rng = np.random.default_rng([seed, 2, index])
-            mult = float(rng.uniform(5.0, 10.0))
-            sale_windows.append((c.start, c.end, mult))
+        c = Campaign(
+            f"c{index + 1:03d}-{plan.kind}",
+            plan.kind,
+            plan.start,
+            plan.start + plan.minutes * 60,
+            variant=plan.variant,
+        )
+        if plan.kind == "flash_sale":  # a rise of the benign rate, drawn like the engine's
+            p = draw(np.random.default_rng([seed, 2, index]), "flash_sale", "loud")
+            c.last(p["duration_min"] * 60)
+            sale_windows.append((c.start, c.end, p["multiplier"]))
             c.entities = {"shop.promo.code": ["FLASH30"]}
-            c.params = {"multiplier": round(mult, 2)}
+            c.params["multiplier"] = round(p["multiplier"], 2)
         else:
-            generate(Out(sink, f"campaign:{index}"), np.random.default_rng([seed, 2, index]), c, shop, traffic)
+            generate(
+                Out(sink, f"campaign:{index}"),
+                np.random.default_rng([seed, 2, index]),
+                c,
+                shop,
+                traffic,
+            )
         truth.append(c)
     queued = [(ts, line) for ts, fmt, line in sink.drain() if fmt == "nginx"]
     if len(queued) > lines // 2:
@@ -97,13 +123,22 @@ def write_access_log(
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     merged.select("line").write_csv(target, include_header=False, quote_style="never")
-    log.info("access_log_written", path=str(target), lines=lines, attack_lines=attack.height,
-             seconds=round(time.perf_counter() - started, 2))
+    log.info(
+        "access_log_written",
+        path=str(target),
+        lines=lines,
+        attack_lines=attack.height,
+        seconds=round(time.perf_counter() - started, 2),
+    )
     return [c.to_dict() for c in truth]
 
 
 def _benign(
-    shop: Any, seed: int, t0: float, minutes: float, n_lines: int,
+    shop: Any,
+    seed: int,
+    t0: float,
+    minutes: float,
+    n_lines: int,
     sales: list[tuple[float, float, float]],
 ) -> pl.DataFrame:
     """``n_lines`` benign access-log lines with their times (columns ``ts``, ``line``)."""
@@ -117,8 +152,12 @@ def _benign(
     frames: list[pl.DataFrame] = []
     have = 0
     while have < n_lines:
-        n_sessions = min(int((n_lines - have) / _MEAN_LINES_PER_SESSION * 1.1) + 10, _BATCH_SESSIONS)
-        frame = _sessions(shop, rng, n_sessions, minute_t, weight, min(minutes * 60.0, 60.0 * n_min))
+        n_sessions = min(
+            int((n_lines - have) / _MEAN_LINES_PER_SESSION * 1.1) + 10, _BATCH_SESSIONS
+        )
+        frame = _sessions(
+            shop, rng, n_sessions, minute_t, weight, min(minutes * 60.0, 60.0 * n_min)
+        )
         frames.append(frame)
         have += frame.height
     out = pl.concat(frames)
@@ -129,7 +168,11 @@ def _benign(
 
 
 def _sessions(
-    shop: Any, rng: np.random.Generator, n: int, minute_t: np.ndarray, weight: np.ndarray,
+    shop: Any,
+    rng: np.random.Generator,
+    n: int,
+    minute_t: np.ndarray,
+    weight: np.ndarray,
     span: float,
 ) -> pl.DataFrame:
     """Lines of ``n`` browsing sessions (vectorized)."""
@@ -175,38 +218,80 @@ def _sessions(
     status = np.where(r < 0.002, 500, 200)
     is_404 = (kind == 1) & (r > 0.996)
     status = np.where(is_404, 404, status)
-    page = pl.DataFrame({
-        "sess": sess, "ts": page_t, "kind": kind, "pid": product_ids[pid_idx], "images": images,
-        "q": names[pid_idx], "cat": cats, "retired": retired, "status": status,
-        "first": first_page, "fresh": fresh[sess], "page_no": rng.integers(2, 6, m),
-        "paged": rng.random(m) < 0.2, "events": rng.random(m) < 0.5,
-        "size": rng.integers(28000, 64000, m), "rt": np.exp(rng.normal(np.log(0.06), 0.5, m)),
-    })
+    page = pl.DataFrame(
+        {
+            "sess": sess,
+            "ts": page_t,
+            "kind": kind,
+            "pid": product_ids[pid_idx],
+            "images": images,
+            "q": names[pid_idx],
+            "cat": cats,
+            "retired": retired,
+            "status": status,
+            "first": first_page,
+            "fresh": fresh[sess],
+            "page_no": rng.integers(2, 6, m),
+            "paged": rng.random(m) < 0.2,
+            "events": rng.random(m) < 0.5,
+            "size": rng.integers(28000, 64000, m),
+            "rt": np.exp(rng.normal(np.log(0.06), 0.5, m)),
+        }
+    )
     path = (
-        pl.when(pl.col("kind") == 0).then(pl.lit("/"))
-        .when((pl.col("kind") == 1) & (pl.col("status") == 404)).then(pl.concat_str(pl.lit("/products/"), "retired"))
-        .when(pl.col("kind") == 1).then(pl.concat_str(pl.lit("/products/"), "pid"))
-        .when((pl.col("kind") == 2) & pl.col("paged")).then(
-            pl.concat_str(pl.lit("/category/"), "cat", pl.lit("?page="), pl.col("page_no").cast(pl.String)))
-        .when(pl.col("kind") == 2).then(pl.concat_str(pl.lit("/category/"), "cat"))
-        .when(pl.col("kind") == 3).then(pl.concat_str(pl.lit("/search?q="), "q"))
+        pl.when(pl.col("kind") == 0)
+        .then(pl.lit("/"))
+        .when((pl.col("kind") == 1) & (pl.col("status") == 404))
+        .then(pl.concat_str(pl.lit("/products/"), "retired"))
+        .when(pl.col("kind") == 1)
+        .then(pl.concat_str(pl.lit("/products/"), "pid"))
+        .when((pl.col("kind") == 2) & pl.col("paged"))
+        .then(
+            pl.concat_str(
+                pl.lit("/category/"), "cat", pl.lit("?page="), pl.col("page_no").cast(pl.String)
+            )
+        )
+        .when(pl.col("kind") == 2)
+        .then(pl.concat_str(pl.lit("/category/"), "cat"))
+        .when(pl.col("kind") == 3)
+        .then(pl.concat_str(pl.lit("/search?q="), "q"))
         .otherwise(pl.lit("/cart"))
     )
     page = page.with_columns(path.alias("path"))
     entry_ref = pl.Series(np.where(rng.random(m) < 0.45, "https://www.google.com/", "-"))
     page = page.with_columns(
-        pl.when(pl.col("first")).then(entry_ref)
-        .otherwise(pl.concat_str(pl.lit(SITE), pl.col("path").shift(1))).alias("page_ref")
+        pl.when(pl.col("first"))
+        .then(entry_ref)
+        .otherwise(pl.concat_str(pl.lit(SITE), pl.col("path").shift(1)))
+        .alias("page_ref")
     )
     # Lines per page: the page, static bundle (first page, fresh browser), images (product
     # pages), the cart call, and the analytics beacon on half the pages.
     n_static = pl.when(pl.col("first") & pl.col("fresh")).then(len(_STATIC)).otherwise(0)
-    n_img = pl.when((pl.col("kind") == 1) & (pl.col("status") == 200)).then(pl.col("images")).otherwise(0)
+    n_img = (
+        pl.when((pl.col("kind") == 1) & (pl.col("status") == 200))
+        .then(pl.col("images"))
+        .otherwise(0)
+    )
     page = page.with_columns(n_static.alias("n_static"), n_img.alias("n_img"))
     page = page.with_columns(
-        (1 + pl.col("n_static") + pl.col("n_img") + 1 + pl.col("events").cast(pl.Int64)).alias("n_lines")
+        (1 + pl.col("n_static") + pl.col("n_img") + 1 + pl.col("events").cast(pl.Int64)).alias(
+            "n_lines"
+        )
     )
-    page = page.select("sess", "ts", "path", "page_ref", "pid", "status", "size", "rt", "n_static", "n_img", "n_lines")
+    page = page.select(
+        "sess",
+        "ts",
+        "path",
+        "page_ref",
+        "pid",
+        "status",
+        "size",
+        "rt",
+        "n_static",
+        "n_img",
+        "n_lines",
+    )
     rows = page.with_columns(pl.int_ranges(0, "n_lines").alias("j")).explode("j")
     j = pl.col("j")
     k_static = j - 1
@@ -218,41 +303,106 @@ def _sessions(
         static_expr = pl.when(k_static == s).then(pl.lit(_STATIC[s])).otherwise(static_expr)
     size_static = pl.lit(0)
     for s in range(len(_STATIC) - 1, -1, -1):
-        size_static = pl.when(k_static == s).then(pl.lit(int(_STATIC_SIZE[s]))).otherwise(size_static)
+        size_static = (
+            pl.when(k_static == s).then(pl.lit(int(_STATIC_SIZE[s]))).otherwise(size_static)
+        )
     jitter = pl.Series(rng.uniform(0.01, 0.6, rows.height))
     rows = rows.with_columns(
-        pl.when(j == 0).then(pl.col("path"))
-        .when(k_static < pl.col("n_static")).then(static_expr)
-        .when(k_img < pl.col("n_img")).then(
-            pl.concat_str(pl.lit("/media/products/"), "pid", pl.lit("/"), (k_img + 1).cast(pl.String), pl.lit(".webp")))
-        .when(k_after == 0).then(pl.lit("/api/cart"))
-        .otherwise(pl.lit("/api/events")).alias("line_path"),
-        pl.when(j == 0).then(pl.col("status"))
-        .when(k_after >= 1).then(pl.lit(204)).otherwise(pl.lit(200)).alias("line_status"),
-        pl.when(j == 0).then(pl.col("size"))
-        .when(k_static < pl.col("n_static")).then(size_static)
-        .when(k_img < pl.col("n_img")).then(pl.col("size") * 3)
-        .when(k_after == 0).then(pl.lit(517)).otherwise(pl.lit(0)).alias("line_size"),
-        pl.when(j == 0).then(pl.lit("GET")).when(k_after >= 1).then(pl.lit("POST")).otherwise(pl.lit("GET")).alias("method"),
-        pl.when(j == 0).then(pl.col("ts")).otherwise(pl.col("ts") + pl.col("rt") + jitter * j.cast(pl.Float64).sqrt()).alias("ts"),
-        pl.when(j == 0).then(pl.col("rt")).when(k_after == 0).then(pl.col("rt") * 0.3).otherwise(pl.lit(0.001)).alias("rt"),
-        pl.when(j == 0).then(pl.col("page_ref")).otherwise(pl.concat_str(pl.lit(SITE), "path")).alias("ref"),
+        pl.when(j == 0)
+        .then(pl.col("path"))
+        .when(k_static < pl.col("n_static"))
+        .then(static_expr)
+        .when(k_img < pl.col("n_img"))
+        .then(
+            pl.concat_str(
+                pl.lit("/media/products/"),
+                "pid",
+                pl.lit("/"),
+                (k_img + 1).cast(pl.String),
+                pl.lit(".webp"),
+            )
+        )
+        .when(k_after == 0)
+        .then(pl.lit("/api/cart"))
+        .otherwise(pl.lit("/api/events"))
+        .alias("line_path"),
+        pl.when(j == 0)
+        .then(pl.col("status"))
+        .when(k_after >= 1)
+        .then(pl.lit(204))
+        .otherwise(pl.lit(200))
+        .alias("line_status"),
+        pl.when(j == 0)
+        .then(pl.col("size"))
+        .when(k_static < pl.col("n_static"))
+        .then(size_static)
+        .when(k_img < pl.col("n_img"))
+        .then(pl.col("size") * 3)
+        .when(k_after == 0)
+        .then(pl.lit(517))
+        .otherwise(pl.lit(0))
+        .alias("line_size"),
+        pl.when(j == 0)
+        .then(pl.lit("GET"))
+        .when(k_after >= 1)
+        .then(pl.lit("POST"))
+        .otherwise(pl.lit("GET"))
+        .alias("method"),
+        pl.when(j == 0)
+        .then(pl.col("ts"))
+        .otherwise(pl.col("ts") + pl.col("rt") + jitter * j.cast(pl.Float64).sqrt())
+        .alias("ts"),
+        pl.when(j == 0)
+        .then(pl.col("rt"))
+        .when(k_after == 0)
+        .then(pl.col("rt") * 0.3)
+        .otherwise(pl.lit(0.001))
+        .alias("rt"),
+        pl.when(j == 0)
+        .then(pl.col("page_ref"))
+        .otherwise(pl.concat_str(pl.lit(SITE), "path"))
+        .alias("ref"),
     )
     sess_idx = rows.get_column("sess").cast(pl.UInt32)
     rows = rows.select(
-        "ts", "method", "line_path", "line_status", "line_size", "ref", "rt",
+        "ts",
+        "method",
+        "line_path",
+        "line_status",
+        "line_size",
+        "ref",
+        "rt",
         pl.Series("ip", ip.tolist(), dtype=pl.String).gather(sess_idx),
         pl.Series("ua", ua.tolist(), dtype=pl.String).gather(sess_idx),
     )
     rows = rows.filter(pl.col("ts") < float(minute_t[0] + span))
     ms = (pl.col("rt") * 1000).round(0).cast(pl.Int64)
-    rt_text = pl.concat_str((ms // 1000).cast(pl.String), pl.lit("."), (ms % 1000).cast(pl.String).str.zfill(3))
-    stamp = (pl.col("ts") * 1_000_000).cast(pl.Int64).cast(pl.Datetime("us", "UTC")).dt.strftime("%d/%b/%Y:%H:%M:%S +0000")
+    rt_text = pl.concat_str(
+        (ms // 1000).cast(pl.String), pl.lit("."), (ms % 1000).cast(pl.String).str.zfill(3)
+    )
+    stamp = (
+        (pl.col("ts") * 1_000_000)
+        .cast(pl.Int64)
+        .cast(pl.Datetime("us", "UTC"))
+        .dt.strftime("%d/%b/%Y:%H:%M:%S +0000")
+    )
     line = pl.concat_str(
-        pl.col("ip"), pl.lit(" - - ["), stamp, pl.lit('] "'), pl.col("method"), pl.lit(" "),
-        pl.col("line_path"), pl.lit(' HTTP/2.0" '), pl.col("line_status").cast(pl.String), pl.lit(" "),
-        pl.col("line_size").cast(pl.String), pl.lit(' "'), pl.col("ref"), pl.lit('" "'), pl.col("ua"),
-        pl.lit('" '), rt_text,
+        pl.col("ip"),
+        pl.lit(" - - ["),
+        stamp,
+        pl.lit('] "'),
+        pl.col("method"),
+        pl.lit(" "),
+        pl.col("line_path"),
+        pl.lit(' HTTP/2.0" '),
+        pl.col("line_status").cast(pl.String),
+        pl.lit(" "),
+        pl.col("line_size").cast(pl.String),
+        pl.lit(' "'),
+        pl.col("ref"),
+        pl.lit('" "'),
+        pl.col("ua"),
+        pl.lit('" '),
+        rt_text,
     )
     return rows.select(pl.col("ts"), line.alias("line"))
-
