@@ -16,12 +16,12 @@ __all__ = [
     "account_event",
     "bot_device",
     "dc_ips",
-    "gaps",
     "hex_id",
     "hosting_block",
     "leaked_email",
     "new_card",
     "order",
+    "paced",
     "residential_ips",
     "signup",
     "spread",
@@ -46,11 +46,16 @@ def spread(rng: np.random.Generator, start: float, end: float, n: int) -> np.nda
     return np.sort(rng.uniform(start, end, size=n))
 
 
-def gaps(
-    rng: np.random.Generator, start: float, median_gap: float, n: int, sigma: float = 0.35
+def paced(
+    rng: np.random.Generator, start: float, pace: float, lo: float, hi: float, n: int
 ) -> np.ndarray:
-    """``n`` times from ``start`` with gaps scattered (log-normally) around ``median_gap``."""
-    return start + np.cumsum(median_gap * np.exp(rng.normal(0.0, sigma, n)))
+    """``n`` times from ``start``, each gap uniform within 30% of ``pace`` and inside [lo, hi].
+
+    The way a tool's randomized delay works: the operator sets a pace from the documented
+    range and every wait varies around it, never outside the range.
+    """
+    a, b = max(lo, 0.7 * pace), min(hi, 1.3 * pace)
+    return start + np.cumsum(rng.uniform(a, b, n))
 
 
 def dc_ips(rng: np.random.Generator, shop: Shop, n: int, providers: int = 2) -> list[str]:

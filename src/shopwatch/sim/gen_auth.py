@@ -12,11 +12,11 @@ from shopwatch.sim.draw import (
     account_event,
     bot_device,
     dc_ips,
-    gaps,
     hex_id,
     leaked_email,
     new_card,
     order,
+    paced,
     residential_ips,
     signup,
     spread,
@@ -47,7 +47,7 @@ def _visible(times: np.ndarray, c: Campaign) -> np.ndarray:
 
 
 def _brute_force(out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, tr: Traffic) -> None:
-    p = draw(rng, c.kind, c.variant)
+    p = draw(rng, c.kind, c.variant, c.params)
     idx = rng.choice(len(shop.customers), int(p["targets"]), replace=False)
     targets = [shop.customers[int(i)] for i in idx]
     if c.low:
@@ -55,7 +55,8 @@ def _brute_force(out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, tr
         ua = str(rng.choice(_CURRENT_UAS))
         natural = c.last(p["duration_h"] * 3600)
         n = int((min(natural, c.end) - c.start) / p["interval_s"] * 1.5) + 2
-        times = gaps(rng, c.start, p["interval_s"], n)
+        r = RANGES[(c.kind, c.variant)]["interval_s"]
+        times = paced(rng, c.start, p["interval_s"], r.lo, r.hi, n)
         times = times[times < natural]
     else:
         ips = dc_ips(rng, shop, 1)
@@ -119,7 +120,7 @@ def _brute_force(out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, tr
 def _credential_stuffing(
     out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, tr: Traffic
 ) -> None:
-    p = draw(rng, c.kind, c.variant)
+    p = draw(rng, c.kind, c.variant, c.params)
     n_ips = int(p["ips"])
     if c.low:
         natural = c.last(p["duration_h"] * 3600)
@@ -246,7 +247,7 @@ _SSH_P: Final = np.array(
 def _ssh_brute_force(
     out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, tr: Traffic
 ) -> None:
-    p = draw(rng, c.kind, c.variant)
+    p = draw(rng, c.kind, c.variant, c.params)
     host = str(rng.choice(["bastion-1", "web-1", "web-2"]))
     if c.low:
         natural = c.last(p["duration_h"] * 3600)
@@ -259,13 +260,13 @@ def _ssh_brute_force(
         )
         horizon = min(natural, c.end)
         chunks_t, chunks_ip = [], []
+        r = RANGES[(c.kind, c.variant)]["interval_s"]
         for j in range(n_ips):
-            interval = p["interval_s"] * float(np.exp(rng.normal(0.0, 0.3)))
-            first = c.start + float(rng.uniform(0, interval))
-            m = int((horizon - first) / interval * 1.3) + 2
-            t = first + np.concatenate(
-                ([0.0], np.cumsum(interval * np.exp(rng.normal(0.0, 0.35, m - 1))))
-            )
+            # each bot keeps its own pace, near the herder's setting and inside the range
+            pace = min(max(p["interval_s"] * float(rng.uniform(0.8, 1.25)), r.lo), r.hi)
+            first = c.start + float(rng.uniform(0, pace))
+            m = int((horizon - first) / (0.7 * pace)) + 2
+            t = np.concatenate(([first], paced(rng, first, pace, r.lo, r.hi, m - 1)))
             t = t[t < horizon]
             chunks_t.append(t)
             chunks_ip.append(np.full(t.size, j))
@@ -313,7 +314,7 @@ _DROP_COUNTRIES: Final = ("NG", "RO", "US", "GB", "NL", "UA", "BR")
 def _account_takeover(
     out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, tr: Traffic
 ) -> None:
-    p = draw(rng, c.kind, c.variant)
+    p = draw(rng, c.kind, c.variant, c.params)
     n = int(p["victims"])
     victims = [shop.customers[int(i)] for i in rng.choice(len(shop.customers), n, replace=False)]
     gap = p["step_gap_s"]
@@ -384,7 +385,7 @@ def _account_takeover(
 def _fake_account_creation(
     out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, tr: Traffic
 ) -> None:
-    p = draw(rng, c.kind, c.variant)
+    p = draw(rng, c.kind, c.variant, c.params)
     created: list[str] = []
     requests = 0
     if c.low:

@@ -33,7 +33,7 @@ def _base_rate(shop: Shop) -> float:
 
 
 def _flash_sale(out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, tr: Traffic) -> None:
-    p = draw(rng, c.kind, c.variant)
+    p = draw(rng, c.kind, c.variant, c.params)
     mult = p["multiplier"]
     promo = str(rng.choice(["FLASH30", "MIDSUMMER30", "WEEKEND25", "NORDIC20"]))
     natural = c.last(p["duration_min"] * 60)
@@ -55,7 +55,7 @@ def _flash_sale(out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, tr:
 def _corporate_nat(
     out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, tr: Traffic
 ) -> None:
-    p = draw(rng, c.kind, c.variant)
+    p = draw(rng, c.kind, c.variant, c.params)
     hour = (c.start / 3600) % 24
     sizes = {k: sum(1 for cu in shop.customers if cu.country == k) for k in data.COUNTRIES}
     offices = [
@@ -101,7 +101,7 @@ def _corporate_nat(
 def _search_crawler(
     out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, tr: Traffic
 ) -> None:
-    p = draw(rng, c.kind, c.variant)
+    p = draw(rng, c.kind, c.variant, c.params)
     bot = str(rng.choice(["googlebot", "bingbot"]))
     pool = IpPool(list(data.CRAWLER_RANGES[bot]))
     ips = sorted(set(pool.sample(rng, int(p["ips"]))))
@@ -167,7 +167,7 @@ def _search_crawler(
 def _forgetful_customer(
     out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, tr: Traffic
 ) -> None:
-    p = draw(rng, c.kind, c.variant)
+    p = draw(rng, c.kind, c.variant, c.params)
     cust = shop.customers[int(rng.integers(0, len(shop.customers)))]
     v = tr.visitor_for(rng, cust, ip=cust.ips[0])
     sid = _sid(rng)
@@ -196,7 +196,7 @@ def _office_time(c: Campaign, t: float) -> float:
 def _office_bulk_export(
     out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, tr: Traffic
 ) -> None:
-    p = draw(rng, c.kind, c.variant)
+    p = draw(rng, c.kind, c.variant, c.params)
     staff = shop.staff[int(rng.integers(0, len(shop.staff)))]
     usual = int(p["usual_records"])
     records = int(usual * p["factor"])
@@ -252,7 +252,7 @@ _RETRY_CODES: Final = (
 def _declined_card_retry(
     out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, tr: Traffic
 ) -> None:
-    p = draw(rng, c.kind, c.variant)
+    p = draw(rng, c.kind, c.variant, c.params)
     natural = c.last(p["duration_min"] * 60)
     n = int(p["customers"])
     retries = int(p["retries"])
@@ -344,7 +344,7 @@ def _declined_card_retry(
 
 
 def _mobile_cgnat(out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, tr: Traffic) -> None:
-    p = draw(rng, c.kind, c.variant)
+    p = draw(rng, c.kind, c.variant, c.params)
     country = str(rng.choice(["DE", "GB", "FR", "US", "NL"]))
     ip = residential_ips(rng, shop, 1, country)[0]
     locals_ = [cu for cu in shop.customers if cu.country == country]
@@ -375,7 +375,7 @@ def _mobile_cgnat(out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, t
 
 
 def _moving_house(out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, tr: Traffic) -> None:
-    p = draw(rng, c.kind, c.variant)
+    p = draw(rng, c.kind, c.variant, c.params)
     gap = p["step_gap_s"]
     t = c.start
     for _ in range(int(p["customers"])):

@@ -61,7 +61,7 @@ def _data_event(
 def _staff_exfiltration(
     out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, tr: Traffic
 ) -> None:
-    p = draw(rng, c.kind, c.variant)
+    p = draw(rng, c.kind, c.variant, c.params)
     staff = shop.staff[int(rng.integers(0, len(shop.staff)))]
     obj = str(rng.choice(_OBJECTS))
     c.add("user.name", staff.email)
@@ -146,7 +146,7 @@ _NEW_VENDORS: Final = (
 def _vendor_data_leak(
     out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, tr: Traffic
 ) -> None:
-    p = draw(rng, c.kind, c.variant)
+    p = draw(rng, c.kind, c.variant, c.params)
     name, domain, address = _NEW_VENDORS[int(rng.integers(0, len(_NEW_VENDORS)))]
     natural = c.last((p["duration_h"] * 3600) if c.low else (p["duration_min"] * 60))
     n = int(rng.poisson(p["calls_per_min"] * (min(natural, c.end) - c.start) / 60))

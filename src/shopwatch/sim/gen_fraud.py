@@ -38,7 +38,7 @@ _CODE_P: Final = np.array([w for _, w in data.DECLINES_CARD_TESTING]) / sum(
 
 
 def _card_testing(out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, tr: Traffic) -> None:
-    p = draw(rng, c.kind, c.variant)
+    p = draw(rng, c.kind, c.variant, c.params)
     n_cards = int(p["cards"])
     bins = [str(b) for b in rng.choice(_BINS, size=int(rng.integers(1, 4)), replace=False)]
     amount = float(rng.choice([0.5, 1.0, 1.0, 2.0, 2.99, 4.99, 5.0]))
@@ -177,7 +177,7 @@ def _card_testing(out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, t
 
 
 def _promo_abuse(out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, tr: Traffic) -> None:
-    p = draw(rng, c.kind, c.variant)
+    p = draw(rng, c.kind, c.variant, c.params)
     n = int(p["accounts"])
     # A single-use code (a welcome or influencer code) that leaked and is redeemed again and again.
     code = f"WELCOME-{hex_id(rng, 3).upper()}"
@@ -283,7 +283,7 @@ def _promo_abuse(out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, tr
 def _inventory_hoarding(
     out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, tr: Traffic
 ) -> None:
-    p = draw(rng, c.kind, c.variant)
+    p = draw(rng, c.kind, c.variant, c.params)
     # One limited product (a best seller), held in many carts at the most the shop allows.
     product = shop.products[int(np.argmax(shop.product_p))]
     qty = int(p["max_quantity"])

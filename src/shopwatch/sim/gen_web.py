@@ -9,9 +9,9 @@ from urllib.parse import quote_plus, unquote
 import numpy as np
 
 from shopwatch.sim import data
-from shopwatch.sim.draw import bot_device, dc_ips, gaps, hosting_block, residential_ips, spread
+from shopwatch.sim.draw import bot_device, dc_ips, hosting_block, paced, residential_ips, spread
 from shopwatch.sim.emit import Out
-from shopwatch.sim.ranges import draw
+from shopwatch.sim.ranges import RANGES, draw
 from shopwatch.sim.traffic import _STATIC, SITE, Traffic, Visitor, _lognormal, emit_api_form
 from shopwatch.sim.world import Shop, pick_browser
 
@@ -124,13 +124,14 @@ def _scan_status(path: str, rng: np.random.Generator) -> tuple[int, int]:
 
 
 def _vuln_scanner(out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, tr: Traffic) -> None:
-    p = draw(rng, c.kind, c.variant)
+    p = draw(rng, c.kind, c.variant, c.params)
     n = int(p["requests"])
     if c.low:  # throttled, browser-like, from a few rented addresses
         ips = dc_ips(rng, shop, int(p["ips"]), providers=1)
         tool = "slow"
         ua_fixed = str(rng.choice(_DESKTOP_UAS))
-        times = gaps(rng, c.start, p["interval_s"], n, sigma=0.5)
+        r = RANGES[(c.kind, c.variant)]["interval_s"]
+        times = paced(rng, c.start, p["interval_s"], r.lo, r.hi, n)
         rate = 1.0 / p["interval_s"]
     else:
         ips = dc_ips(rng, shop, 1)
@@ -180,7 +181,7 @@ def _injection(
     payloads: tuple[str, ...],
     sqli: bool,
 ) -> None:
-    p = draw(rng, c.kind, c.variant)
+    p = draw(rng, c.kind, c.variant, c.params)
     if c.low:  # by hand, from a browser, a handful of payloads over hours
         ips = residential_ips(rng, shop, 1) if rng.random() < 0.6 else dc_ips(rng, shop, 1)
         ua, _ = pick_browser(rng, mobile=False)
@@ -264,7 +265,7 @@ def _xss_probe(out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, tr: 
 
 
 def _scraping(out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, tr: Traffic) -> None:
-    p = draw(rng, c.kind, c.variant)
+    p = draw(rng, c.kind, c.variant, c.params)
     ordered = sorted(shop.products, key=lambda pr: int(pr.id))
     total = 0
     if not c.low:
@@ -404,7 +405,7 @@ _SEARCH_WORDS: Final = (
 
 
 def _http_flood(out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, tr: Traffic) -> None:
-    p = draw(rng, c.kind, c.variant)
+    p = draw(rng, c.kind, c.variant, c.params)
     n_ips = int(p["ips"])
     if c.low:
         ips = (

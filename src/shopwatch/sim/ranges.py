@@ -9,7 +9,7 @@ detector's threshold: a draw that makes a campaign too small to notice stays too
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 
@@ -260,8 +260,14 @@ RANGES: Final[dict[tuple[str, str], dict[str, Range]]] = {
 }
 
 
-def draw(rng: np.random.Generator, kind: str, variant: str) -> dict[str, float]:
-    """One draw of every parameter of ``kind``/``variant``; integers for the int ranges."""
+def draw(
+    rng: np.random.Generator, kind: str, variant: str, record: dict[str, Any] | None = None
+) -> dict[str, float]:
+    """One draw of every parameter of ``kind``/``variant``; integers for the int ranges.
+
+    ``record`` (a campaign's ground-truth params) receives every value drawn, floats
+    rounded to four significant digits.
+    """
     out: dict[str, float] = {}
     for name, r in RANGES[(kind, variant)].items():
         if r.dist == "log-uniform":
@@ -274,4 +280,7 @@ def draw(rng: np.random.Generator, kind: str, variant: str) -> dict[str, float]:
             out[name] = int(rng.integers(int(r.lo), int(r.hi) + 1))
         else:
             raise ValueError(f"unknown distribution {r.dist!r} for {kind}/{variant}.{name}")
+    if record is not None:
+        for name, value in out.items():
+            record[name] = value if isinstance(value, int) else float(f"{value:.4g}")
     return out
