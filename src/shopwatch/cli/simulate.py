@@ -46,7 +46,9 @@ def simulate_cmd(
         5000, "--customers", min=50, help="Registered customers of the shop."
     ),
     campaigns: str | None = typer.Option(
-        None, "--campaigns", help="Comma-separated campaign kinds, 'all' (default) or 'none'."
+        None,
+        "--campaigns",
+        help="Comma-separated campaign kinds (each runs loud and low-and-slow), 'all' (default) or 'none'.",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary."),
 ) -> None:
@@ -80,12 +82,13 @@ def simulate_cmd(
     console.print(files)
     if result.campaigns:
         table = Table(title="campaigns", show_edge=False)
-        for col in ("id", "benign", "category", "start", "end", "sources"):
+        for col in ("id", "variant", "benign", "category", "start", "end", "sources"):
             table.add_column(col)
         for c in result.campaigns:
             ips = c["entities"].get("source.ip", [])
             table.add_row(
                 c["id"],
+                c.get("variant", "loud"),
                 "yes" if c["benign"] else "no",
                 c["rule.category"],
                 c["start"][11:19],
