@@ -181,7 +181,10 @@ def generate(
         raise ValueError(f"{campaign.kind} has no variant {campaign.variant!r}")
     if out.sink.horizon is not None:
         campaign.end = min(campaign.end, out.sink.horizon)
+    before = out.sink.pushed
     _GENERATORS[campaign.kind](out, rng, campaign, shop, traffic)
+    if out.sink.pushed == before:  # the run ended before the campaign wrote anything
+        campaign.entities = {}
     if campaign.end == float("inf"):
         campaign.end = campaign.start
     return campaign

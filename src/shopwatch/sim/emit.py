@@ -199,6 +199,11 @@ class Sink:
         self._seq += 1
         heapq.heappush(self._heap, (ts, self._seq, fmt, line))
 
+    @property
+    def pushed(self) -> int:
+        """Lines queued so far (ever), not counting those dropped past the horizon."""
+        return self._seq
+
     def drain(self) -> list[tuple[float, str, str]]:
         """Every queued line as ``(time, format, line)``, oldest first; empties the queue."""
         heap, self._heap = self._heap, []

@@ -117,12 +117,11 @@ def plan_campaigns(
         else:
             begin = min(k * slot + float(rng.uniform(0, slot)), minutes - room)
             k += 1
-        begin = round(max(begin, 0.0) * 60, 3) / 60
-        plans.append(
-            PlannedCampaign(
-                kind, t0 + begin * 60, math.floor((minutes - begin) * 1000) / 1000, variant
-            )
-        )
+        # whole seconds: the access log and syslog have no finer time, so a campaign's
+        # recorded start is never after its first line's timestamp
+        offset_s = math.floor(max(begin, 0.0) * 60)
+        left = math.floor((minutes * 60 - offset_s) * 1000 / 60) / 1000
+        plans.append(PlannedCampaign(kind, t0 + offset_s, left, variant))
     plans.sort(key=lambda p: (p.start, p.kind, p.variant))
     return plans
 
@@ -162,7 +161,7 @@ def _live_schedule(seed: int, start: float) -> Iterator[PlannedCampaign]:
             dur = (
                 float(rng.uniform(2.5, 6.0)) if kind != "flash_sale" else float(rng.uniform(8, 15))
             )
-            block.append(PlannedCampaign(kind, t, dur))
+            block.append(PlannedCampaign(kind, float(math.floor(t)), dur))
             t += float(rng.uniform(60, 200))
             k += 1
         yield from sorted(block, key=lambda p: p.start)
