@@ -314,6 +314,7 @@ def _scraping(out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, tr: T
     ips, block = hosting_block(rng, shop, n_ips)
     natural = c.last(p["duration_h"] * 3600)
     pages_per_ip = int(p["pages_per_ip"])
+    gap = RANGES[(c.kind, c.variant)]["gap_s"]
     used: list[str] = []
     cursor = int(rng.integers(0, len(ordered)))
     for ip in ips:
@@ -371,7 +372,7 @@ def _scraping(out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, tr: T
                     total += 1
             out.web(a + 0.3, ip, "GET", "/api/cart", 200, 212, SITE + path, ua, 0.01, "HTTP/2.0")
             total += 1
-            t += float(rng.uniform(p["gap_s"] * 0.7, p["gap_s"] * 1.3))
+            t += float(rng.uniform(max(gap.lo, 0.7 * p["gap_s"]), min(gap.hi, 1.3 * p["gap_s"])))
     c.add("source.ip", used)
     c.params.update(
         {
