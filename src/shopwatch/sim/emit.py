@@ -10,6 +10,7 @@ built once that minute can no longer change (:meth:`Sink.close_minute`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import heapq
 import time
@@ -64,6 +65,11 @@ APP_IP: Final = "10.0.2.21"
 
 def nginx_time(ts: float) -> str:
     """``03/Jun/2025:08:00:01 +0000`` for an epoch second (UTC, English month names)."""
+    return _nginx_second(int(ts // 1))
+
+
+@functools.lru_cache(maxsize=4096)
+def _nginx_second(ts: int) -> str:
     t = time.gmtime(ts)
     return f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
 

@@ -434,20 +434,29 @@ def _http_flood(out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, tr:
     rts = 0.35 * (1.0 + load) * np.exp(rng.normal(0.0, 0.5, n))
     fail = rng.random(n) < min(0.03 * load, 0.6)
     endpoint = "/search" if rng.random() < 0.7 else "/api/products"
-    for k in range(n):
-        q = quote_plus(_SEARCH_WORDS[int(words[k])])
-        target = f"{endpoint}?q={q}&page={int(pages[k])}&sort=relevance"
-        status = 503 if fail[k] else 200
+    quoted = [quote_plus(w) for w in _SEARCH_WORDS]
+    ua_by_ip = [str(uas[int(u)]) for u in ua_of]
+    rows = zip(
+        times.tolist(),
+        owner.tolist(),
+        words.tolist(),
+        pages.tolist(),
+        rts.tolist(),
+        fail.tolist(),
+        strict=True,
+    )
+    for ts, who, word, page, rt, failed in rows:
+        target = f"{endpoint}?q={quoted[word]}&page={page}&sort=relevance"
         out.web(
-            float(times[k]),
-            ips[int(owner[k])],
+            ts,
+            ips[who],
             "GET",
             target,
-            status,
-            612 if fail[k] else 48211,
+            503 if failed else 200,
+            612 if failed else 48211,
             "-",
-            str(uas[int(ua_of[int(owner[k])])]),
-            float(rts[k]),
+            ua_by_ip[who],
+            rt,
             "HTTP/1.1",
         )
     c.add("source.ip", sorted({ips[int(j)] for j in owner}))
