@@ -54,7 +54,7 @@ def _brute_force(out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, tr
         ips = residential_ips(rng, shop, int(p["ips"]))
         ua = str(rng.choice(_CURRENT_UAS))
         natural = c.last(p["duration_h"] * 3600)
-        n = int((min(natural, c.end) - c.start) / p["interval_s"] * 1.5) + 2
+        n = int((natural - c.start) / (0.7 * p["interval_s"])) + 2  # enough waits to reach the end
         r = RANGES[(c.kind, c.variant)]["interval_s"]
         times = paced(rng, c.start, p["interval_s"], r.lo, r.hi, n)
         times = times[times < natural]
