@@ -48,21 +48,22 @@ def test_per_label_detected_benign_and_unlabelled(tmp_path: Path) -> None:
     alerts = [
         _alert(1, source_ip="203.0.113.1"),
         _alert(30, source_ip="203.0.113.2"),  # outside its span: not detected
-        _alert(2, user_name="mallory@x.example", source_ip="198.51.100.9"),  # ip unlabelled
+        _alert(2, user_name="mallory@x.example", source_ip="198.51.100.9"),  # about mallory
         _alert(3, source_ip="192.0.2.10"),  # a benign entity alerted
     ]
     f = score_labels(labels, alerts)
-    assert f["labels"]["credential_stuffing"] | {"rules": []} == {
+    assert f["labels"]["credential_stuffing"] == {
         "detected": 1,
         "total": 2,
         "share": 0.5,
-        "rules": [],
+        "rules": ["rule.x"],
     }
     assert f["labels"]["scanner"]["detected"] == 0
     assert f["labels"]["account_takeover"]["detected"] == 1
     assert f["labels"]["benign"] == {"detected": 1, "total": 2, "share": 0.5, "rules": ["rule.x"]}
     assert f["benign_alerted"] == 1 and f["benign_alerted_examples"] == ["192.0.2.10"]
-    assert f["unlabelled_alerted"] == 1 and f["unlabelled_alerted_examples"] == ["198.51.100.9"]
+    # The alert on mallory also names an address nobody labelled; it is still about mallory.
+    assert f["unlabelled_alerted"] == 0
     assert f["recall"] == 0.5  # 2 of the 4 attack entities
 
 
@@ -77,11 +78,47 @@ def test_per_label_detected_benign_and_unlabelled(tmp_path: Path) -> None:
             "end is before start",
         ),
         ("entity,label\n", "no labelled entities"),
+        ("entity,label\n1.2.3.4,scanner,a note, with a comma\n", "4 values for 2 columns"),
+        ("", "is empty"),
     ],
 )
 def test_bad_labels_are_clear_errors(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         read_labels(_csv(tmp_path, text))
+
+
+def test_labels_csv_leniency(tmp_path: Path) -> None:
+    path = tmp_path / "labels.csv"
+    path.write_text(
+        "\ufeffEntity,Label,End,Note\n"
+        "192.0.2.10,Benign,,office\n"
+        "\n"
+        "203.0.113.9,scanner,2025-06-03,a date ends with its day\n"
+    )
+    labels = read_labels(path)
+    assert [lab.label for lab in labels] == ["benign", "scanner"]
+    f = score_labels(
+        labels, [_alert(600, source_ip="203.0.113.9"), _alert(1, source_ip="192.0.2.10")]
+    )
+    assert f["labels"]["scanner"]["detected"] == 1  # 18:00 on the end date still counts
+    assert f["benign_alerted"] == 1
+
+
+def test_latin1_labels_are_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "labels.csv"
+    path.write_bytes("entity,label\nm\xfcller@x.example,ato\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="UTF-8 CSV expected"):
+        read_labels(path)
+
+
+def test_unlabelled_counts_alerts_about_no_labelled_entity(tmp_path: Path) -> None:
+    labels = read_labels(_csv(tmp_path, "entity,label\n203.0.113.1,scanner\n"))
+    alerts = [
+        _alert(1, source_ip="203.0.113.1", host_name="web-1"),  # labelled; the host is not news
+        _alert(2, source_ip="198.51.100.4", host_name="web-1"),  # nobody's: its address counts
+    ]
+    f = score_labels(labels, alerts)
+    assert f["unlabelled_alerted"] == 1 and f["unlabelled_alerted_examples"] == ["198.51.100.4"]
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:

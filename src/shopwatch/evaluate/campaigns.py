@@ -1,23 +1,29 @@
 """Scoring alerts against simulated campaigns: ``evaluate campaigns`` and ``evaluate sim``.
 
 The ground truth is the ``ground_truth.json`` a ``simulate`` run writes beside its logs: a
-list of campaigns, each with ``id``, ``kind``, ``benign``, ``start``, ``end``,
-``rule.category`` (the category a detection should raise), optionally ``variant`` (``loud``
-or ``low_slow``) and ``entities`` (field → values an alert about it may name: the
-attackers' addresses, devices, sessions, cards and accounts, and the accounts they
-targeted).
+list of campaigns, each with ``id``, ``kind``, ``benign``, ``start``, ``end`` and
+``entities`` (field → values an alert about it may name: the attackers' addresses,
+devices, sessions, cards and accounts, and the accounts they targeted), optionally
+``rule.category`` (the category a detection should raise; also read as
+``{"rule": {"category": ...}}``) and ``variant`` (``loud`` or ``low_slow``). Times are RFC
+3339 or epoch seconds.
 
-An alert *covers* a campaign when it names one of the campaign's entities and fires
-between the campaign's start and ``grace_s`` after its end (event time). From that:
+An alert *covers* a campaign when it names one of the campaign's entities (shared
+infrastructure such as ``host.name`` aside) and fires between the campaign's start and
+``grace_s`` after its end (event time). From that:
 
-- per attack campaign: detected, category matched, time to detect (first covering alert -
-  start), alerts, rules;
+- per attack campaign: detected, category matched, time to detect (first covering alert
+  minus start), alerts, rules;
 - per benign look-alike: its false alerts;
 - ``fp_alerts``: alerts that cover no attack campaign (look-alikes and strays alike);
 - ``benign_alerted_share``: of the customers active in the run (accounts with a successful
   shop event) that no attack involves, the share named in any alert;
 - per category: precision (alerts of the category that cover an attack) and recall
-  (attacks of the category detected with that category).
+  (attacks of the category detected with that category); campaigns without an expected
+  category count in ``recall`` but not in ``category_recall``.
+
+``evaluate sim`` pools several runs: the campaign records are concatenated and the alert
+tallies added, and the same summary is computed over them.
 """
 
 from __future__ import annotations
@@ -26,222 +32,265 @@ import json
 import statistics
 import tempfile
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-
-import polars as pl
 
 from shopwatch.config import Settings
 from shopwatch.contract import Alert
 from shopwatch.errors import ConfigError
-from shopwatch.evaluate.backtest import Window, alert_values, backtest
+from shopwatch.evaluate.backtest import (
+    Population,
+    Span,
+    backtest,
+    grace,
+    named,
+    parse_time,
+    ratio,
+)
 
 __all__ = [
     "DEFAULT_GRACE_S",
-    "Population",
+    "Tally",
     "evaluate_dir",
     "evaluate_seeds",
     "load_truth",
     "score_campaigns",
+    "summarise",
 ]
 
 #: How long after a campaign's end an alert still counts for it (windows close late).
 DEFAULT_GRACE_S = 300.0
-_TRUTH = "ground_truth.json"
-_LOG_SUFFIXES = (".log", ".ndjson", ".jsonl", ".gz", ".txt")
+TRUTH_FILE = "ground_truth.json"
 
 
-def _time(text: str) -> datetime:
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        raise ConfigError(f"ground truth time {text!r} has no zone offset")
-    return value
+def _category(record: dict[str, Any]) -> str | None:
+    flat = record.get("rule.category")
+    nested = record.get("rule")
+    if flat is None and isinstance(nested, dict):
+        flat = nested.get("category")
+    return str(flat) if flat else None
 
 
 def load_truth(path: Path) -> list[dict[str, Any]]:
-    """The campaigns of a ``ground_truth.json``, checked for the keys scoring needs."""
+    """The campaigns of a ground-truth file, checked and normalised.
+
+    Each record comes back with ``start``/``end`` as aware datetimes, ``entities`` as
+    field → list of strings (a single value becomes a list), ``rule.category`` and
+    ``variant`` present (``None`` when not given).
+    """
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
         raise ConfigError(f"cannot read ground truth {path}: {err}") from err
     if not isinstance(data, list):
         raise ConfigError(f"{path} must hold a JSON list of campaigns")
+    seen: set[str] = set()
+    out: list[dict[str, Any]] = []
     for i, record in enumerate(data):
-        missing = [
-            k
-            for k in ("id", "kind", "benign", "start", "end", "entities")
-            if not isinstance(record, dict) or k not in record
-        ]
+        where = f"{path}: campaign {i}"
+        if not isinstance(record, dict):
+            raise ConfigError(f"{where} is not an object")
+        missing = [k for k in ("id", "kind", "start", "end") if k not in record]
         if missing:
-            raise ConfigError(f"{path}: campaign {i} lacks {', '.join(missing)}")
-        _time(record["start"]), _time(record["end"])
-    return data
+            raise ConfigError(f"{where} lacks {', '.join(missing)}")
+        cid = str(record["id"])
+        if cid in seen:
+            raise ConfigError(f"{where}: the id {cid!r} is used twice")
+        seen.add(cid)
+        entities = record.get("entities") or {}
+        if not isinstance(entities, dict):
+            raise ConfigError(f"{where}: entities must be an object of field → values")
+        values = {
+            str(k): [str(x) for x in (v if isinstance(v, list) else [v]) if x is not None]
+            for k, v in entities.items()
+        }
+        start = parse_time(record["start"], f"{where} start")
+        end = parse_time(record["end"], f"{where} end", end_of_day=True)
+        if end < start:
+            raise ConfigError(f"{where}: end is before start")
+        out.append(
+            {
+                **record,
+                "id": cid,
+                "benign": bool(record.get("benign", False)),
+                "start": start,
+                "end": end,
+                "entities": values,
+                "rule.category": _category(record),
+                "variant": record.get("variant"),
+            }
+        )
+    return out
 
 
 @dataclass(slots=True)
-class Population:
-    """Who was active in a run: accounts with a successful shop event, and source addresses."""
+class Tally:
+    """What a run's alerts add up to, beyond the campaign records (summed over runs)."""
 
-    customers: set[str] = field(default_factory=set)
-    addresses: set[str] = field(default_factory=set)
+    alerts: int = 0
+    fp_alerts: int = 0
+    by_category: Counter[str] = field(default_factory=Counter)
+    true_by_category: Counter[str] = field(default_factory=Counter)
+    benign_customers: int = 0
+    benign_customers_alerted: int = 0
+    benign_addresses: int = 0
+    benign_addresses_alerted: int = 0
 
-    def observe(self, batch: pl.DataFrame) -> None:
-        """Add the accounts and addresses of one parsed batch."""
-        if "user.name" in batch.columns and "event.dataset" in batch.columns:
-            ok = batch.filter(
-                pl.col("event.dataset").str.starts_with("shop.")
-                & pl.col("user.name").is_not_null()
-                & (pl.col("event.outcome").is_null() | pl.col("event.outcome").eq("success"))
-            )
-            self.customers.update(ok["user.name"].unique().to_list())
-        if "source.ip" in batch.columns:
-            self.addresses.update(batch["source.ip"].drop_nulls().unique().to_list())
-
-
-def _window(campaign: dict[str, Any], grace_s: float) -> Window:
-    values = {k: frozenset(str(x) for x in v) for k, v in campaign["entities"].items() if v}
-    return Window(
-        values, _time(campaign["start"]), _time(campaign["end"]) + timedelta(seconds=grace_s)
-    )
+    def add(self, other: Tally) -> None:
+        """Add another run's tally to this one."""
+        self.alerts += other.alerts
+        self.fp_alerts += other.fp_alerts
+        self.by_category.update(other.by_category)
+        self.true_by_category.update(other.true_by_category)
+        self.benign_customers += other.benign_customers
+        self.benign_customers_alerted += other.benign_customers_alerted
+        self.benign_addresses += other.benign_addresses
+        self.benign_addresses_alerted += other.benign_addresses_alerted
 
 
-def _ratio(a: int, b: int) -> float | None:
-    return round(a / b, 4) if b else None
-
-
-def _category(alerts: int, true_alerts: int, campaigns: int, found: int) -> dict[str, Any]:
-    return {
-        "alerts": alerts,
-        "true_alerts": true_alerts,
-        "precision": _ratio(true_alerts, alerts),
-        "campaigns": campaigns,
-        "found": found,
-        "recall": _ratio(found, campaigns),
+def _record(campaign: dict[str, Any], found: list[Alert]) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "id": campaign["id"],
+        "type": campaign["kind"],
+        "variant": campaign["variant"],
+        "benign": campaign["benign"],
+        "category": campaign["rule.category"],
+        "alerts": len(found),
+        "rules": sorted({a.rule_id for a in found}),
     }
+    if campaign["benign"]:
+        record["false_alerts"] = len(found)
+        return record
+    expected = campaign["rule.category"]
+    first = min((a.timestamp for a in found), default=None)
+    record["detected"] = bool(found)
+    record["category_matched"] = (
+        any(a.category == expected for a in found) if expected is not None else None
+    )
+    record["ttd_s"] = (
+        round((first - campaign["start"]).total_seconds(), 3) if first is not None else None
+    )
+    return record
 
 
 def score_campaigns(
     truth: Sequence[dict[str, Any]],
-    alerts: Sequence[Alert],
+    alerts: Iterable[Alert],
     population: Population | None = None,
     *,
     grace_s: float = DEFAULT_GRACE_S,
 ) -> dict[str, Any]:
-    """The figures of one run: per campaign, per category, per variant, and in all."""
-    windows = {c["id"]: _window(c, grace_s) for c in truth}
-    attacks = [c for c in truth if not c["benign"]]
+    """The figures of one run; ``truth`` as :func:`load_truth` returns it."""
+    records, tally = _score(truth, list(alerts), population, grace_s)
+    return summarise(records, tally)
+
+
+def _score(
+    truth: Sequence[dict[str, Any]],
+    alerts: list[Alert],
+    population: Population | None,
+    grace_s: float,
+) -> tuple[list[dict[str, Any]], Tally]:
+    late = grace(grace_s)
+    spans = {
+        c["id"]: Span(
+            {k: frozenset(v) for k, v in c["entities"].items()}, c["start"], c["end"] + late
+        )
+        for c in truth
+    }
     covering: dict[str, list[Alert]] = {c["id"]: [] for c in truth}
-    covers_attack: list[bool] = []
+    tally = Tally(alerts=len(alerts))
     for alert in alerts:
         hit = False
         for c in truth:
-            if windows[c["id"]].covers(alert):
+            if spans[c["id"]].covers(alert):
                 covering[c["id"]].append(alert)
                 hit = hit or not c["benign"]
-        covers_attack.append(hit)
-
-    records: list[dict[str, Any]] = []
-    for c in truth:
-        found = covering[c["id"]]
-        expected = c.get("rule.category")
-        start = _time(c["start"])
-        record: dict[str, Any] = {
-            "id": c["id"],
-            "type": c["kind"],
-            "variant": c.get("variant"),
-            "benign": bool(c["benign"]),
-            "category": expected,
-            "alerts": len(found),
-            "rules": sorted({a.rule_id for a in found}),
-        }
-        if c["benign"]:
-            record["false_alerts"] = len(found)
+        tally.by_category[alert.category] += 1
+        if hit:
+            tally.true_by_category[alert.category] += 1
         else:
-            matched = [a for a in found if a.category == expected]
-            record["detected"] = bool(found)
-            record["category_matched"] = bool(matched)
-            record["ttd_s"] = (
-                round((found[0].timestamp - start).total_seconds(), 3) if found else None
-            )
-        records.append(record)
+            tally.fp_alerts += 1
+    if population is not None:
+        involved = {
+            (k, v) for c in truth if not c["benign"] for k, vs in c["entities"].items() for v in vs
+        }
+        alerted = {pair for a in alerts for pair in named(a)}
+        customers = {("user.name", u) for u in population.customers} - involved
+        addresses = {("source.ip", ip) for ip in population.addresses} - involved
+        tally.benign_customers = len(customers)
+        tally.benign_customers_alerted = len(customers & alerted)
+        tally.benign_addresses = len(addresses)
+        tally.benign_addresses_alerted = len(addresses & alerted)
+    return [_record(c, covering[c["id"]]) for c in truth], tally
 
-    detected = [r for r in records if not r["benign"] and r["detected"]]
+
+def summarise(records: Sequence[dict[str, Any]], tally: Tally) -> dict[str, Any]:
+    """Recall, time to detect, precision and the breakdowns, from records and a tally."""
+    attacks = [r for r in records if not r["benign"]]
+    detected = [r for r in attacks if r["detected"]]
+    with_category = [r for r in attacks if r["category"] is not None]
     ttds = [r["ttd_s"] for r in detected]
-    fp_alerts = sum(1 for hit in covers_attack if not hit)
-
-    by_category: dict[str, dict[str, Any]] = {}
-    alert_cats = Counter(a.category for a in alerts)
-    true_cats = Counter(a.category for a, hit in zip(alerts, covers_attack, strict=True) if hit)
-    camp_cats = Counter(c.get("rule.category") for c in attacks)
-    found_cats = Counter(
-        r["category"] for r in records if not r["benign"] and r["category_matched"]
-    )
-    for cat in sorted({*alert_cats, *(k for k in camp_cats if k)}):
-        by_category[cat] = _category(
-            alert_cats[cat], true_cats[cat], camp_cats[cat], found_cats[cat]
-        )
-
-    by_variant: dict[str, dict[str, Any]] = {}
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in records:
-        if not r["benign"]:
-            groups[str(r["variant"] or "-")].append(r)
-    for variant, rs in sorted(groups.items()):
-        by_variant[variant] = {
-            "campaigns": len(rs),
-            "detected": sum(r["detected"] for r in rs),
-            "recall": _ratio(sum(r["detected"] for r in rs), len(rs)),
+    per_category: dict[str, dict[str, Any]] = {}
+    campaigns_by = Counter(r["category"] for r in with_category)
+    found_by = Counter(r["category"] for r in with_category if r["category_matched"])
+    for cat in sorted({*tally.by_category, *campaigns_by}):
+        alerts, true = tally.by_category[cat], tally.true_by_category[cat]
+        per_category[cat] = {
+            "alerts": alerts,
+            "true_alerts": true,
+            "precision": ratio(true, alerts),
+            "campaigns": campaigns_by[cat],
+            "found": found_by[cat],
+            "recall": ratio(found_by[cat], campaigns_by[cat]),
         }
-
-    by_type: dict[str, dict[str, Any]] = {}
-    types: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in attacks:
+        groups[str(r["variant"] or "-")].append(r)
+    per_variant = {
+        name: {
+            "campaigns": len(rs),
+            "detected": sum(1 for r in rs if r["detected"]),
+            "recall": ratio(sum(1 for r in rs if r["detected"]), len(rs)),
+        }
+        for name, rs in sorted(groups.items())
+    }
+    kinds: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
-        types[r["type"]].append(r)
-    for kind, rs in sorted(types.items()):
+        kinds[r["type"]].append(r)
+    per_type: dict[str, dict[str, Any]] = {}
+    for kind, rs in sorted(kinds.items()):
+        entry: dict[str, Any] = {"benign": rs[0]["benign"], "runs": len(rs)}
         if rs[0]["benign"]:
-            by_type[kind] = {
-                "benign": True,
-                "runs": len(rs),
-                "false_alerts": sum(r["alerts"] for r in rs),
-            }
+            entry["false_alerts"] = sum(r["alerts"] for r in rs)
         else:
-            by_type[kind] = {
-                "benign": False,
-                "runs": len(rs),
-                "detected": sum(r["detected"] for r in rs),
-                "category_matched": sum(r["category_matched"] for r in rs),
-            }
-
-    attack_values = {(k, v) for c in attacks for k, vs in c["entities"].items() for v in vs}
-    figures: dict[str, Any] = {
-        "campaigns": records,
+            entry["detected"] = sum(1 for r in rs if r["detected"])
+            entry["category_matched"] = sum(1 for r in rs if r["category_matched"])
+        per_type[kind] = entry
+    return {
+        "campaigns": list(records),
         "attacks": len(attacks),
         "detected": len(detected),
-        "recall": _ratio(len(detected), len(attacks)),
-        "category_recall": _ratio(sum(r["category_matched"] for r in detected), len(attacks)),
+        "recall": ratio(len(detected), len(attacks)),
+        "category_recall": ratio(
+            sum(1 for r in with_category if r["category_matched"]), len(with_category)
+        ),
         "median_ttd_s": round(statistics.median(ttds), 3) if ttds else None,
-        "alerts": len(alerts),
-        "fp_alerts": fp_alerts,
-        "alert_precision": _ratio(len(alerts) - fp_alerts, len(alerts)),
+        "alerts": tally.alerts,
+        "fp_alerts": tally.fp_alerts,
+        "alert_precision": ratio(tally.alerts - tally.fp_alerts, tally.alerts),
         "benign_false_alerts": sum(r["alerts"] for r in records if r["benign"]),
-        "per_category": by_category,
-        "per_variant": by_variant,
-        "per_type": by_type,
+        "benign_customers": tally.benign_customers,
+        "benign_customers_alerted": tally.benign_customers_alerted,
+        "benign_alerted_share": ratio(tally.benign_customers_alerted, tally.benign_customers),
+        "benign_addresses": tally.benign_addresses,
+        "benign_addresses_alerted": tally.benign_addresses_alerted,
+        "per_category": per_category,
+        "per_variant": per_variant,
+        "per_type": per_type,
     }
-    if population is not None:
-        named = {v for a in alerts for k, v in alert_values(a) if k == "user.name"}
-        named_ips = {v for a in alerts for k, v in alert_values(a) if k == "source.ip"}
-        customers = {u for u in population.customers if ("user.name", u) not in attack_values}
-        addresses = {ip for ip in population.addresses if ("source.ip", ip) not in attack_values}
-        figures["benign_customers"] = len(customers)
-        figures["benign_customers_alerted"] = len(customers & named)
-        figures["benign_alerted_share"] = _ratio(len(customers & named), len(customers))
-        figures["benign_addresses"] = len(addresses)
-        figures["benign_addresses_alerted"] = len(addresses & named_ips)
-    return figures
 
 
 def _log_files(directory: Path) -> list[Path]:
@@ -249,90 +298,41 @@ def _log_files(directory: Path) -> list[Path]:
         p
         for p in directory.iterdir()
         if p.is_file()
-        and p.name != _TRUTH
-        and p.name.endswith(_LOG_SUFFIXES)
-        and not p.name.startswith("alerts")  # a replay's output kept beside its input
+        and not p.name.startswith((".", "alerts"))  # hidden files; a replay's output
+        and not p.name.endswith(".json")  # the ground truth and other metadata
     )
     if not files:
-        raise ConfigError(f"{directory} holds no log files next to its {_TRUTH}")
+        raise ConfigError(f"{directory} holds no log files next to its {TRUTH_FILE}")
     return files
+
+
+def _run(
+    directory: Path, settings: Settings | None, grace_s: float
+) -> tuple[list[dict[str, Any]], Tally, dict[str, Any]]:
+    truth_path = directory / TRUTH_FILE
+    if not truth_path.is_file():
+        raise ConfigError(
+            f"{directory} has no {TRUTH_FILE} (a 'shopwatch simulate' output has one)"
+        )
+    truth = load_truth(truth_path)
+    population = Population()
+    files = _log_files(directory)
+    run = backtest(files, settings, on_batch=population.observe)
+    records, tally = _score(truth, run.alerts, population, grace_s)
+    extra = {
+        "lines": run.report.lines,
+        "rejected": run.report.rejected,
+        "files": [p.name for p in files],
+    }
+    return records, tally, extra
 
 
 def evaluate_dir(
     directory: Path, settings: Settings | None = None, *, grace_s: float = DEFAULT_GRACE_S
 ) -> dict[str, Any]:
     """Replay a ``simulate`` output folder and score its alerts against its ground truth."""
-    truth_path = directory / _TRUTH
-    if not truth_path.is_file():
-        raise ConfigError(f"{directory} has no {_TRUTH} (a 'shopwatch simulate' output has one)")
-    truth = load_truth(truth_path)
-    population = Population()
-    files = _log_files(directory)
-    run = backtest(files, settings, on_batch=population.observe)
-    figures = score_campaigns(truth, run.alerts, population, grace_s=grace_s)
-    figures["lines"] = run.report.lines
-    figures["rejected"] = run.report.rejected
-    figures["files"] = [p.name for p in files]
-    return figures
-
-
-def _pool(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Figures over several runs: campaigns pooled, counts added, shares recomputed."""
-    campaigns = [dict(c, seed=r["seed"]) for r in runs for c in r["campaigns"]]
-    attacks = [c for c in campaigns if not c["benign"]]
-    detected = [c for c in attacks if c["detected"]]
-    ttds = [c["ttd_s"] for c in detected]
-    alerts = sum(r["alerts"] for r in runs)
-    fp = sum(r["fp_alerts"] for r in runs)
-    customers = sum(r.get("benign_customers", 0) for r in runs)
-    alerted = sum(r.get("benign_customers_alerted", 0) for r in runs)
-    sums: dict[str, Counter[str]] = defaultdict(Counter)
-    for r in runs:
-        for cat, v in r["per_category"].items():
-            sums[cat].update({k: v[k] for k in ("alerts", "true_alerts", "campaigns", "found")})
-    per_category = {
-        cat: _category(s["alerts"], s["true_alerts"], s["campaigns"], s["found"])
-        for cat, s in sorted(sums.items())
-    }
-    per_variant: dict[str, dict[str, Any]] = {}
-    for c in attacks:
-        slot = per_variant.setdefault(str(c["variant"] or "-"), {"campaigns": 0, "detected": 0})
-        slot["campaigns"] += 1
-        slot["detected"] += int(c["detected"])
-    for slot in per_variant.values():
-        slot["recall"] = _ratio(slot["detected"], slot["campaigns"])
-    per_type: dict[str, dict[str, Any]] = {}
-    for c in campaigns:
-        if c["benign"]:
-            slot = per_type.setdefault(c["type"], {"benign": True, "runs": 0, "false_alerts": 0})
-            slot["false_alerts"] += c["alerts"]
-        else:
-            slot = per_type.setdefault(
-                c["type"], {"benign": False, "runs": 0, "detected": 0, "category_matched": 0}
-            )
-            slot["detected"] += int(c["detected"])
-            slot["category_matched"] += int(c["category_matched"])
-        slot["runs"] += 1
-    return {
-        "seeds": [r["seed"] for r in runs],
-        "campaigns": campaigns,
-        "attacks": len(attacks),
-        "detected": len(detected),
-        "recall": _ratio(len(detected), len(attacks)),
-        "category_recall": _ratio(sum(c["category_matched"] for c in detected), len(attacks)),
-        "median_ttd_s": round(statistics.median(ttds), 3) if ttds else None,
-        "alerts": alerts,
-        "fp_alerts": fp,
-        "alert_precision": _ratio(alerts - fp, alerts),
-        "benign_false_alerts": sum(r["benign_false_alerts"] for r in runs),
-        "benign_customers": customers,
-        "benign_customers_alerted": alerted,
-        "benign_alerted_share": _ratio(alerted, customers),
-        "per_category": per_category,
-        "per_variant": dict(sorted(per_variant.items())),
-        "per_type": dict(sorted(per_type.items())),
-        "runs": [{k: v for k, v in r.items() if k != "campaigns"} for r in runs],
-    }
+    records, tally, extra = _run(directory, settings, grace_s)
+    return {**summarise(records, tally), **extra}
 
 
 def evaluate_seeds(
@@ -349,16 +349,24 @@ def evaluate_seeds(
 
     if not seeds:
         raise ConfigError("give at least one seed")
+    pooled: list[dict[str, Any]] = []
+    total = Tally()
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="shopwatch-sim-") as tmp:
         root = keep if keep is not None else Path(tmp)
         for seed in seeds:
             out = root / f"seed{seed}"
             simulate(out, minutes, seed, customers=customers)
-            figures = evaluate_dir(out, settings, grace_s=grace_s)
-            figures["seed"] = seed
-            runs.append(figures)
-    pooled = _pool(runs)
-    pooled["minutes"] = minutes
-    pooled["customers"] = customers
-    return pooled
+            records, tally, extra = _run(out, settings, grace_s)
+            pooled.extend({**r, "seed": seed} for r in records)
+            total.add(tally)
+            one = summarise(records, tally)
+            del one["campaigns"]
+            runs.append({"seed": seed, **one, **extra})
+    return {
+        "seeds": list(seeds),
+        "minutes": minutes,
+        "customers": customers,
+        **summarise(pooled, total),
+        "runs": runs,
+    }

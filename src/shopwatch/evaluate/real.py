@@ -15,11 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import polars as pl
-
 from shopwatch.config import Settings
 from shopwatch.errors import ConfigError
-from shopwatch.evaluate.backtest import backtest
+from shopwatch.evaluate.backtest import Population, backtest, named, ratio
 from shopwatch.evaluate.truth import Label, score_labels
 
 __all__ = ["REAL_LOGS", "RealLog", "evaluate_real"]
@@ -50,15 +48,10 @@ REAL_LOGS: tuple[RealLog, ...] = (
 
 
 def _one(root: Path, log: RealLog, settings: Settings | None) -> dict[str, Any]:
-    path = root / log.path
-    addresses: set[str] = set()
-
-    def observe(batch: pl.DataFrame) -> None:
-        if "source.ip" in batch.columns:
-            addresses.update(batch["source.ip"].drop_nulls().unique().to_list())
-
-    run = backtest([path], settings, fmt=log.fmt, on_batch=observe)
-    alerted = {v for a in run.alerts for k, v in a.entity.items() if k == "source.ip" and v}
+    population = Population()
+    run = backtest([root / log.path], settings, fmt=log.fmt, on_batch=population.observe)
+    addresses = population.addresses
+    alerted = {v for a in run.alerts for k, v in named(a) if k == "source.ip"} & addresses
     entry: dict[str, Any] = {
         "file": log.path,
         "label": log.label,
@@ -68,11 +61,11 @@ def _one(root: Path, log: RealLog, settings: Settings | None) -> dict[str, Any]:
         "alerts": len(run.alerts),
         "alerts_by_rule": dict(sorted(run.report.alerts_by_rule.items())),
         "addresses": len(addresses),
-        "addresses_alerted": len(alerted & addresses),
-        "share_alerted": round(len(alerted & addresses) / len(addresses), 4) if addresses else None,
+        "addresses_alerted": len(alerted),
+        "share_alerted": ratio(len(alerted), len(addresses)),
     }
     if log.label is not None:
-        scored = score_labels([Label(ip, log.label) for ip in sorted(addresses)], run.alerts)
+        scored = score_labels([Label.of(ip, log.label) for ip in sorted(addresses)], run.alerts)
         entry["labels"] = scored["labels"]
     return entry
 

@@ -6,8 +6,9 @@ fingerprint, host... as alerts name them), ``label`` and optionally ``start`` an
 marks entities known to be benign; any other label is a kind of attack. An entity may
 appear on several rows (several labels or spans).
 
-An entity is *detected* when an alert names it (any entity field) within its span. The
-figures: per label, entities detected / entities; benign entities alerted; alerted entity
+Times are RFC 3339 (a missing zone is UTC) or dates (an ``end`` date includes the whole
+day). An entity is *detected* when an alert names it (in any entity field but shared
+infrastructure such as ``host.name``) within its span. The figures: per label, entities detected / entities; benign entities alerted; alerted entity
 values that the CSV does not list.
 """
 
@@ -17,81 +18,94 @@ import csv
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from shopwatch.config import Settings
 from shopwatch.contract import Alert
 from shopwatch.errors import ConfigError
-from shopwatch.evaluate.backtest import backtest
+from shopwatch.evaluate.backtest import Span, backtest, named, parse_time, ratio
 
 __all__ = ["BENIGN", "Label", "evaluate_truth", "read_labels", "score_labels"]
 
-#: The label of entities known to be benign.
+#: The label of entities known to be benign (compared case-insensitively).
 BENIGN = "benign"
 MAX_EXAMPLES = 20
 
 
 @dataclass(frozen=True, slots=True)
 class Label:
-    """One row of the labels CSV."""
+    """One row of the labels CSV: an entity (in any alert field) and its label, in a span."""
 
     entity: str
     label: str
-    start: datetime | None = None
-    end: datetime | None = None
+    span: Span
 
-    def covers(self, alert: Alert) -> bool:
-        """True when ``alert`` names this entity inside its span."""
-        if self.start is not None and alert.timestamp < self.start:
-            return False
-        if self.end is not None and alert.timestamp > self.end:
-            return False
-        return self.entity in alert.entity.values()
-
-
-def _when(text: str | None, where: str) -> datetime | None:
-    if text is None or not text.strip():
-        return None
-    try:
-        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError as err:
-        raise ConfigError(f"{where}: {text!r} is not an RFC 3339 time") from err
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    @classmethod
+    def of(cls, entity: str, label: str, start: Any = None, end: Any = None) -> Label:
+        """A label; ``start``/``end`` as :func:`~shopwatch.evaluate.backtest.parse_time` reads."""
+        name = BENIGN if label.strip().lower() == BENIGN else label.strip()
+        return cls(
+            entity,
+            name,
+            Span(
+                {"*": frozenset({entity})},
+                parse_time(start, entity) if start else None,
+                parse_time(end, entity, end_of_day=True) if end else None,
+            ),
+        )
 
 
 def read_labels(path: Path) -> list[Label]:
     """The rows of a labels CSV; a malformed row is an error naming its line."""
     try:
-        handle = path.open(newline="", encoding="utf-8-sig")
-    except OSError as err:
-        raise ConfigError(f"cannot read labels {path}: {err}") from err
-    with handle:
-        reader = csv.DictReader(handle)
-        columns = {c.strip() for c in reader.fieldnames or ()}
-        if not {"entity", "label"} <= columns:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            rows = [(reader.line_num, row) for row in reader]
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise ConfigError(f"cannot read labels {path} (UTF-8 CSV expected): {err}") from err
+    if not rows:
+        raise ConfigError(f"{path} is empty; it needs a header entity,label[,start,end]")
+    header = [c.strip().lower() for c in rows[0][1]]
+    if not {"entity", "label"} <= set(header):
+        raise ConfigError(
+            f"{path}: the header must name the columns entity and label "
+            f"(optional start, end); found {header or 'none'}"
+        )
+    col = {
+        name: header.index(name) for name in ("entity", "label", "start", "end") if name in header
+    }
+    labels: list[Label] = []
+    for line, row in rows[1:]:
+        where = f"{path}:{line}"
+        if not any(cell.strip() for cell in row):
+            continue  # a blank line
+        if len(row) > len(header):
             raise ConfigError(
-                f"{path}: the header must name the columns entity and label "
-                f"(optional start, end); found {sorted(columns) or 'none'}"
+                f"{where}: {len(row)} values for {len(header)} columns (quote commas)"
             )
-        labels: list[Label] = []
-        for row in reader:
-            where = f"{path}:{reader.line_num}"
-            row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
-            if not row.get("entity") or not row.get("label"):
-                raise ConfigError(f"{where}: entity and label must not be empty")
-            start, end = _when(row.get("start"), where), _when(row.get("end"), where)
-            if start and end and end < start:
-                raise ConfigError(f"{where}: end is before start")
-            labels.append(Label(row["entity"], row["label"], start, end))
+        cells = {name: (row[i].strip() if i < len(row) else "") for name, i in col.items()}
+        if not cells["entity"] or not cells["label"]:
+            raise ConfigError(f"{where}: entity and label must not be empty")
+        try:
+            label = Label.of(cells["entity"], cells["label"], cells.get("start"), cells.get("end"))
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {err}") from err
+        span = label.span
+        if span.start and span.end and span.end < span.start:
+            raise ConfigError(f"{where}: end is before start")
+        labels.append(label)
     if not labels:
         raise ConfigError(f"{path} has no labelled entities")
     return labels
 
 
 def score_labels(labels: Sequence[Label], alerts: Iterable[Alert]) -> dict[str, Any]:
-    """Per label detected / total, benign entities alerted, unlabelled entities alerted."""
+    """Per label detected / total, benign entities alerted, unlabelled entities alerted.
+
+    An alert that names no labelled entity at all adds the values it names (shared
+    infrastructure such as ``host.name`` aside) to the unlabelled ones.
+    """
     alerts = list(alerts)
     by_entity: dict[str, list[Label]] = defaultdict(list)
     for label in labels:
@@ -100,27 +114,28 @@ def score_labels(labels: Sequence[Label], alerts: Iterable[Alert]) -> dict[str, 
     rules: dict[str, set[str]] = defaultdict(set)
     unlabelled: dict[str, int] = defaultdict(int)
     for alert in alerts:
-        for value in {v for v in alert.entity.values() if v}:
-            rows = by_entity.get(value)
-            if rows is None:
+        values = {v for _, v in named(alert)}
+        known = [row for v in values for row in by_entity.get(v, ())]
+        if not known:
+            for value in values:
                 unlabelled[value] += 1
-                continue
-            for row in rows:
-                if row.covers(alert):
-                    detected.add((row.label, value))
-                    rules[row.label].add(alert.rule_id)
+            continue
+        for row in known:
+            if row.span.covers(alert):
+                detected.add((row.label, row.entity))
+                rules[row.label].add(alert.rule_id)
     totals: dict[str, set[str]] = defaultdict(set)
     for label in labels:
         totals[label.label].add(label.entity)
-    per_label: dict[str, dict[str, Any]] = {
-        name: {
-            "detected": sum(1 for e in entities if (name, e) in detected),
+    per_label: dict[str, dict[str, Any]] = {}
+    for name, entities in sorted(totals.items()):
+        found = sum(1 for e in entities if (name, e) in detected)
+        per_label[name] = {
+            "detected": found,
             "total": len(entities),
-            "share": round(sum(1 for e in entities if (name, e) in detected) / len(entities), 4),
+            "share": ratio(found, len(entities)),
             "rules": sorted(rules[name]),
         }
-        for name, entities in sorted(totals.items())
-    }
     benign = sorted(e for e in totals.get(BENIGN, ()) if (BENIGN, e) in detected)
     attacks = [n for n in totals if n != BENIGN]
     attack_total = sum(len(totals[n]) for n in attacks)
@@ -131,7 +146,7 @@ def score_labels(labels: Sequence[Label], alerts: Iterable[Alert]) -> dict[str, 
         "alerts": len(alerts),
         "attack_entities": attack_total,
         "attack_detected": attack_found,
-        "recall": round(attack_found / attack_total, 4) if attack_total else None,
+        "recall": ratio(attack_found, attack_total),
         "benign_alerted": len(benign),
         "benign_alerted_examples": benign[:MAX_EXAMPLES],
         "unlabelled_alerted": len(unlabelled),
@@ -147,10 +162,18 @@ def evaluate_truth(
     settings: Settings | None = None,
     *,
     fmt: str = "auto",
+    year: int | None = None,
 ) -> dict[str, Any]:
-    """Replay ``paths`` and score the alerts against the labels in ``labels_csv``."""
+    """Replay ``paths`` and score the alerts against the labels in ``labels_csv``.
+
+    Without ``year``, RFC 3164 syslog lines take the year of the labels' first start, if
+    any (so the figures do not depend on the files' modification times).
+    """
     labels = read_labels(labels_csv)
-    run = backtest(paths, settings, fmt=fmt)
+    if year is None:
+        starts = [lab.span.start for lab in labels if lab.span.start is not None]
+        year = min(starts).year if starts else None
+    run = backtest(paths, settings, fmt=fmt, year=year)
     figures = score_labels(labels, run.alerts)
     figures["lines"] = run.report.lines
     figures["rejected"] = run.report.rejected

@@ -41,7 +41,9 @@ evaluate_app = typer.Typer(
 )
 
 JSON_OPTION: Any = typer.Option(None, "--json", help="Also write the figures as JSON to this file.")
-_FLOOR = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*(>=|<=)\s*(-?[0-9.]+(?:e-?[0-9]+)?)\s*$")
+_FLOOR = re.compile(
+    r"^\s*([A-Za-z0-9_.\-]+)\s*(>=|<=)\s*(-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
+)
 
 
 def _valid_floors(floors: list[str]) -> list[str]:
@@ -98,6 +100,13 @@ def check_floors(figures: dict[str, Any], floors: list[str]) -> list[str]:
         elif op == "<=" and value > bound:
             failed.append(f"{key} is {value:.4g}, above the ceiling {bound:g}")
     return failed
+
+
+def optional_settings(config: Path | None) -> Any:
+    """Settings from ``--config`` when given, else ``None`` (an evaluation's defaults)."""
+    from shopwatch.cli.common import settings_from
+
+    return settings_from(config) if config is not None else None
 
 
 def table_console() -> Console:

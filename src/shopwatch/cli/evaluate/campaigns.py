@@ -9,26 +9,30 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from shopwatch.cli.common import fail, settings_from
-from shopwatch.cli.evaluate import JSON_OPTION, REQUIRE_OPTION, finish, table_console
+from shopwatch.cli.common import fail
+from shopwatch.cli.evaluate import (
+    JSON_OPTION,
+    REQUIRE_OPTION,
+    finish,
+    optional_settings,
+    table_console,
+)
 from shopwatch.errors import ShopwatchError
+from shopwatch.evaluate.campaigns import DEFAULT_GRACE_S
 
 __all__ = ["print_campaigns", "register"]
 
 _CONFIG: Any = typer.Option(None, "--config", "-c", help="YAML settings file (rules, detectors).")
 _GRACE: Any = typer.Option(
-    300.0, "--grace", min=0.0, help="Seconds after a campaign's end that an alert still counts."
+    DEFAULT_GRACE_S,
+    "--grace",
+    min=0.0,
+    help="Seconds after a campaign's end that an alert still counts.",
 )
 
 
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
-
-
-def _settings(config: Path | None) -> Any:
-    if config is None:
-        return None
-    return settings_from(config)
 
 
 def print_campaigns(
@@ -58,7 +62,7 @@ def print_campaigns(
             else:
                 ttd = "-" if c["ttd_s"] is None else f"{c['ttd_s']:.0f}s"
                 detected = "yes" if c["detected"] else "[red]no[/]"
-                matched = "yes" if c["category_matched"] else "no"
+                matched = {True: "yes", False: "no", None: "-"}[c["category_matched"]]
                 cells = [c["category"], detected, matched, ttd]
                 style = ""
             row = [str(c["seed"])] if pooled else []
@@ -115,7 +119,7 @@ def campaigns_cmd(
     if not directory.is_dir():
         fail(f"no such folder: {directory}")
     try:
-        figures = evaluate_dir(directory, _settings(config), grace_s=grace)
+        figures = evaluate_dir(directory, optional_settings(config), grace_s=grace)
     except ShopwatchError as err:
         fail(str(err))
     print_campaigns(figures, table_console())
@@ -156,7 +160,7 @@ def sim_cmd(
             minutes,
             customers=customers,
             keep=keep,
-            settings=_settings(config),
+            settings=optional_settings(config),
             grace_s=grace,
         )
     except ShopwatchError as err:

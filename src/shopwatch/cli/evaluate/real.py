@@ -9,8 +9,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from shopwatch.cli.common import fail, settings_from
-from shopwatch.cli.evaluate import JSON_OPTION, REQUIRE_OPTION, finish, table_console
+from shopwatch.cli.common import fail
+from shopwatch.cli.evaluate import (
+    JSON_OPTION,
+    REQUIRE_OPTION,
+    finish,
+    optional_settings,
+    table_console,
+)
 from shopwatch.errors import ShopwatchError
 
 __all__ = ["register"]
@@ -57,8 +63,8 @@ def _print(figures: dict[str, Any], console: Console) -> None:
 
 
 def real_cmd(
-    datasets: Path = typer.Option(
-        Path("../shared/datasets"),
+    datasets: Path | None = typer.Option(
+        None,
         "--datasets",
         envvar="SHOPWATCH_DATASETS",
         help="The shared datasets folder (its access-logs/ and loghub/ are replayed).",
@@ -70,9 +76,10 @@ def real_cmd(
     """Replay the shared real logs one by one; print what fired per rule and weak label."""
     from shopwatch.evaluate.real import evaluate_real
 
-    settings = settings_from(config) if config is not None else None
+    if datasets is None:
+        fail("give the shared datasets folder with --datasets DIR or SHOPWATCH_DATASETS")
     try:
-        figures = evaluate_real(datasets, settings)
+        figures = evaluate_real(datasets, optional_settings(config))
     except ShopwatchError as err:
         fail(str(err))
     _print(figures, table_console())

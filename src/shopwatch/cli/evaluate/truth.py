@@ -9,8 +9,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from shopwatch.cli.common import fail, settings_from
-from shopwatch.cli.evaluate import JSON_OPTION, REQUIRE_OPTION, finish, table_console
+from shopwatch.cli.common import fail
+from shopwatch.cli.evaluate import (
+    JSON_OPTION,
+    REQUIRE_OPTION,
+    finish,
+    optional_settings,
+    table_console,
+)
 from shopwatch.errors import ShopwatchError
 
 __all__ = ["print_labels", "register"]
@@ -47,6 +53,9 @@ def truth_cmd(
         ..., "--truth", help="CSV with columns entity,label[,start,end]; label 'benign' for benign."
     ),
     fmt: str = typer.Option("auto", "--format", "-f", help="Input format, or auto per file."),
+    year: int | None = typer.Option(
+        None, "--year", help="Year of RFC 3164 syslog lines (default: the labels' first start)."
+    ),
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML settings file."),
     json_out: Path | None = JSON_OPTION,
     require: list[str] = REQUIRE_OPTION,
@@ -56,9 +65,8 @@ def truth_cmd(
 
     if not truth.is_file():
         fail(f"no such labels file: {truth}")
-    settings = settings_from(config) if config is not None else None
     try:
-        figures = evaluate_truth(files, truth, settings, fmt=fmt)
+        figures = evaluate_truth(files, truth, optional_settings(config), fmt=fmt, year=year)
     except ShopwatchError as err:
         fail(str(err))
     print_labels(figures, table_console())
