@@ -125,7 +125,9 @@ def _credential_stuffing(
     if c.low:
         natural = c.last(p["duration_h"] * 3600)
         ips = residential_ips(rng, shop, n_ips)
-        per_ip = rng.integers(1, 4, n_ips)
+        r = RANGES[(c.kind, c.variant)]["attempts_per_ip"]
+        per_ip = rng.integers(int(r.lo), int(r.hi) + 1, n_ips)  # drawn for each address
+        c.params["attempts_per_ip"] = round(float(per_ip.mean()), 3)
         first = rng.uniform(c.start, natural, n_ips)
         owner = np.repeat(np.arange(n_ips), per_ip)
         # A proxy exit is used for a few tries in a row, seconds to minutes apart.
@@ -395,7 +397,8 @@ def _fake_account_creation(
         ips = dc_ips(rng, shop, n_dc, providers=6) + residential_ips(rng, shop, n_ips - n_dc)
         starts = np.sort(rng.uniform(c.start, natural, n_ips))
         r = RANGES[(c.kind, c.variant)]["requests_per_ip"]
-        per_ip = rng.integers(int(r.lo), int(r.hi) + 1, n_ips)
+        per_ip = rng.integers(int(r.lo), int(r.hi) + 1, n_ips)  # drawn for each address
+        c.params["requests_per_ip"] = round(float(per_ip.mean()), 3)
     else:
         n_ips = int(p["ips"])
         ips = dc_ips(rng, shop, n_ips)

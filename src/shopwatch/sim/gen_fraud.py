@@ -73,6 +73,7 @@ def _card_testing(out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, t
                 )
             )
         rate = n_cards / (natural - c.start)
+        c.params["attempts_per_session"] = round(n_cards / len(per), 3)  # cards per session, mean
     else:
         ips = (
             dc_ips(rng, shop, int(p["ips"]))
@@ -170,7 +171,7 @@ def _card_testing(out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, t
             "amount": amount,
             "approve_rate": round(approve, 3),
             "bins": bins,
-            "sessions": len(sessions),
+            "sessions": len({s[4] for s in sessions}),
             "rate_per_s": round(rate, 5),
         }
     )
