@@ -75,10 +75,11 @@ def test_hand_worked_counts_and_normalised_score() -> None:
     got = raw(s, 20, 45, 60)
     assert (got.windows, got.tp, got.fp, got.fn) == (1, 1, 2, 0)
     assert raw(s).fn == 1
-    assert nab.normalized(raw(s, 45).raw, 1, STANDARD) == pytest.approx(92.98962834548918, abs=1e-9)
-    assert nab.normalized(raw(s, 20).raw, 1, STANDARD) == pytest.approx(-5.5, abs=1e-9)
-    assert nab.normalized(-1.0, 1, STANDARD) == pytest.approx(0.0, abs=1e-9)
-    assert nab.normalized(1.0, 1, STANDARD) == pytest.approx(100.0, abs=1e-9)
+    one = {"null": -1.0, "perfect": 1.0}
+    assert nab.normalized(raw(s, 45).raw, **one) == pytest.approx(92.98962834548918, abs=1e-9)
+    assert nab.normalized(raw(s, 20).raw, **one) == pytest.approx(-5.5, abs=1e-9)
+    assert nab.normalized(-1.0, **one) == pytest.approx(0.0, abs=1e-9)
+    assert nab.normalized(1.0, **one) == pytest.approx(100.0, abs=1e-9)
 
 
 def test_profiles_weigh_false_positives_and_misses_as_nab_does() -> None:
@@ -97,7 +98,7 @@ def test_flags_in_the_probationary_period_are_ignored() -> None:
     s = series()
     assert nab.probation_length(100) == 15
     got = raw(s, 0, 5, 14)
-    assert (got.fp, got.raw) == (0, pytest.approx(-1.0))
+    assert got.fp == 0 and got.raw == pytest.approx(-1.0)
     assert raw(s, 15).fp == 1  # the first point after probation counts
     assert nab.probation_length(100_000) == nab.PROBATION_CAP == 750
 
@@ -105,14 +106,14 @@ def test_flags_in_the_probationary_period_are_ignored() -> None:
 def test_a_window_inside_the_probationary_period_is_not_scored() -> None:
     s = series(windows=((2, 6), (40, 49)))
     got = raw(s, 4, 40)
-    assert (got.windows, got.tp, got.fn, got.raw) == (1, 1, 0, pytest.approx(1.0))
+    assert (got.windows, got.tp, got.fn) == (1, 1, 0) and got.raw == pytest.approx(1.0)
 
 
 def test_only_the_first_detection_in_a_window_counts() -> None:
     s = series()
     first = raw(s, 42).raw
     got = raw(s, 42, 45, 48, 49)
-    assert (got.tp, got.fp, got.raw) == (1, 0, pytest.approx(first, abs=1e-12))
+    assert (got.tp, got.fp) == (1, 0) and got.raw == pytest.approx(first, abs=1e-12)
     assert first == pytest.approx(math.tanh(2.0) / math.tanh(2.5), abs=1e-12)
 
 
@@ -125,7 +126,7 @@ def test_sweep_picks_the_best_threshold() -> None:
     # 0.6: + the FP after the window (0.89 - 0.1095...); 0.0: every point after probation.
     assert swept.thresholds[:4].tolist() == [nab.NEVER, 0.95, 0.9, 0.6]
     assert swept.totals[:4] == pytest.approx([-1.0, -1.11, 0.89, 0.89 + AFTER], abs=1e-9)
-    assert swept.best == (0.9, pytest.approx(0.89, abs=1e-9))
+    assert swept.best[0] == 0.9 and swept.best[1] == pytest.approx(0.89, abs=1e-9)
 
 
 def test_sweep_totals_match_scoring_each_series_at_each_threshold() -> None:
@@ -145,22 +146,99 @@ def test_sweep_totals_match_scoring_each_series_at_each_threshold() -> None:
             assert total == pytest.approx(by_series, abs=1e-9)
 
 
-def test_null_scores_zero_and_perfect_hundred_on_the_real_corpus(datasets: Path) -> None:
+def test_a_false_positive_exactly_three_widths_past_a_window_keeps_its_sigmoid() -> None:
+    # NAB's sweeper floors the weight at -1 only *beyond* three widths (position > 3.0).
+    s = series(100, ((40, 49),))
+    weights, _ = nab.point_weights(len(s), s.windows, STANDARD)
+    at_three = 49 + 3 * 9  # (76 - 49) / (10 - 1) = 3.0
+    assert weights[at_three] == pytest.approx(0.11 * math.tanh(-7.5), abs=1e-15)
+    assert weights[at_three] != -0.11
+    assert weights[at_three + 1] == -0.11
+
+
+def corpus_of(*items: nab.Series, problems: tuple[nab.Problem, ...] = ()) -> nab.Corpus:
+    return nab.Corpus(list(items), list(problems))
+
+
+# NAB's runner normalises with perfect = A_TP * every window in the labels file and null =
+# the null detector's best raw score. 1,000 points (probation 150), windows [50, 80] (inside
+# probation: never scored) and [500, 540] (width 41); flags at 60 (ignored), 500 (the
+# window's first point: +1) and 700 ((700 - 540) / 40 = 4 widths past it: -A_FP).
+# Null (constant 0.5; flagging nothing is its best): -A_FN for the one scored window.
+# standard:           raw 1 - 0.11 = 0.89; 100 * (0.89 + 1) / (2 + 1) = 63.0
+# reward_low_FP_rate: raw 1 - 0.22 = 0.78; 100 * (0.78 + 1) / (2 + 1) = 59.333...
+# reward_low_FN_rate: raw 0.89;            100 * (0.89 + 2) / (2 + 2) = 72.25
+# (NAB's own sweeper and normalisation give the same three figures for these scores.)
+PROBATION_CASE = {"standard": 63.0, "reward_low_FP_rate": 178 / 3, "reward_low_FN_rate": 72.25}
+
+
+def test_windows_inside_probation_count_in_the_perfect_score() -> None:
+    s = series(1000, ((50, 80), (500, 540)))
+    figures = nab.evaluate(corpus_of(s), {s.key: flags(1000, 60, 500, 700)}, detector_name="t")
+    assert (figures["windows"], figures["windows_scored"]) == (2, 1)
+    assert figures["perfect"] == {
+        "standard": 2.0,
+        "reward_low_FP_rate": 2.0,
+        "reward_low_FN_rate": 2.0,
+    }
+    assert figures["null"] == {
+        "standard": -1.0,
+        "reward_low_FP_rate": -1.0,
+        "reward_low_FN_rate": -2.0,
+    }
+    for name, expected in PROBATION_CASE.items():
+        assert figures["scores"][name] == pytest.approx(expected, abs=1e-9), name
+
+
+def test_null_is_the_null_detectors_best_score_not_a_miss_per_window() -> None:
+    # One 20-point window in 100 points: flagging every point after probation (the null at
+    # threshold 0.5) scores +1 for the window, and -0.11 for each of the 65 points outside
+    # it: 1 - 7.15 < -1, so the null flags nothing. With fp = 0.001 it does better by flagging.
+    s = series(100, ((15, 34),))
+    cheap = nab.Profile("cheap_fp", tp=1.0, fp=0.001, fn=1.0)
+    figures = nab.evaluate(
+        corpus_of(s), {s.key: flags(100, 15)}, detector_name="t", profiles=(STANDARD, cheap)
+    )
+    assert figures["null"]["standard"] == pytest.approx(-1.0)
+    weights, window = nab.point_weights(100, s.windows, cheap)
+    everything = 1.0 + weights[15:][window[15:] < 0].sum()
+    assert everything > -1.0
+    assert figures["null"]["cheap_fp"] == pytest.approx(everything, abs=1e-12)
+
+
+def test_a_skipped_series_counts_its_windows_as_missed() -> None:
+    s = series()
+    gone = nab.Problem("synth/gone.csv", "no_data_file", "missing", windows=1)
+    alone = nab.evaluate(corpus_of(s), {s.key: flags(100, 40)}, detector_name="t")
+    assert alone["scores"]["standard"] == pytest.approx(100.0)
+    got = nab.evaluate(corpus_of(s, problems=(gone,)), {s.key: flags(100, 40)}, detector_name="t")
+    # raw 1 - 1 = 0, null -1 - 1 = -2, perfect 2: 100 * 2 / 4.
+    assert (got["raw"]["standard"], got["null"]["standard"], got["perfect"]["standard"]) == (
+        pytest.approx(0.0),
+        pytest.approx(-2.0),
+        2.0,
+    )
+    assert got["scores"]["standard"] == pytest.approx(50.0)
+    assert (got["windows"], got["windows_scored"], got["windows_skipped"]) == (2, 1, 1)
+
+
+# The baseline on the shared corpus (35 labelled series, 55 windows), as NAB's own scorer
+# and normalisation give it for the same anomaly scores.
+GOLDEN = {"standard": 27.8279, "reward_low_FP_rate": 15.6306, "reward_low_FN_rate": 34.3095}
+
+
+def test_baseline_on_the_shared_corpus_scores_as_nab_scores_it(datasets: Path) -> None:
     root = datasets / "nab"
     if not (root / "labels" / "combined_windows.json").is_file():
         pytest.skip(f"NAB corpus not found under {root}")
     corpus = nab.load_corpus(root / "data", root / "labels")
     assert (len(corpus.series), corpus.problems) == (35, [])
-    null = nab.evaluate(
-        corpus, {s.key: np.full(len(s), 0.5) for s in corpus.series}, detector_name="null"
-    )
-    perfect = nab.evaluate(
-        corpus, {s.key: nab.perfect_scores(s) for s in corpus.series}, detector_name="perfect"
-    )
-    assert null["windows"] == perfect["windows"] == 55
-    for profile in nab.PROFILES:
-        assert null["scores"][profile.name] == pytest.approx(0.0, abs=1e-9)
-        assert perfect["scores"][profile.name] == pytest.approx(100.0, abs=1e-9)
+    baseline = nab.DETECTORS["baseline"]()
+    scores = {s.key: baseline.score(s.values) for s in corpus.series}
+    figures = nab.evaluate(corpus, scores, detector_name="baseline")
+    assert figures["windows"] == 55
+    for name, expected in GOLDEN.items():
+        assert figures["scores"][name] == pytest.approx(expected, abs=1e-4), name
 
 
 def test_baseline_is_streaming() -> None:
@@ -225,11 +303,12 @@ def test_cli_prints_writes_json_and_results(corpus_dir: tuple[Path, Path], tmp_p
     data, labels = corpus_dir
     out, results = tmp_path / "nab.json", tmp_path / "results"
     code, output = run(
-        "--data", str(data), "--labels", str(labels), "--json", str(out), "--results", str(results)
+        *("--data", str(data), "--labels", str(labels), "--json", str(out)),
+        *("--results", str(results), "--skip-bad"),
     )
     assert code == 0, output
     assert "standard" in output and "synthA/spike.csv" in output
-    assert "synthB/gone.csv (no_data_file)" in output
+    assert "synthB/gone.csv (no_data_file, 1 windows counted as missed)" in output
     figures = json.loads(out.read_text())
     assert {"scores", "per_series", "threshold", "detector", "problems"} <= set(figures)
     assert set(figures["scores"]) == {"standard", "reward_low_FP_rate", "reward_low_FN_rate"}
@@ -237,11 +316,14 @@ def test_cli_prints_writes_json_and_results(corpus_dir: tuple[Path, Path], tmp_p
     spike = next(r for r in figures["per_series"] if r["file"] == "synthA/spike.csv")
     assert {"file", "windows", "tp", "fp", "fn", "raw"} <= set(spike)
     assert (spike["windows"], spike["tp"], spike["fn"]) == (1, 1, 0)
+    assert {"file", "windows", "tp", "fp", "fn", "raw", "missing_values"} <= set(spike)
+    assert (figures["windows"], figures["windows_skipped"]) == (2, 1)
     assert figures["problems"] == [
         {
             "file": "synthB/gone.csv",
             "reason": "no_data_file",
             "detail": figures["problems"][0]["detail"],
+            "windows": 1,
         }
     ]
     written = sorted(p.relative_to(results).as_posix() for p in results.rglob("*.csv"))
@@ -255,7 +337,8 @@ def test_cli_writes_nab_own_results_layout(corpus_dir: tuple[Path, Path], tmp_pa
     data, labels = corpus_dir
     results = tmp_path / "results"
     code, output = run(
-        "--data", str(data), "--labels", str(labels), "--results", str(results), "--nab-names"
+        *("--data", str(data), "--labels", str(labels), "--results", str(results)),
+        *("--nab-names", "--skip-bad"),
     )
     assert code == 0, output
     assert (results / "baseline" / "synthA" / "baseline_spike.csv").is_file()
@@ -264,7 +347,8 @@ def test_cli_writes_nab_own_results_layout(corpus_dir: tuple[Path, Path], tmp_pa
 def test_cli_floor_not_met_exits_3(corpus_dir: tuple[Path, Path]) -> None:
     data, labels = corpus_dir
     code, output = run(
-        "--data", str(data), "--labels", str(labels), "--require", "scores.standard>=1000"
+        *("--data", str(data), "--labels", str(labels), "--skip-bad"),
+        *("--require", "scores.standard>=1000"),
     )
     assert code == 3
     assert "scores.standard" in output
@@ -280,15 +364,150 @@ def test_cli_bad_input_is_a_clear_error(corpus_dir: tuple[Path, Path], tmp_path:
     assert code == 2 and "unknown detector" in output
 
 
-def test_cli_reports_a_bad_row_with_its_line(corpus_dir: tuple[Path, Path]) -> None:
+def test_cli_stops_on_an_unusable_series_unless_told_to_skip_it(
+    corpus_dir: tuple[Path, Path],
+) -> None:
     data, labels = corpus_dir
-    path = data / "synthB" / "flat.csv"
-    lines = path.read_text().splitlines()
-    lines[7] = "2020-01-01 00:35:00,not-a-number"
-    path.write_text("\n".join(lines) + "\n")
     code, output = run("--data", str(data), "--labels", str(labels))
+    assert code == 2
+    assert "synthB/gone.csv (no_data_file)" in output and "--skip-bad" in output
+
+
+def edit_row(path: Path, line_no: int, text: str) -> None:
+    lines = path.read_text().splitlines()
+    lines[line_no - 1] = text
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_cli_reports_a_bad_value_with_its_line(corpus_dir: tuple[Path, Path]) -> None:
+    data, labels = corpus_dir
+    (data / "synthB" / "gone.csv").write_bytes((data / "synthB" / "flat.csv").read_bytes())
+    edit_row(data / "synthB" / "flat.csv", 8, "2020-01-01 00:35:00,not-a-number")
+    code, output = run("--data", str(data), "--labels", str(labels))
+    assert code == 2
+    assert "synthB/flat.csv (bad_value)" in output and "flat.csv:8" in output
+    code, output = run("--data", str(data), "--labels", str(labels), "--skip-bad")
+    assert code == 0 and "synthB/flat.csv (bad_value, 0 windows" in output
+
+
+def test_cli_reports_a_bad_timestamp_with_its_line(corpus_dir: tuple[Path, Path]) -> None:
+    data, labels = corpus_dir
+    (data / "synthB" / "gone.csv").write_bytes((data / "synthB" / "flat.csv").read_bytes())
+    edit_row(data / "synthB" / "flat.csv", 5, "yesterday,1.0")
+    code, output = run("--data", str(data), "--labels", str(labels))
+    assert code == 2
+    assert "synthB/flat.csv (bad_timestamp)" in output and "flat.csv:5" in output
+
+
+def test_cli_keeps_a_series_with_missing_values_and_counts_them(
+    corpus_dir: tuple[Path, Path], tmp_path: Path
+) -> None:
+    data, labels = corpus_dir
+    (data / "synthB" / "gone.csv").write_bytes((data / "synthB" / "flat.csv").read_bytes())
+    spike = data / "synthA" / "spike.csv"
+    edit_row(spike, 101, f"{stamps(400)[99]},")
+    edit_row(spike, 201, f"{stamps(400)[199]},nan")
+    edit_row(spike, 251, f"{stamps(400)[249]},inf")
+    out, results = tmp_path / "nab.json", tmp_path / "results"
+    code, output = run(
+        "--data", str(data), "--labels", str(labels), "--json", str(out), "--results", str(results)
+    )
     assert code == 0, output
-    assert "synthB/flat.csv (bad_row)" in output and "flat.csv:8" in output
+    figures = json.loads(out.read_text())
+    assert figures["problems"] == [] and figures["series"] == 3
+    assert figures["missing_values"] == 3
+    row = next(r for r in figures["per_series"] if r["file"] == "synthA/spike.csv")
+    assert (row["missing_values"], row["tp"], row["fn"]) == (3, 1, 0)
+    written = (results / "synthA" / "spike.csv").read_text().splitlines()[1:]
+    scores = [float(line.split(",")[2]) for line in written]
+    assert all(math.isfinite(v) for v in scores)
+    assert scores[99] == scores[199] == scores[249] == 0.0
+
+
+def test_corpus_reads_missing_and_non_finite_values_as_missing(tmp_path: Path) -> None:
+    write_csv(tmp_path / "data" / "s" / "a.csv", [1.0] * 10)
+    edit_row(tmp_path / "data" / "s" / "a.csv", 3, f"{stamps(10)[1]},")
+    edit_row(tmp_path / "data" / "s" / "a.csv", 4, f"{stamps(10)[2]},NA")
+    edit_row(tmp_path / "data" / "s" / "a.csv", 5, f"{stamps(10)[3]},-inf")
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "combined_windows.json").write_text('{"s/a.csv": []}')
+    corpus = nab.load_corpus(tmp_path / "data", tmp_path / "labels")
+    assert corpus.problems == []
+    (s,) = corpus.series
+    assert s.missing_values == 3 and len(s) == 10
+    assert np.isnan(s.values[1]) and np.isnan(s.values[2]) and s.values[3] == -np.inf
+
+
+def test_baseline_skips_missing_values_and_keeps_its_state() -> None:
+    rng = np.random.default_rng(5)
+    clean = rng.normal(10, 2, 600)
+    holey = clean.copy()
+    at = [0, 3, 150, 151, 400]
+    for i, bad in zip(at, (np.nan, np.inf, -np.inf, np.nan, np.inf), strict=True):
+        holey = np.insert(holey, i, bad)
+    baseline = nab.DETECTORS["baseline"]()
+    got = baseline.score(holey)
+    seen = np.isfinite(holey)
+    assert bool(np.all(np.isfinite(got))) and bool(np.all(got[~seen] == 0.0))
+    assert np.array_equal(got[seen], baseline.score(clean))
+
+
+def test_a_window_ends_at_the_first_copy_of_a_repeated_end_timestamp(tmp_path: Path) -> None:
+    # NAB's sweeper ends a window at timestamps.index(end): the first point with that time.
+    t = stamps(200)
+    rows = [f"{x},1.0" for x in t[:120]] + [f"{t[119]},2.0"] + [f"{x},1.0" for x in t[120:]]
+    (tmp_path / "data" / "s").mkdir(parents=True)
+    (tmp_path / "data" / "s" / "a.csv").write_text("timestamp,value\n" + "\n".join(rows) + "\n")
+    (tmp_path / "labels").mkdir()
+    windows = {"s/a.csv": [[f"{t[100]}.000000", f"{t[119]}.000000"]]}
+    (tmp_path / "labels" / "combined_windows.json").write_text(json.dumps(windows))
+    corpus = nab.load_corpus(tmp_path / "data", tmp_path / "labels")
+    (s,) = corpus.series
+    assert s.windows.tolist() == [[100, 119]]
+
+
+def test_a_window_edge_that_is_no_timestamp_of_the_series_is_a_bad_window(
+    tmp_path: Path,
+) -> None:
+    write_csv(tmp_path / "data" / "s" / "a.csv", [1.0] * 50)
+    (tmp_path / "labels").mkdir()
+    windows = {"s/a.csv": [["2020-01-01 00:07:00.000000", "2020-01-01 01:00:00.000000"]]}
+    (tmp_path / "labels" / "combined_windows.json").write_text(json.dumps(windows))
+    corpus = nab.load_corpus(tmp_path / "data", tmp_path / "labels")
+    assert [(p.key, p.reason, p.windows) for p in corpus.problems] == [("s/a.csv", "bad_window", 1)]
+
+
+@pytest.mark.parametrize("key", ["{victim}", "s/../../victim.csv", "../victim.csv"])
+def test_cli_refuses_a_labels_key_outside_the_data_folder(tmp_path: Path, key: str) -> None:
+    victim = tmp_path / "victim.csv"
+    write_csv(victim, [1.0] * 50)
+    before = victim.read_bytes()
+    root = tmp_path / "nab"
+    write_csv(root / "data" / "s" / "ok.csv", [1.0] * 50)
+    (root / "labels").mkdir()
+    windows: dict[str, list[list[str]]] = {key.format(victim=victim): [], "s/ok.csv": []}
+    (root / "labels" / "combined_windows.json").write_text(json.dumps(windows))
+    # The results folder sits where '..' from it reaches the victim.
+    args = ("--data", str(root / "data"), "--labels", str(root / "labels"))
+    code, output = run(*args, "--results", str(root / "data"))
+    assert code == 2 and "(bad_key)" in output
+    code, output = run(*args, "--results", str(root / "data"), "--skip-bad")
+    assert code == 0 and "(bad_key, 0 windows" in output
+    assert victim.read_bytes() == before
+
+
+def test_results_are_never_written_outside_the_results_folder(tmp_path: Path) -> None:
+    from shopwatch.errors import ConfigError
+
+    out = tmp_path / "results"
+    (out / "s").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    (out / "link").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    for key in ("../x.csv", "/tmp/x.csv", "link/x.csv"):
+        s = nab.Series(key, stamps(3), np.zeros(3), np.zeros((0, 2), dtype=np.int64))
+        with pytest.raises(ConfigError, match="outside"):
+            nab.write_results(out, s, np.zeros(3))
+    assert not list((tmp_path / "elsewhere").iterdir()) and not (tmp_path / "x.csv").exists()
 
 
 def test_cli_with_nothing_readable_exits_2(tmp_path: Path) -> None:

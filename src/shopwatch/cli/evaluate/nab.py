@@ -4,6 +4,11 @@ To cross-check with NAB's own scorer, write the scores in its layout
 (``--results NAB/results --nab-names``, for ``--detector null`` too, which its
 normalisation needs), then in a NAB checkout run ``python run.py -d baseline,null
 --optimize --score --normalize --skipConfirmation``. It scores the files it finds there.
+
+A labelled series that cannot be used (no data file, a bad header, a timestamp or value
+that is not one, a window edge that is not one of its timestamps) stops the run with exit
+2; ``--skip-bad`` scores the rest instead, and the skipped series' windows count as missed.
+Missing values (blank, ``nan``, ``inf`` ...) do not: they are counted per series.
 """
 
 from __future__ import annotations
@@ -28,20 +33,22 @@ TOP = 10
 def print_nab(figures: dict[str, Any], console: Console, *, per_series: bool = False) -> None:
     """The normalised score per profile, then the standard profile's counts per series."""
     table = Table(title=f"NAB · detector {figures['detector']}", show_edge=False)
-    for col in ("profile", "score", "raw", "threshold"):
+    for col in ("profile", "score", "raw", "null", "perfect", "threshold"):
         table.add_column(col, justify="left" if col == "profile" else "right")
     for name, score in figures["scores"].items():
         table.add_row(
             name,
             "-" if score is None else f"{score:.2f}",
             f"{figures['raw'][name]:.3f}",
+            f"{figures['null'][name]:.3f}",
+            f"{figures['perfect'][name]:.3f}",
             f"{figures['threshold'][name]:.15g}",
         )
     console.print(table)
     rows = sorted(figures["per_series"], key=lambda r: (r["raw"], r["file"]))
     shown = rows if per_series else rows[:TOP]
     series = Table(title="per series, standard profile (lowest raw score first)", show_edge=False)
-    for col in ("file", "windows", "tp", "fp", "fn", "raw"):
+    for col in ("file", "windows", "tp", "fp", "fn", "missing", "raw"):
         series.add_column(col, justify="left" if col == "file" else "right")
     for r in shown:
         series.add_row(
@@ -50,18 +57,24 @@ def print_nab(figures: dict[str, Any], console: Console, *, per_series: bool = F
             str(r["tp"]),
             str(r["fp"]),
             str(r["fn"]),
+            str(r["missing_values"]),
             f"{r['raw']:.3f}",
         )
     console.print(series)
     more = len(rows) - len(shown)
     console.print(
-        f"series {figures['series']} · windows {figures['windows']} · points "
-        f"{figures['points']:,}" + (f" · {more} more series (--per-series)" if more else ""),
+        f"series {figures['series']} · windows {figures['windows']} "
+        f"({figures['windows_scored']} scored after probation, "
+        f"{figures['windows_skipped']} in skipped series) · points {figures['points']:,} · "
+        f"missing values {figures['missing_values']:,}"
+        + (f" · {more} more series (--per-series)" if more else ""),
         highlight=False,
     )
     for p in figures["problems"]:
         console.print(
-            f"[yellow]skipped[/] {p['file']} ({p['reason']}): {p['detail']}", highlight=False
+            f"[yellow]skipped[/] {p['file']} ({p['reason']}, {p['windows']} windows counted "
+            f"as missed): {p['detail']}",
+            highlight=False,
         )
 
 
@@ -84,6 +97,11 @@ def nab_cmd(
         "baseline", "--detector", help="Streaming detector to score (see the registry)."
     ),
     per_series: bool = typer.Option(False, "--per-series", help="List every series."),
+    skip_bad: bool = typer.Option(
+        False,
+        "--skip-bad",
+        help="Score without the series that cannot be used; their windows count as missed.",
+    ),
     json_out: Path | None = JSON_OPTION,
     require: list[str] = REQUIRE_OPTION,
 ) -> None:
@@ -97,9 +115,14 @@ def nab_cmd(
         corpus = nab.load_corpus(data, labels)
     except ShopwatchError as err:
         fail(str(err))
-    if not corpus.series:
+    if corpus.problems and not (skip_bad and corpus.series):
         _print_problems(corpus.problems)
-        fail(f"none of the series labelled in {labels} could be read from {data}")
+        if not corpus.series:
+            fail(f"none of the series labelled in {labels} could be read from {data}")
+        fail(
+            f"{len(corpus.problems)} series labelled in {labels} cannot be used (listed above); "
+            "fix them, or pass --skip-bad to score the rest with their windows counted as missed"
+        )
     det = factory()
     scores = {s.key: det.score(s.values) for s in corpus.series}
     if results is not None:
@@ -111,6 +134,8 @@ def nab_cmd(
                 nab.write_results(out_dir, s, scores[s.key], prefix=prefix)
         except OSError as err:
             fail(f"cannot write results under {results}: {err}")
+        except ShopwatchError as err:
+            fail(str(err))
     figures = nab.evaluate(corpus, scores, detector_name=detector_name)
     print_nab(figures, table_console(), per_series=per_series)
     finish(figures, json_out, require)
@@ -119,7 +144,7 @@ def nab_cmd(
 def _print_problems(problems: list[Any]) -> None:
     console = Console(stderr=True)
     for p in problems:
-        console.print(f"[yellow]skipped[/] {p.key} ({p.reason}): {p.detail}", highlight=False)
+        console.print(f"[red]unusable[/] {p.key} ({p.reason}): {p.detail}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
