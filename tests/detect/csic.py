@@ -6,7 +6,7 @@ from pathlib import Path
 
 import polars as pl
 
-from shopwatch.evaluate.csic import read_requests as read_file
+from shopwatch.evaluate.http_requests import read_requests as read_file
 
 
 def read_requests(path: Path, source_ip: str = "192.0.2.10") -> pl.DataFrame:

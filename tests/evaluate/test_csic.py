@@ -9,10 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from shopwatch.cli.main import app
 from shopwatch.evaluate.csic import detection_at_fp, interleave, read_requests
+from shopwatch.evaluate.http_requests import split_requests
 
 HEADERS = (
     "User-Agent: Mozilla/5.0 (compatible; Konqueror/3.5; Linux) KHTML/3.5.8 (like Gecko)\r\n"
@@ -120,6 +123,10 @@ def test_reader_counts_malformed_requests_and_reads_the_rest(tmp_path: Path) -> 
     ]
     assert read.rejects["raw"][0] == "garbage before the first request\r\n"
     assert set(read.rejects["source"]) == {"mixed.txt"}
+    # The leading text is no request; the two malformed ones keep their places.
+    assert read.requests == 4
+    assert read.rejected_positions == (1, 2)
+    assert read.positions() == [0, 3]
 
 
 def test_reader_of_a_file_without_requests_gives_an_empty_batch(tmp_path: Path) -> None:
@@ -129,11 +136,111 @@ def test_reader_of_a_file_without_requests_gives_an_empty_batch(tmp_path: Path) 
     assert "event.id" in read.batch.columns
 
 
-def test_reader_cuts_only_before_request_lines(tmp_path: Path) -> None:
-    # A body line that merely contains "GET " is not a request line.
-    body = post("/tienda1/publico/buscar.jsp", b"q=how+to+GET+ham")
+def test_reader_does_not_cut_before_a_body_line_that_begins_with_a_method(
+    tmp_path: Path,
+) -> None:
+    body = post("/tienda1/publico/buscar.jsp", b"GET ham&cantidad=2")
     read = read_requests(write(tmp_path / "r.txt", body, SHOP_GET))
-    assert read.batch.height == 2
+    assert read.batch["http.request.method"].to_list() == ["POST", "GET"]
+    assert read.batch["http.request.body.content"][0] == "GET ham&cantidad=2"
+
+
+def test_reader_never_cuts_a_body_line_even_one_that_is_a_request_line(
+    tmp_path: Path,
+) -> None:
+    smuggled = b"GET http://localhost:8080/tienda1/admin.jsp HTTP/1.1"
+    read = read_requests(write(tmp_path / "r.txt", post("/tienda1/x.jsp", smuggled), SHOP_GET))
+    assert read.batch["http.request.method"].to_list() == ["POST", "GET"]
+    assert read.batch["http.request.body.content"][0] == smuggled.decode()
+
+
+@pytest.mark.parametrize("method", ["HEAD", "DELETE", "OPTIONS", "PATCH"])
+def test_reader_cuts_before_a_request_line_of_any_method(tmp_path: Path, method: str) -> None:
+    other = get("/tienda1/index.jsp").replace(b"GET ", f"{method} ".encode(), 1)
+    read = read_requests(write(tmp_path / "r.txt", SHOP_GET, other, SHOP_POST))
+    assert read.batch["http.request.method"].to_list() == ["GET", method, "POST"]
+    assert read.batch["http.request.body.content"][0] is None
+
+
+def test_reader_drops_a_utf8_byte_order_mark(tmp_path: Path) -> None:
+    read = read_requests(write(tmp_path / "r.txt", b"\xef\xbb\xbf" + SHOP_GET, SHOP_POST))
+    assert read.rejects.height == 0
+    assert read.batch["http.request.method"].to_list() == ["GET", "POST"]
+    assert read.batch["http.request.bytes"][0] == len(SHOP_GET) - 2
+
+
+def test_reader_tolerates_trailing_whitespace_on_the_request_line(tmp_path: Path) -> None:
+    spaced = SHOP_GET.replace(b" HTTP/1.1\r\n", b" HTTP/1.1 \t\r\n", 1)
+    read = read_requests(write(tmp_path / "r.txt", spaced, SHOP_POST))
+    assert read.rejects.height == 0
+    assert read.batch["http.version"][0] == "1.1"
+    assert read.batch["http.request.bytes"][0] == len(SHOP_GET) - 2
+
+
+def test_reader_skips_whitespace_only_lines_among_the_headers(tmp_path: Path) -> None:
+    blank_line = SHOP_GET.replace(b"Pragma: no-cache\r\n", b"Pragma: no-cache\r\n \t\r\n")
+    read = read_requests(write(tmp_path / "r.txt", blank_line, SHOP_POST))
+    assert read.rejects.height == 0
+    assert read.batch["shop.session.id"][0] == "A1"  # the headers after it are read
+    assert read.batch["http.request.method"].to_list() == ["GET", "POST"]
+
+
+def test_reader_takes_lone_crs_as_line_ends_in_a_file_without_lf(tmp_path: Path) -> None:
+    cr_only = SHOP_GET.replace(b"\r\n", b"\r")
+    read = read_requests(write(tmp_path / "r.txt", cr_only, cr_only))
+    assert read.rejects.height == 0
+    assert read.batch["shop.session.id"].to_list() == ["A1", "A1"]
+
+
+def original_get(request: bytes) -> bytes:
+    """A GET in CSIC's original normal test framing: it ends CRLF CRLF LF."""
+    assert request.endswith(b"\r\n\r\n\r\n")
+    return request[:-2] + b"\n"
+
+
+def original_post(request: bytes) -> bytes:
+    """A POST (or PUT) in CSIC's original normal test framing: the body ends LF LF."""
+    assert request.endswith(b"\r\n\r\n")
+    return request[:-4] + b"\n\n"
+
+
+def test_reader_reads_the_original_framing_as_the_uniform_one(tmp_path: Path) -> None:
+    uniform = write(tmp_path / "uniform.txt", SHOP_GET, SHOP_POST, LATIN1_PUT, SQLI_GET)
+    original = write(
+        tmp_path / "original.txt",
+        original_get(SHOP_GET),
+        original_post(SHOP_POST),
+        original_post(LATIN1_PUT),
+        original_get(SQLI_GET),
+    )
+    a, b = read_requests(uniform), read_requests(original)
+    assert b.rejects.height == 0
+    assert a.batch.drop("event.id").equals(b.batch.drop("event.id"))
+    assert (
+        a.batch["event.id"]
+        .str.replace("^[^:]*:", "")
+        .equals(b.batch["event.id"].str.replace("^[^:]*:", ""))
+    )
+
+
+@given(st.text(alphabet="GETPOSHAD /:h1.x=\r\n\t", max_size=300))
+def test_splitting_any_text_loses_nothing_but_leading_blank_lines(text: str) -> None:
+    chunks = split_requests(text)
+    kept = "".join(c.text for c in chunks)
+    assert text.endswith(kept)
+    assert not text[: len(text) - len(kept)].strip()
+    assert all(c.is_request for c in chunks[1:])
+
+
+@given(st.binary(max_size=400).filter(lambda b: not b.startswith(b"\x1f\x8b")))
+def test_reader_gives_every_request_a_place_whatever_the_bytes(data: bytes) -> None:
+    # Bytes that begin like gzip are read as gzip (a broken one is an OSError, tested above).
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        read = read_requests(write(Path(folder) / "r.txt", data))
+    assert read.batch.height + len(read.rejected_positions) == read.requests
+    assert read.positions() == sorted(set(read.positions()))
 
 
 # -- the figures -----------------------------------------------------------------------
@@ -221,13 +328,13 @@ def test_command_flags_the_injection_and_not_the_shop_requests(
     assert figures["rules"] == {"web.sqli_probe": {"anomalous": 1, "normal": 0}}
     with out_csv.open(newline="") as fh:
         rows = list(csv.reader(fh))
-    assert rows[0] == ["file", "index", "flagged", "score"]
-    assert [r[:3] for r in rows[1:]] == [
-        ["normal", "0", "false"],
-        ["normal", "1", "false"],
-        ["normal", "2", "false"],
-        ["anomalous", "0", "true"],
-        ["anomalous", "1", "false"],
+    assert rows[0] == ["file", "index", "flagged", "score", "rejected"]
+    assert [r[:3] + r[4:] for r in rows[1:]] == [
+        ["normal", "0", "false", "0"],
+        ["normal", "1", "false", "0"],
+        ["normal", "2", "false", "0"],
+        ["anomalous", "0", "true", "0"],
+        ["anomalous", "1", "false", "0"],
     ]
     assert int(rows[4][3]) > 0 and rows[5][3] == "0"
     assert recompute(out_csv) == {
@@ -236,18 +343,56 @@ def test_command_flags_the_injection_and_not_the_shop_requests(
     }
 
 
-def test_command_reports_malformed_requests_and_goes_on(
+def test_command_keeps_malformed_requests_in_place_unflagged(
     small: dict[str, Path], tmp_path: Path
 ) -> None:
     bad = b"GET http://localhost:8080/x\r\n\r\n\r\n"
     small["normal"] = write(tmp_path / "normal_bad.txt", SHOP_GET, bad, SHOP_POST)
+    small["anomalous"] = write(tmp_path / "anomalous_bad.txt", OLD_FILE_GET, bad, SQLI_GET)
+    out_json, out_csv = tmp_path / "csic.json", tmp_path / "csic.csv"
+    code, output = run(small, "--json", str(out_json), "--predictions", str(out_csv))
+    assert code == 0, output
+    assert "malformed requests in normal" in output
+    figures = json.loads(out_json.read_text())
+    assert figures["rejected"] == {"train": 0, "normal": 1, "anomalous": 1}
+    assert (figures["normal"], figures["anomalous"]) == (3, 3)  # still in the denominators
+    assert figures["detection_rate"] == pytest.approx(1 / 3)
+    with out_csv.open(newline="") as fh:
+        rows = [(r["file"], r["index"], r["flagged"], r["rejected"]) for r in csv.DictReader(fh)]
+    assert rows == [
+        ("normal", "0", "false", "0"),
+        ("normal", "1", "false", "1"),
+        ("normal", "2", "false", "0"),
+        ("anomalous", "0", "false", "0"),
+        ("anomalous", "1", "false", "1"),
+        ("anomalous", "2", "true", "0"),  # the injection keeps its place after the reject
+    ]
+    assert recompute(out_csv)["detection_rate"] == figures["detection_rate"]
+
+
+def test_command_takes_settings_from_a_config_file(small: dict[str, Path], tmp_path: Path) -> None:
+    data_dir = tmp_path / "configured-data"
+    config = tmp_path / "shopwatch.yaml"
+    config.write_text(
+        f"data_dir: {json.dumps(str(data_dir))}\n"
+        "detectors:\n  web.sqli_probe: {enabled: false}\n",
+        encoding="utf-8",
+    )
     out_json = tmp_path / "csic.json"
-    code, output = run(small, "--json", str(out_json))
+    code, output = run(small, "--config", str(config), "--json", str(out_json))
     assert code == 0, output
     figures = json.loads(out_json.read_text())
-    assert figures["rejected"]["normal"] == 1
-    assert figures["normal"] == 2
-    assert "malformed requests in normal" in output
+    assert "web.sqli_probe" not in figures["rules"]
+    assert figures["detection_rate"] == 0.0
+    assert not data_dir.exists()  # the configured data folder is never used
+
+
+def test_command_refuses_a_bad_config_file(small: dict[str, Path], tmp_path: Path) -> None:
+    config = tmp_path / "shopwatch.yaml"
+    config.write_text("no_such_setting: 1\n", encoding="utf-8")
+    code, output = run(small, "--config", str(config))
+    assert code == 2
+    assert "no_such_setting" in output
 
 
 def test_command_exits_3_when_a_floor_is_not_met(small: dict[str, Path]) -> None:
@@ -303,6 +448,20 @@ def test_real_files_give_the_published_counts(real_run: tuple[dict[str, Any], Pa
     figures, _ = real_run
     assert (figures["train"], figures["normal"], figures["anomalous"]) == (36_000, 18_000, 12_532)
     assert figures["rejected"] == {"train": 0, "normal": 0, "anomalous": 0}
+
+
+def test_real_files_read_the_same_in_the_original_framing(datasets: Path, tmp_path: Path) -> None:
+    path = datasets / "csic2010" / "normal_test_a.txt.gz"
+    original = tmp_path / "normal_test_a.txt"
+    original.write_bytes(gzip.decompress(path.read_bytes()).replace(b"\r\n\r\n\r\n", b"\r\n\r\n\n"))
+    uniform, framed = read_requests(path), read_requests(original)
+    assert (framed.requests, framed.rejects.height) == (18_000, 0)
+    assert framed.batch.drop("event.id").equals(uniform.batch.drop("event.id"))
+    assert (
+        framed.batch["event.id"]
+        .str.replace("^[^:]*:", "")
+        .equals(uniform.batch["event.id"].str.replace("^[^:]*:", ""))
+    )
 
 
 def test_real_normal_traffic_is_almost_never_flagged(real_run: tuple[dict[str, Any], Path]) -> None:

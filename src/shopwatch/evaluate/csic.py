@@ -1,8 +1,10 @@
-"""The CSIC 2010 HTTP dataset: read its raw requests, run the engine, score each request.
+"""The CSIC 2010 HTTP dataset: run the engine over its requests, score each request.
 
-The files are raw HTTP/1.1 requests, concatenated; a request starts at every line that
-begins with ``GET``, ``POST`` or ``PUT`` followed by a space. Values are percent-encoded
-Latin-1. The label is the file: normal training traffic, normal test traffic, attacks.
+The files are raw HTTP/1.1 requests, concatenated (read by
+:mod:`shopwatch.evaluate.http_requests`). The label is the file: normal training traffic,
+normal test traffic, attacks. Every request of a test file has a prediction at its
+position in the file; one that cannot be read is not fed to the engine and counts as not
+flagged (score 0), so the denominators and the numbering are those of the file.
 
 Scoring is per request. CSIC carries no client addresses, so each request is given its
 own address from the benchmarking range ``198.18.0.0/15`` (RFC 2544, never routed) and its
@@ -17,43 +19,33 @@ files apart by when their requests arrive.
 
 from __future__ import annotations
 
-import gzip
 import ipaddress
-import re
 import tempfile
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 import polars as pl
 
-from shopwatch.config import load_settings
-from shopwatch.contract import conform, empty_alerts, empty_events
+from shopwatch.config import Settings, load_settings
+from shopwatch.contract import conform, empty_alerts
 from shopwatch.errors import ConfigError
-from shopwatch.parse.base import REJECT_SCHEMA, RejectReason
+from shopwatch.evaluate.http_requests import EPOCH, RequestFile, read_requests
 
 __all__ = [
     "FP_LEVELS",
     "CsicEvaluation",
-    "CsicFile",
-    "HttpRequest",
+    "RequestFile",
     "detection_at_fp",
     "evaluate_csic",
     "interleave",
-    "parse_request",
     "read_requests",
-    "split_requests",
 ]
 
 #: False-positive rates at which :func:`detection_at_fp` reports the best detection rate.
 FP_LEVELS: Final[tuple[float, ...]] = (0.001, 0.005, 0.01)
-
-#: Event time of the first request fed to the engine (the dataset was published in 2010).
-EPOCH: Final = datetime(2010, 6, 1, tzinfo=UTC)
 
 #: The first client address given to a request; request ``k`` gets ``CLIENT_BASE + k``.
 CLIENT_BASE: Final = ipaddress.IPv4Address("198.18.0.0")
@@ -61,158 +53,6 @@ CLIENT_RANGE: Final = 2**17  # 198.18.0.0/15
 
 #: Requests per engine batch (the engine gives the same alerts however they are cut).
 BATCH_SIZE: Final = 10_000
-
-_START = re.compile(r"^(?:GET|POST|PUT) ", re.M)
-_REQUEST_LINE = re.compile(r"^([A-Z]+) (\S+) (HTTP/\d\.\d)$")
-_HEADER = re.compile(r"^([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*(.*?)[ \t]*$")
-_ABSOLUTE = re.compile(r"^https?://([^/?#]*)(.*)$", re.I)
-_PORT = re.compile(r":\d*$")
-_SESSION = re.compile(r"(?:^|;)\s*JSESSIONID=([^;\s]+)", re.I)
-
-
-class _Malformed(Exception):
-    """A request that cannot be read (private: callers get a reject row instead)."""
-
-    def __init__(self, reason: RejectReason) -> None:
-        self.reason = reason
-        super().__init__(reason.value)
-
-
-@dataclass(frozen=True, slots=True)
-class HttpRequest:
-    """One raw request: request line, headers (lower-case names) and body."""
-
-    method: str
-    target: str
-    version: str
-    headers: dict[str, str]
-    body: str | None
-    #: Size of request line, headers, blank line and body with CRLF line ends, in bytes
-    #: (the same whatever line ends the file used).
-    size: int
-
-    def event(self) -> dict[str, Any]:
-        """The request as contract fields (``http.access``), without time, id or address.
-
-        An absolute target (``http://host:port/p?q``) is ``url.full``; ``url.original`` is
-        its path and query, as an access log would show it.
-        """
-        absolute = _ABSOLUTE.match(self.target)
-        authority, path_query = absolute.groups() if absolute else (None, self.target)
-        host = self.headers.get("host") or authority
-        full = self.target if absolute else (f"http://{host}{path_query}" if host else None)
-        path_query = path_query or "/"
-        domain = _PORT.sub("", host) if host else None
-        path, _, query = path_query.partition("?")
-        cookie = self.headers.get("cookie")
-        session = _SESSION.search(cookie) if cookie else None
-        return {
-            "event.dataset": "http.access",
-            "event.action": "request",
-            "http.version": self.version.removeprefix("HTTP/"),
-            "http.request.method": self.method,
-            "http.request.referrer": self.headers.get("referer"),
-            "http.request.bytes": self.size,
-            "http.request.body.content": self.body,
-            "url.original": path_query,
-            "url.path": path,
-            "url.query": query or None,
-            "url.full": full,
-            "url.domain": domain or None,
-            "user_agent.original": self.headers.get("user-agent"),
-            "shop.session.id": session.group(1) if session else None,
-        }
-
-
-def parse_request(chunk: str) -> HttpRequest:
-    """Read one request (text between two request lines); raises ``_Malformed``.
-
-    Line ends may be CRLF or LF. Header names are case-insensitive (kept lower-case);
-    a repeated header is joined with ``", "`` (``"; "`` for Cookie). Trailing empty lines
-    are framing, not body.
-    """
-    text = chunk.replace("\r\n", "\n")
-    head, _, body = text.partition("\n\n")
-    lines = head.split("\n")
-    line = _REQUEST_LINE.match(lines[0])
-    if line is None:
-        raise _Malformed(RejectReason.NO_MATCH)
-    headers: dict[str, str] = {}
-    for raw in lines[1:]:
-        header = _HEADER.match(raw)
-        if header is None:
-            raise _Malformed(RejectReason.BAD_FIELD)
-        name, value = header.group(1).lower(), header.group(2)
-        if name in headers:
-            value = headers[name] + ("; " if name == "cookie" else ", ") + value
-        headers[name] = value
-    content = body.strip("\n") or None
-    size = sum(len(x) + 2 for x in lines) + 2 + (len(content) if content else 0)
-    return HttpRequest(line.group(1), line.group(2), line.group(3), headers, content, size)
-
-
-def split_requests(text: str) -> list[tuple[int, str]]:
-    """``(line number, text)`` of every request, cut before each request line.
-
-    Text before the first request line is returned as a chunk of its own (it is not a
-    request; :func:`parse_request` rejects it) unless it is blank.
-
-    >>> split_requests("GET /a HTTP/1.1\\r\\n\\r\\n\\r\\nPOST /b HTTP/1.1\\r\\n\\r\\nx=1\\r\\n")
-    [(1, 'GET /a HTTP/1.1\\r\\n\\r\\n\\r\\n'), (4, 'POST /b HTTP/1.1\\r\\n\\r\\nx=1\\r\\n')]
-    """
-    starts = [m.start() for m in _START.finditer(text)]
-    if text[: starts[0] if starts else len(text)].strip():
-        starts.insert(0, 0)
-    chunks: list[tuple[int, str]] = []
-    line_no, last = 1, 0
-    for a, b in zip(starts, [*starts[1:], len(text)], strict=False):
-        line_no += text.count("\n", last, a)
-        last = a
-        chunks.append((line_no, text[a:b]))
-    return chunks
-
-
-@dataclass(frozen=True, slots=True)
-class CsicFile:
-    """The requests of one file as ``http.access`` events, and the ones that were malformed."""
-
-    path: Path
-    batch: pl.DataFrame
-    rejects: pl.DataFrame  # REJECT_SCHEMA; line_no is the request's first line
-
-
-def read_requests(path: Path, *, start: datetime = EPOCH) -> CsicFile:
-    """Every request of a CSIC file (gzip or plain, told by its first bytes) as an event.
-
-    Events are in file order, ``start`` plus one second each, with ``event.id``
-    ``<file name>:<line number>`` and no client address (the files have none). Host becomes
-    ``url.domain``, Referer ``http.request.referrer``, the JSESSIONID cookie
-    ``shop.session.id``; the other headers (Content-Type, Accept, ...) have no contract
-    field and are dropped. A request that cannot be read is a reject, never an exception.
-    Raises ``OSError`` when the file cannot be read.
-    """
-    data = path.read_bytes()
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (EOFError, zlib.error) as err:
-            raise OSError(f"not a readable gzip file ({err})") from err
-    text = data.decode("latin-1")  # every byte is a character: nothing can fail here
-    rows: list[dict[str, Any]] = []
-    rejects: list[dict[str, Any]] = []
-    for line_no, chunk in split_requests(text):
-        try:
-            request = parse_request(chunk)
-        except _Malformed as err:
-            reject = {"line_no": line_no, "raw": chunk[:512], "reason": err.reason.value}
-            rejects.append({"source": path.name, **reject, "format": "csic"})
-            continue
-        event = request.event()
-        event["@timestamp"] = start + timedelta(seconds=len(rows))
-        event["event.id"] = f"{path.name}:{line_no}"
-        rows.append(event)
-    batch = conform(pl.DataFrame(rows, infer_schema_length=None)) if rows else empty_events()
-    return CsicFile(path, batch, pl.DataFrame(rejects, schema=REJECT_SCHEMA))
 
 
 def interleave(n_normal: int, n_anomalous: int) -> pl.DataFrame:
@@ -264,23 +104,30 @@ class CsicEvaluation:
     """The figures of one run, and one prediction per test request."""
 
     figures: dict[str, Any]
-    #: ``file`` (normal / anomalous), ``index`` (from 0 in that file), ``flagged``, ``score``,
-    #: in file order: the normal file's requests, then the anomalous file's.
+    #: ``file`` (normal / anomalous), ``index`` (the request's position in that file, from
+    #: 0, counting unreadable requests too), ``flagged``, ``score``, ``rejected`` (1 for a
+    #: request that could not be read: never flagged, score 0); in file order, the normal
+    #: file's requests, then the anomalous file's.
     predictions: pl.DataFrame
 
 
-def _prepared(batch: pl.DataFrame, role: str, first_address: int) -> pl.DataFrame:
-    """``batch`` with ids ``<role>:<index>`` and one client address per request."""
-    if batch.height + first_address > CLIENT_RANGE:
+def _prepared(read: RequestFile, role: str, first_address: int) -> pl.DataFrame:
+    """The events of ``read`` with ids ``<role>:<position>``, one client address per request.
+
+    Request ``k`` of the file gets address ``first_address + k`` of the range.
+    """
+    if read.requests + first_address > CLIENT_RANGE:
         raise ConfigError(
             f"more than {CLIENT_RANGE:,} requests in all: too many to give each its own "
             "client address; evaluate smaller files"
         )
+    positions = read.positions()
     base = int(CLIENT_BASE) + first_address
-    addresses = [str(ipaddress.IPv4Address(base + k)) for k in range(batch.height)]
-    return batch.with_columns(
-        pl.format("{}:{}", pl.lit(role), pl.int_range(pl.len())).alias("event.id"),
+    addresses = [str(ipaddress.IPv4Address(base + k)) for k in positions]
+    return read.batch.with_columns(
+        pl.Series("event.id", [f"{role}:{k}" for k in positions], dtype=pl.String()),
         pl.Series("source.ip", addresses, dtype=pl.String()),
+        pl.Series("_index", positions, dtype=pl.Int64()),
     )
 
 
@@ -294,40 +141,44 @@ def _timed(batch: pl.DataFrame, first_second: int) -> pl.DataFrame:
 
 
 def evaluate_csic(
-    train: CsicFile,
-    normal: CsicFile,
-    anomalous: CsicFile,
+    train: RequestFile,
+    normal: RequestFile,
+    anomalous: RequestFile,
     *,
+    settings: Settings | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> CsicEvaluation:
     """Run the full default engine over the three files and score the test requests.
 
-    The engine is the one ``replay`` builds (every enabled detector and enricher, crawler
-    DNS off), with a temporary data folder so that nothing is read from or written to the
-    working directory. ``on_progress`` is told how many requests each batch held.
+    The engine is the one ``replay`` builds from ``settings`` (defaults and environment
+    when ``None``: every enabled detector and enricher, crawler DNS off), always with a
+    temporary data folder in place of ``settings.data_dir``, so that nothing is read from
+    or written to a data folder. Unreadable requests are not fed. ``on_progress`` is told
+    how many requests each batch held.
     """
     from shopwatch.pipeline.build import build_engine
 
-    train_events = _timed(_prepared(train.batch, "train", 0), 0)
-    offset = train.batch.height
-    normal_events = _prepared(normal.batch, "normal", offset)
-    anomalous_events = _prepared(anomalous.batch, "anomalous", offset + normal.batch.height)
+    train_events = _timed(_prepared(train, "train", 0).drop("_index"), 0)
+    offset = train.requests
+    normal_events = _prepared(normal, "normal", offset)
+    anomalous_events = _prepared(anomalous, "anomalous", offset + normal.requests)
     tagged = pl.concat(
         [
-            events.with_columns(pl.lit(role).alias("_file"), pl.int_range(pl.len()).alias("_index"))
+            events.with_columns(pl.lit(role).alias("_file"))
             for role, events in (("normal", normal_events), ("anomalous", anomalous_events))
         ]
     )
-    order = interleave(normal.batch.height, anomalous.batch.height)
+    order = interleave(normal.requests, anomalous.requests)
     test_events = order.rename({"file": "_file", "index": "_index"}).join(
-        tagged, on=["_file", "_index"], how="left", maintain_order="left"
+        tagged, on=["_file", "_index"], how="inner", maintain_order="left"
     )
     test_events = _timed(conform(test_events), offset)
 
     alerts: list[pl.DataFrame] = []
     discarded = 0
+    base = settings if settings is not None else load_settings(None)
     with tempfile.TemporaryDirectory(prefix="shopwatch-csic-") as data_dir:
-        engine = build_engine(load_settings(None, data_dir=Path(data_dir)))
+        engine = build_engine(base.model_copy(update={"data_dir": Path(data_dir)}))
         try:
             for events, keep in ((train_events, False), (test_events, True)):
                 for batch in events.iter_slices(BATCH_SIZE):
@@ -343,10 +194,18 @@ def evaluate_csic(
     return _score(train, normal, anomalous, alerts, discarded)
 
 
+def _requests(read: RequestFile, role: str) -> pl.DataFrame:
+    """One row per request of ``read``: ``file``, ``index`` (position) and ``rejected``."""
+    index = pl.int_range(read.requests, eager=True, dtype=pl.Int64)
+    return pl.DataFrame({"file": role, "index": index}).with_columns(
+        pl.col("index").is_in(list(read.rejected_positions)).cast(pl.Int8).alias("rejected")
+    )
+
+
 def _score(
-    train: CsicFile,
-    normal: CsicFile,
-    anomalous: CsicFile,
+    train: RequestFile,
+    normal: RequestFile,
+    anomalous: RequestFile,
     alerts: list[pl.DataFrame],
     discarded: int,
 ) -> CsicEvaluation:
@@ -361,16 +220,7 @@ def _score(
             pl.col("event.id").str.extract(":([0-9]+)$", 1).cast(pl.Int64).alias("index"),
         )
     )
-    requests = pl.concat(
-        [
-            pl.DataFrame(
-                {"file": "normal", "index": pl.int_range(normal.batch.height, eager=True)}
-            ),
-            pl.DataFrame(
-                {"file": "anomalous", "index": pl.int_range(anomalous.batch.height, eager=True)}
-            ),
-        ]
-    ).cast({"index": pl.Int64})
+    requests = pl.concat([_requests(normal, "normal"), _requests(anomalous, "anomalous")])
     best = hits.group_by("file", "index").agg(pl.col("risk_score").max().alias("score"))
     predictions = requests.join(best, on=["file", "index"], how="left", maintain_order="left")
     predictions = predictions.select(
@@ -378,6 +228,7 @@ def _score(
         "index",
         pl.col("score").is_not_null().alias("flagged"),
         pl.col("score").fill_null(0).cast(pl.Int64),
+        "rejected",
     )
     normal_pred = predictions.filter(pl.col("file") == "normal")
     anom_pred = predictions.filter(pl.col("file") == "anomalous")
@@ -400,16 +251,16 @@ def _score(
         ),
         "normal": normal_pred.height,
         "anomalous": anom_pred.height,
-        "train": train.batch.height,
+        "train": train.requests,
         "flagged": {
             "normal": int(normal_pred["flagged"].sum()),
             "anomalous": int(anom_pred["flagged"].sum()),
         },
         "train_alerts_discarded": discarded,
         "rejected": {
-            "train": train.rejects.height,
-            "normal": normal.rejects.height,
-            "anomalous": anomalous.rejects.height,
+            "train": len(train.rejected_positions),
+            "normal": len(normal.rejected_positions),
+            "anomalous": len(anomalous.rejected_positions),
         },
         "rules": {r: {"anomalous": a, "normal": n} for r, a, n in rule_rows},
     }

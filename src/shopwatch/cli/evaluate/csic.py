@@ -10,32 +10,32 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from shopwatch.cli.common import fail
+from shopwatch.cli.common import fail, settings_from
 from shopwatch.cli.evaluate import JSON_OPTION, REQUIRE_OPTION, finish, table_console
 from shopwatch.errors import ShopwatchError
-from shopwatch.evaluate.csic import CsicFile, evaluate_csic, read_requests
+from shopwatch.evaluate.csic import RequestFile, evaluate_csic, read_requests
 
 __all__ = ["csic_cmd", "register"]
 
 MAX_REJECT_EXAMPLES = 5
 
 
-def _read(path: Path, role: str) -> CsicFile:
+def _read(path: Path, role: str) -> RequestFile:
     if not path.is_file():
         fail(f"--{role}: no such file: {path}")
     try:
         read = read_requests(path)
     except OSError as err:
         fail(f"--{role}: cannot read {path}: {err}")
-    if read.batch.height == 0:
+    if read.requests == 0:
         fail(
-            f"--{role}: {path} holds no HTTP request (none of its lines starts with "
-            "'GET ', 'POST ' or 'PUT '); give a CSIC 2010 request file"
+            f"--{role}: {path} holds no HTTP request (no line is a request line such as "
+            "'GET http://host/path HTTP/1.1'); give a CSIC 2010 request file"
         )
     return read
 
 
-def _print(figures: dict[str, Any], files: dict[str, CsicFile], console: Console) -> None:
+def _print(figures: dict[str, Any], files: dict[str, RequestFile], console: Console) -> None:
     table = Table(title="CSIC 2010, per request", show_edge=False)
     table.add_column("figure")
     table.add_column("value", justify="right")
@@ -54,7 +54,7 @@ def _print(figures: dict[str, Any], files: dict[str, CsicFile], console: Console
     )
     rejected = figures["rejected"]
     table.add_row(
-        "malformed (train / normal / anomalous)",
+        "malformed requests, kept unflagged (train / normal / anomalous)",
         f"{rejected['train']:,} / {rejected['normal']:,} / {rejected['anomalous']:,}",
     )
     console.print(table)
@@ -89,7 +89,17 @@ def csic_cmd(
     normal: Path = typer.Option(..., "--normal", help="Normal test requests."),
     anomalous: Path = typer.Option(..., "--anomalous", help="Anomalous test requests."),
     predictions: Path | None = typer.Option(
-        None, "--predictions", help="Write file,index,flagged,score for every test request (CSV)."
+        None,
+        "--predictions",
+        help="Write file,index,flagged,score,rejected for every test request (CSV); index "
+        "is the request's position in its file from 0, malformed requests included.",
+    ),
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        "-c",
+        help="YAML settings file (detectors, rules folders, enrichment). Its data_dir is "
+        "ignored: the run always uses a temporary data folder and leaves no state behind.",
     ),
     json_out: Path | None = JSON_OPTION,
     require: list[str] = REQUIRE_OPTION,
@@ -98,8 +108,10 @@ def csic_cmd(
 
     Every request is scored on its own: it gets a distinct client address and event id,
     and counts as flagged when an alert names its event id; its score is the highest
-    risk_score among those alerts. Files may be gzip or plain.
+    risk_score among those alerts. A malformed request is kept in its place, unflagged
+    with score 0, and counted. Files may be gzip or plain.
     """
+    settings = settings_from(config)
     files = {
         "train": _read(train, "train"),
         "normal": _read(normal, "normal"),
@@ -122,6 +134,7 @@ def csic_cmd(
                 files["train"],
                 files["normal"],
                 files["anomalous"],
+                settings=settings,
                 on_progress=lambda n: progress.advance(task, n),
             )
     except ShopwatchError as err:
