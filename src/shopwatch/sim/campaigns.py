@@ -140,7 +140,7 @@ class Campaign:
         return {
             "id": self.id,
             "kind": self.kind,
-            "variant": self.variant,
+            "variant": None if kind.benign else self.variant,  # look-alikes have one form
             "benign": kind.benign,
             "start": iso_ms(self.start),
             "end": iso_ms(self.end),
