@@ -42,7 +42,7 @@ evaluate_app = typer.Typer(
 
 JSON_OPTION: Any = typer.Option(None, "--json", help="Also write the figures as JSON to this file.")
 _FLOOR = re.compile(
-    r"^\s*([A-Za-z0-9_.\-]+)\s*(>=|<=)\s*(-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
+    r"^\s*([^\s<>=]+)\s*(>=|<=)\s*(-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
 )
 
 

@@ -70,6 +70,15 @@ def print_campaigns(
             row.append(", ".join(c["rules"]) or "-")
             table.add_row(*row, style=style)
         console.print(table)
+    types = Table(title="per campaign type", show_edge=False)
+    for col in ("type", "runs", "detected", "category matched", "false alerts"):
+        types.add_column(col, justify="left" if col == "type" else "right")
+    for kind, v in figures["per_type"].items():
+        if v["benign"]:
+            types.add_row(f"{kind} (look-alike)", str(v["runs"]), "-", "-", str(v["false_alerts"]))
+        else:
+            types.add_row(kind, str(v["runs"]), str(v["detected"]), str(v["category_matched"]), "-")
+    console.print(types)
     cats = Table(title="per category", show_edge=False)
     for col in ("category", "alerts", "precision", "campaigns", "recall"):
         cats.add_column(col, justify="left" if col == "category" else "right")
