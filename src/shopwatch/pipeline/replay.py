@@ -154,4 +154,3 @@ def replay(
                 on_alerts(alerts)
     report.elapsed_s = time.perf_counter() - started
     return report
-

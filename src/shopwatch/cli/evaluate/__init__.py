@@ -41,9 +41,7 @@ evaluate_app = typer.Typer(
 )
 
 JSON_OPTION: Any = typer.Option(None, "--json", help="Also write the figures as JSON to this file.")
-_FLOOR = re.compile(
-    r"^\s*([^\s<>=]+)\s*(>=|<=)\s*(-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
-)
+_FLOOR = re.compile(r"^\s*([^\s<>=]+)\s*(>=|<=)\s*(-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
 
 
 def _valid_floors(floors: list[str]) -> list[str]:
