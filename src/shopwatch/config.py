@@ -79,6 +79,22 @@ class SyslogSource(_Strict):
     host: str = "127.0.0.1"
     port: int = 5514
     protocols: list[Literal["udp", "tcp"]] = ["udp", "tcp"]
+    max_message_bytes: int = Field(default=64 * 1024, gt=0)
+    max_connections: int = Field(
+        default=256, gt=0, description="TCP connections at once, all senders together."
+    )
+    max_connections_per_ip: int = Field(
+        default=64, gt=0, description="TCP connections at once from one sender address."
+    )
+    idle_timeout_s: float = Field(
+        default=60.0, gt=0, description="A TCP connection silent this long is closed."
+    )
+    min_idle_to_evict_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="At a connection limit, the longest-silent connection is closed for the "
+        "newcomer once it has been silent this long; otherwise the newcomer is refused.",
+    )
 
 
 class SourcesSettings(_Strict):

@@ -29,7 +29,12 @@ MAX = 512
 def listener() -> Iterator[tuple[SyslogSource, ChunkQueue]]:
     queue = ChunkQueue()
     source = SyslogSource(
-        queue, port=0, max_message_bytes=MAX, max_connections=2, metrics=SourceMetrics()
+        queue,
+        port=0,
+        max_message_bytes=MAX,
+        max_connections=2,
+        min_idle_to_evict_s=WAIT_S * 10,  # busy connections are never evicted here
+        metrics=SourceMetrics(),
     )
     with running([source], queue):
         yield source, queue
@@ -183,3 +188,104 @@ def test_port_in_use_is_a_config_error() -> None:
         source = SyslogSource(queue, port=taken.getsockname()[1])
         with pytest.raises(ConfigError, match="cannot listen"), running([source], queue):
             pass
+
+
+def connections(source: SyslogSource, outcome: str) -> float:
+    value = source.metrics.registry.get_sample_value(
+        "shopwatch_sources_connections_total", {"source": "syslog-tcp", "outcome": outcome}
+    )
+    return value or 0.0
+
+
+def send_with_reconnect(port: int, messages: list[bytes], queue: ChunkQueue) -> list[str]:
+    """Send each message as a real sender would: reconnect when the listener closes us."""
+    got: list[str] = []
+    deadline = time.monotonic() + WAIT_S * 3
+    pending = list(messages)
+    while pending and time.monotonic() < deadline:
+        try:
+            with tcp_connect(port) as sock:
+                while pending:
+                    sock.sendall(pending[0] + b"\n")
+                    chunk = queue.get(timeout=1.0)
+                    if chunk is None:
+                        break  # our connection was closed unread: reconnect
+                    got.extend(chunk.lines)
+                    pending.pop(0)
+        except OSError:
+            time.sleep(0.05)
+    return got
+
+
+def test_silent_connections_do_not_lock_out_a_real_sender() -> None:
+    queue = ChunkQueue()
+    source = SyslogSource(queue, port=0, protocols=["tcp"], metrics=SourceMetrics())
+    with running([source], queue):
+        assert source.tcp_port
+        silent = [tcp_connect(source.tcp_port) for _ in range(256)]
+        try:
+            messages = [f"{RFC3164[0]} #{i}".encode() for i in range(10)]
+            got = send_with_reconnect(source.tcp_port, messages, queue)
+        finally:
+            for sock in silent:
+                sock.close()
+    assert got == [m.decode() for m in messages]
+    assert connections(source, "evicted") >= 1
+
+
+def test_idle_connections_are_closed_and_counted() -> None:
+    queue = ChunkQueue()
+    source = SyslogSource(
+        queue, port=0, protocols=["tcp"], idle_timeout_s=0.2, metrics=SourceMetrics()
+    )
+    with running([source], queue), tcp_connect(source.tcp_port or 0) as sock:
+        sock.settimeout(WAIT_S)
+        assert sock.recv(1) == b""  # closed by the listener once idle
+    assert connections(source, "closed_idle") == 1
+
+
+def test_open_connections_gauge_and_per_address_limit() -> None:
+    queue = ChunkQueue()
+    source = SyslogSource(
+        queue,
+        port=0,
+        protocols=["tcp"],
+        max_connections_per_ip=2,
+        min_idle_to_evict_s=WAIT_S * 10,
+        metrics=SourceMetrics(),
+    )
+    with running([source], queue):
+        assert source.tcp_port
+        with tcp_connect(source.tcp_port) as a, tcp_connect(source.tcp_port) as b:
+            a.sendall(RFC3164[0].encode() + b"\n")
+            b.sendall(RFC3164[1].encode() + b"\n")
+            take(queue, 2)
+            gauge = source.metrics.registry.get_sample_value(
+                "shopwatch_sources_open_connections", {"source": "syslog-tcp"}
+            )
+            assert gauge == 2
+            with tcp_connect(source.tcp_port) as c:
+                c.settimeout(WAIT_S)
+                assert c.recv(1) == b""  # this address already holds 2 busy connections
+    assert connections(source, "refused") == 1
+
+
+def test_connection_settings_are_checked() -> None:
+    with pytest.raises(ConfigError, match="idle_timeout_s"):
+        SyslogSource(ChunkQueue(), idle_timeout_s=0)
+    with pytest.raises(ConfigError, match="max_connections_per_ip"):
+        SyslogSource(ChunkQueue(), max_connections_per_ip=0)
+
+
+def test_connection_bounds_come_from_the_settings() -> None:
+    from shopwatch.config import SyslogSource as SyslogSettings
+
+    settings = SyslogSettings(
+        port=0, max_connections=9, max_connections_per_ip=3, idle_timeout_s=4.5
+    )
+    source = SyslogSource.from_settings(settings, ChunkQueue())
+    assert (source.max_connections, source.max_connections_per_ip, source.idle_timeout_s) == (
+        9,
+        3,
+        4.5,
+    )

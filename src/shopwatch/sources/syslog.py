@@ -4,8 +4,15 @@
 - TCP: both framings of RFC 6587, chosen per message: octet counting (``<len> <msg>``,
   recognised by a leading run of digits and a space) and newline-delimited (anything
   else, e.g. ``<34>1 2024-...\\n``); one segment may hold many messages and a message may
-  span segments. At most ``max_connections`` connections at once: more are closed at
-  once and counted.
+  span segments.
+- TCP connections are bounded so that silent or slow peers cannot lock real senders
+  out: a connection silent for ``idle_timeout_s`` is closed (``closed_idle``); at most
+  ``max_connections`` are open at once, and at most ``max_connections_per_ip`` from one
+  address. A newcomer past either limit takes the place of the longest-silent connection
+  under that limit when it has been silent for ``min_idle_to_evict_s`` (``evicted``), and
+  is closed at once otherwise (``refused``). Outcomes are counted in
+  ``shopwatch_sources_connections_total{source="syslog-tcp",outcome}``; open
+  connections are the gauge ``shopwatch_sources_open_connections{source="syslog-tcp"}``.
 - A message longer than ``max_message_bytes`` is dropped, counted in
   ``shopwatch_sources_dropped_total{reason="oversize"}`` and logged (once per datagram or
   read, with the count) — never a crash. The rest of the stream carries on.
@@ -22,10 +29,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import structlog
+from prometheus_client import CollectorRegistry, Gauge
 
 from shopwatch.config import SyslogSource as SyslogSettings
 from shopwatch.errors import ConfigError
@@ -37,6 +48,34 @@ log = structlog.get_logger("shopwatch.sources.syslog")
 
 _TRIM = b"\r\n\x00"
 _MAX_LEN_DIGITS = 10
+_TCP = "syslog-tcp"
+
+_OPEN_GAUGES: weakref.WeakKeyDictionary[CollectorRegistry, Gauge] = weakref.WeakKeyDictionary()
+
+
+def _open_gauge(metrics: SourceMetrics) -> Gauge:
+    """The open-connections gauge of ``metrics``' registry (made once per registry)."""
+    gauge = _OPEN_GAUGES.get(metrics.registry)
+    if gauge is None:
+        gauge = Gauge(
+            "shopwatch_sources_open_connections",
+            "TCP connections open now.",
+            ["source"],
+            registry=metrics.registry,
+        )
+        _OPEN_GAUGES[metrics.registry] = gauge
+    return gauge
+
+
+@dataclass(slots=True, eq=False)
+class _Conn:
+    """One open TCP connection: who, since when silent, and its handler task."""
+
+    peer: str
+    task: asyncio.Task[Any]
+    writer: asyncio.StreamWriter
+    last_active: float = field(default_factory=time.monotonic)
+    evicted: bool = False
 
 
 class OctetOrLineFramer:
@@ -236,6 +275,9 @@ class SyslogSource:
         protocols: Sequence[Literal["udp", "tcp"]] = ("udp", "tcp"),
         max_message_bytes: int = 64 * 1024,
         max_connections: int = 256,
+        max_connections_per_ip: int = 64,
+        idle_timeout_s: float = 60.0,
+        min_idle_to_evict_s: float = 1.0,
         batch_lines: int = 1000,
         flush_interval_s: float = 0.05,
         max_pending_lines: int = 20_000,
@@ -248,6 +290,12 @@ class SyslogSource:
             raise ConfigError(
                 "syslog max_message_bytes, max_connections and batch_lines must be positive"
             )
+        if max_connections_per_ip < 1:
+            raise ConfigError("syslog max_connections_per_ip must be positive")
+        if not idle_timeout_s > 0 or not min_idle_to_evict_s >= 0:
+            raise ConfigError(
+                "syslog idle_timeout_s must be positive and min_idle_to_evict_s not negative"
+            )
         self.name = name
         self.out = out
         self.host = host
@@ -255,7 +303,11 @@ class SyslogSource:
         self.protocols = tuple(protocols)
         self.max_message_bytes = max_message_bytes
         self.max_connections = max_connections
+        self.max_connections_per_ip = max_connections_per_ip
+        self.idle_timeout_s = idle_timeout_s
+        self.min_idle_to_evict_s = min_idle_to_evict_s
         self.metrics = metrics or SourceMetrics()
+        self._open = _open_gauge(self.metrics).labels(_TCP)
         self._batch_args = {
             "batch_lines": batch_lines,
             "flush_interval_s": flush_interval_s,
@@ -267,7 +319,7 @@ class SyslogSource:
         self._tcp: asyncio.Server | None = None
         self._batchers: dict[str, _Batcher] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self._connections: set[asyncio.Task[Any]] = set()
+        self._connections: dict[asyncio.Task[Any], _Conn] = {}
         self._stopping = asyncio.Event()
 
     @classmethod
@@ -280,6 +332,11 @@ class SyslogSource:
             host=settings.host,
             port=settings.port,
             protocols=settings.protocols,
+            max_message_bytes=settings.max_message_bytes,
+            max_connections=settings.max_connections,
+            max_connections_per_ip=settings.max_connections_per_ip,
+            idle_timeout_s=settings.idle_timeout_s,
+            min_idle_to_evict_s=settings.min_idle_to_evict_s,
             metrics=metrics,
         )
 
@@ -318,9 +375,10 @@ class SyslogSource:
             self._udp = None
         if self._tcp is not None:
             self._tcp.close()
-            for task in list(self._connections):
+            tasks = list(self._connections)
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*self._connections, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             await self._tcp.wait_closed()
             self._tcp = None
         self._stopping.set()
@@ -345,32 +403,75 @@ class SyslogSource:
             self._oversize("syslog-udp", len(messages) - len(small))
         self._batchers["syslog-udp"].add_nowait(small)
 
+    def _make_room(self, peer: str) -> bool:
+        """Whether a newcomer from ``peer`` may stay; evicts a silent connection if needed."""
+        now = time.monotonic()
+        same_peer = [c for c in self._connections.values() if c.peer == peer and not c.evicted]
+        full = [
+            (same_peer, self.max_connections_per_ip, "per_ip"),
+            (
+                [c for c in self._connections.values() if not c.evicted],
+                self.max_connections,
+                "total",
+            ),
+        ]
+        for pool, limit, reason in full:
+            if len(pool) < limit:
+                continue
+            oldest = min(pool, key=lambda c: c.last_active)
+            silent_s = now - oldest.last_active
+            if silent_s < self.min_idle_to_evict_s:
+                self.metrics.connections.labels(_TCP, "refused").inc()
+                log.warning("syslog_connection_refused", reason=reason, limit=limit, peer=peer)
+                return False
+            oldest.evicted = True
+            oldest.task.cancel()
+            self.metrics.connections.labels(_TCP, "evicted").inc()
+            log.info(
+                "syslog_connection_evicted", reason=reason, peer=oldest.peer, silent_s=silent_s
+            )
+        return True
+
     async def _on_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         task = asyncio.current_task()
         assert task is not None
-        if len(self._connections) >= self.max_connections:
-            self.metrics.connections.labels("syslog-tcp", "refused").inc()
-            log.warning("syslog_connection_refused", reason="limit", limit=self.max_connections)
+        peername = writer.get_extra_info("peername")
+        peer = str(peername[0]) if isinstance(peername, tuple) and peername else "-"
+        if not self._make_room(peer):
             writer.close()
             return
-        self._connections.add(task)
-        self.metrics.connections.labels("syslog-tcp", "accepted").inc()
+        conn = _Conn(peer, task, writer)
+        self._connections[task] = conn
+        self._open.inc()
+        self.metrics.connections.labels(_TCP, "accepted").inc()
         framer = OctetOrLineFramer(self.max_message_bytes)
-        batcher = self._batchers["syslog-tcp"]
+        batcher = self._batchers[_TCP]
         try:
             while True:
-                data = await reader.read(64 * 1024)
+                try:
+                    data = await asyncio.wait_for(reader.read(64 * 1024), self.idle_timeout_s)
+                except TimeoutError:
+                    self.metrics.connections.labels(_TCP, "closed_idle").inc()
+                    log.info("syslog_connection_idle", peer=peer, idle_s=self.idle_timeout_s)
+                    data = b""
+                conn.last_active = time.monotonic()
                 messages = framer.feed(data) if data else framer.close()
                 if framer.oversize:
-                    self._oversize("syslog-tcp", framer.oversize)
+                    self._oversize(_TCP, framer.oversize)
                     framer.oversize = 0
                 await batcher.add(messages, self._stopping)
+                conn.last_active = time.monotonic()
                 if not data:
                     break
         except (ConnectionError, asyncio.IncompleteReadError) as err:
             log.info("syslog_connection_lost", error=str(err))
+        except asyncio.CancelledError:
+            if not conn.evicted:
+                raise
+            batcher.add_nowait(framer.close())  # an unterminated last message still counts
         finally:
-            self._connections.discard(task)
+            del self._connections[task]
+            self._open.dec()
             writer.close()
