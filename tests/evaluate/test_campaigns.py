@@ -313,6 +313,10 @@ def test_evaluate_campaigns_on_a_simulated_run(tmp_path: Path) -> None:
         if not c["benign"]:
             assert {"detected", "category_matched", "ttd_s"} <= c.keys()
     assert figures["rejected"] == 0 and "alerts.jsonl" not in figures["files"]
+    # Same files, same figures.
+    again = tmp_path / "again.json"
+    assert _cli("campaigns", str(out), "--json", str(again)).returncode == 0
+    assert again.read_text() == report.read_text()
     # Floors: an impossible one fails with exit 3 and says which.
     floor = _cli("campaigns", str(out), "--require", "recall>=1.01", "--require", "fp_alerts<=1e9")
     assert floor.returncode == 3
