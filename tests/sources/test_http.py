@@ -51,13 +51,14 @@ def server() -> Iterator[tuple[HttpSource, ChunkQueue, httpx.Client]]:
 def test_good_ndjson_is_accepted_and_queued(
     server: tuple[HttpSource, ChunkQueue, httpx.Client],
 ) -> None:
-    _, queue, client = server
+    source, queue, client = server
     body = "\n".join(event(i) for i in range(3)) + "\n"
     resp = client.post("/ingest", content=body, headers=NDJSON)
     assert resp.status_code == 200
     assert resp.json() == {"accepted": 3, "rejected": [], "rejected_count": 0}
     (chunk,) = take(queue, 3)
-    assert (chunk.source, chunk.format, chunk.first_line_no) == ("http", "ecs", 1)
+    assert (chunk.source, chunk.format, chunk.first_line_no) == (source.chunk_source, "ecs", 1)
+    assert source.chunk_source.startswith("http-")
     assert chunk.lines == [event(i) for i in range(3)]
     resp = client.post(
         "/ingest",
@@ -245,3 +246,93 @@ def test_port_in_use_is_a_config_error() -> None:
         source = HttpSource(queue, token=TOKEN, port=taken.getsockname()[1])
         with pytest.raises(ConfigError, match="cannot listen"), running([source], queue):
             pass
+
+
+def test_events_per_request_are_capped_by_the_queue_bound() -> None:
+    """One request of many tiny events must not pass the queue's line bound."""
+    queue = ChunkQueue(max_chunks=4, max_lines=100)
+    source = HttpSource(queue, token=TOKEN, port=0, metrics=SourceMetrics())
+    assert source.max_events_per_request == 100  # the configured 50,000 cannot fit
+    with (
+        running([source], queue),
+        httpx.Client(base_url=f"http://127.0.0.1:{source.port}", timeout=WAIT_S) as client,
+    ):
+        resp = client.post("/ingest", content="{}\n" * 101, headers=NDJSON)
+        assert resp.status_code == 413
+        assert "more than 100 events" in resp.json()["error"]
+        assert resp.json()["max_events_per_request"] == 100
+        assert queue.get(timeout=0.05) is None
+        ok = client.post("/ingest", content="\n".join(event(i) for i in range(100)), headers=NDJSON)
+        assert ok.status_code == 200
+        assert len(take(queue, 100)) == 1
+
+
+def test_events_per_request_setting() -> None:
+    from shopwatch.config import HttpIngestSettings
+
+    settings = HttpIngestSettings(token=TOKEN, max_events_per_request=7)
+    assert HttpSource.from_settings(settings, ChunkQueue()).max_events_per_request == 7
+    with pytest.raises(ConfigError, match="max_events_per_request"):
+        HttpSource(ChunkQueue(), token=TOKEN, max_events_per_request=0)
+
+
+def test_events_the_parser_would_drop_are_rejected_in_the_answer() -> None:
+    from shopwatch.pipeline.service import ingest_rejects
+
+    queue = ChunkQueue()
+    source = HttpSource(queue, token=TOKEN, port=0, validate=ingest_rejects)
+    no_time = json.dumps({"event": {"dataset": "shop.auth", "action": "login"}})
+    bad_time = json.dumps({"@timestamp": "yesterday", "event.dataset": "shop.auth"})
+    with (
+        running([source], queue),
+        httpx.Client(base_url=f"http://127.0.0.1:{source.port}", timeout=WAIT_S) as client,
+    ):
+        body = "\n".join([event(1), no_time, "[]", bad_time, event(2)])
+        resp = client.post("/ingest", content=body, headers=NDJSON)
+        assert resp.status_code == 200
+        assert resp.json() == {
+            "accepted": 2,
+            "rejected": [
+                {"line": 2, "reason": "missing_field"},
+                {"line": 3, "reason": "not_an_object"},
+                {"line": 4, "reason": "bad_timestamp"},
+            ],
+            "rejected_count": 3,
+        }
+        assert lines_of(take(queue, 2)) == [event(1), event(2)]
+        alone = client.post("/ingest", content=no_time, headers=NDJSON)
+        assert (alone.status_code, alone.json()["accepted"]) == (400, 0)
+    registry = source.metrics.registry
+    assert (
+        registry.get_sample_value(
+            "shopwatch_sources_rejected_total", {"source": "http", "reason": "missing_field"}
+        )
+        == 2
+    )
+
+
+def test_assigned_ids_do_not_repeat_across_instances() -> None:
+    """Events without event.id are named <chunk source>:<n>; a restart must not reuse them."""
+    import polars as pl
+
+    from shopwatch.parse import ParseContext, parse_frame
+
+    ids: list[str] = []
+    for _ in range(2):  # two runs of the service, each a new source instance
+        queue = ChunkQueue()
+        source = HttpSource(queue, token=TOKEN, port=0)
+        with (
+            running([source], queue),
+            httpx.Client(base_url=f"http://127.0.0.1:{source.port}", timeout=WAIT_S) as client,
+        ):
+            for i in range(2):  # two requests
+                assert client.post("/ingest", content=event(i), headers=NDJSON).status_code == 200
+            for chunk in take(queue, 2):
+                frame = pl.DataFrame(
+                    {"line": chunk.lines, "line_no": [chunk.first_line_no]},
+                    schema={"line": pl.String, "line_no": pl.Int64},
+                )
+                batch = parse_frame(frame, "ecs", ParseContext(source=chunk.source)).batch
+                ids.extend(batch["event.id"].to_list())
+    assert len(ids) == 4
+    assert len(set(ids)) == 4, ids

@@ -26,7 +26,7 @@ from shopwatch.pipeline.live import LiveRunner
 from shopwatch.sources.base import ChunkQueue, SourceMetrics, SourceRunner
 from shopwatch.store import Store
 
-__all__ = ["Service", "ensure_web_token"]
+__all__ = ["Service", "ensure_web_token", "ingest_rejects"]
 
 log = structlog.get_logger("shopwatch.service")
 
@@ -48,6 +48,22 @@ def ensure_web_token(settings: Settings) -> str:
     path.chmod(0o600)
     path.write_text(token + "\n", encoding="utf-8")
     return token
+
+
+def ingest_rejects(lines: list[str]) -> list[tuple[int, str]]:
+    """``(index, reason)`` of the ECS lines the parser would reject (HTTP ingest answers them).
+
+    The parser's own function, without its metrics: the pipeline counts when it parses.
+    """
+    from shopwatch.parse import ParseContext  # registers every format
+    from shopwatch.parse.base import FORMATS
+
+    frame = pl.DataFrame(
+        {"line": lines, "line_no": list(range(1, len(lines) + 1))},
+        schema={"line": pl.String, "line_no": pl.Int64},
+    )
+    rejects = FORMATS["ecs"].parse(frame, ParseContext(source="http")).rejects
+    return [(int(n) - 1, str(r)) for n, r in rejects.select("line_no", "reason").iter_rows()]
 
 
 def _expose(registries: list[Any]) -> None:
@@ -135,7 +151,11 @@ class Service:
         if settings.sources.syslog is not None:
             found.append(SyslogSource.from_settings(settings.sources.syslog, queue, self.metrics))
         if settings.sources.http.enabled:
-            found.append(HttpSource.from_settings(settings.sources.http, queue, self.metrics))
+            found.append(
+                HttpSource.from_settings(
+                    settings.sources.http, queue, self.metrics, validate=ingest_rejects
+                )
+            )
         return found
 
     def start(self) -> None:

@@ -8,16 +8,26 @@ Answers, in the order they are checked:
   ``Content-Encoding`` other than ``gzip`` / ``identity``; 413 when the body (raw, or
   once gunzipped) passes ``max_body_bytes`` — checked while it streams in, so an
   oversized body is never held whole; 400 for a corrupt gzip stream.
-- Then each non-blank line must be a JSON object. Good lines are queued as one
-  ``RawChunk(format="ecs", source="http")``; the answer is
+- 413 when the body holds more than ``max_events_per_request`` non-blank lines (never
+  more than the hand-off queue's ``max_lines``, so one request cannot pass the queue's
+  bound); nothing of it is queued: split it into smaller requests.
+- Then each non-blank line must be a JSON object, and the event the pipeline would make
+  of it must be valid (``validate``, wired by the service to the ECS parser itself:
+  ``@timestamp`` and ``event.dataset`` present, a timestamp it can read, ...). Good lines
+  are queued as one ``RawChunk(format="ecs")``; the answer is
   ``{"accepted": n, "rejected": [{"line": i, "reason": ...}, ...]}`` (line numbers are
-  1-based within the body, reasons ``invalid_json`` / ``not_an_object``, at most
-  :data:`MAX_REJECTS_LISTED` listed, ``rejected_count`` has them all), with 200 when any
-  line was accepted and 400 when none was.
+  1-based within the body, reasons ``invalid_json`` / ``not_an_object`` or the parser's,
+  such as ``missing_field`` / ``bad_timestamp``; at most :data:`MAX_REJECTS_LISTED`
+  listed, ``rejected_count`` has them all), with 200 when any line was accepted and 400
+  when none was.
 - 429 with ``Retry-After`` when the hand-off queue is full: nothing of that request is
   queued, and the client should send it again.
 
 200 means "queued for processing", not "processed": this source does not wait for acks.
+
+Events without an ``event.id`` get ``<chunk source>:<n>``, where the chunk source is
+``http-<8 hex digits>`` drawn anew for every source instance and ``n`` counts the events
+it accepted, so assigned ids never repeat across requests or restarts.
 ``GET /health`` (no auth) and ``GET /metrics`` (Prometheus text, no auth; counters
 ``shopwatch_sources_*_total``) complete the app.
 """
@@ -26,8 +36,10 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import secrets
 import socket
 import zlib
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -43,13 +55,17 @@ from shopwatch.config import HttpIngestSettings
 from shopwatch.errors import ConfigError
 from shopwatch.sources.base import ChunkQueue, RawChunk, SourceMetrics, decode_line
 
-__all__ = ["ACCEPTED_CONTENT_TYPES", "MAX_REJECTS_LISTED", "HttpSource"]
+__all__ = ["ACCEPTED_CONTENT_TYPES", "MAX_REJECTS_LISTED", "HttpSource", "Validate"]
 
 log = structlog.get_logger("shopwatch.sources.http")
 
 ACCEPTED_CONTENT_TYPES = frozenset({"application/x-ndjson", "application/json", "text/plain"})
 MAX_REJECTS_LISTED = 1000
 _RETRY_AFTER_S = "1"
+
+#: Checks lines that are JSON objects the way the pipeline will: ``(index, reason)`` of
+#: each line it would reject (index into the list it was given).
+Validate = Callable[[list[str]], Sequence[tuple[int, str]]]
 
 
 class _TooLarge(Exception):
@@ -67,6 +83,8 @@ class HttpSource:
         host: str = "127.0.0.1",
         port: int = 8081,
         max_body_bytes: int = 8 * 1024 * 1024,
+        max_events_per_request: int = 50_000,
+        validate: Validate | None = None,
         name: str = "http",
         metrics: SourceMetrics | None = None,
     ) -> None:
@@ -77,11 +95,19 @@ class HttpSource:
             )
         if max_body_bytes < 1:
             raise ConfigError("sources.http.max_body_bytes must be positive")
+        if max_events_per_request < 1:
+            raise ConfigError("sources.http.max_events_per_request must be positive")
         self.name = name
         self.out = out
         self.host = host
         self.port = port
         self.max_body_bytes = max_body_bytes
+        # One request is one chunk: it must fit the queue, which takes a chunk of any size
+        # when empty.
+        self.max_events_per_request = min(max_events_per_request, out.max_lines)
+        self.validate = validate
+        #: The chunks' source, unique per instance: assigned ids are ``<it>:<n>``.
+        self.chunk_source = f"{name}-{secrets.token_hex(4)}"
         self.metrics = metrics or SourceMetrics()
         self._token = token.encode("utf-8")
         self._closing = False
@@ -98,7 +124,12 @@ class HttpSource:
 
     @classmethod
     def from_settings(
-        cls, settings: HttpIngestSettings, out: ChunkQueue, metrics: SourceMetrics | None = None
+        cls,
+        settings: HttpIngestSettings,
+        out: ChunkQueue,
+        metrics: SourceMetrics | None = None,
+        *,
+        validate: Validate | None = None,
     ) -> HttpSource:
         """The endpoint described by ``settings.sources.http``."""
         return cls(
@@ -107,6 +138,8 @@ class HttpSource:
             host=settings.host,
             port=settings.port,
             max_body_bytes=settings.max_body_bytes,
+            max_events_per_request=settings.max_events_per_request,
+            validate=validate,
             metrics=metrics,
         )
 
@@ -220,6 +253,19 @@ class HttpSource:
         log.warning("http_body_too_large", limit=self.max_body_bytes)
         return self._answer(413, {"error": f"body larger than {self.max_body_bytes} bytes"})
 
+    def _too_many(self) -> Response:
+        limit = self.max_events_per_request
+        self.metrics.rejected.labels(self.name, "too_many_events").inc()
+        log.warning("http_too_many_events", limit=limit)
+        return self._answer(
+            413,
+            {
+                "error": f"more than {limit} events in one request; nothing was queued: "
+                f"send at most {limit} per request",
+                "max_events_per_request": limit,
+            },
+        )
+
     async def _read_body(self, request: Request, *, gzip: bool) -> bytes:
         """The (gunzipped) body, read piece by piece; raises _TooLarge past the limit."""
         limit = self.max_body_bytes
@@ -258,24 +304,43 @@ class HttpSource:
             lines: list[str | bytes] = list(body.decode("utf-8").split("\n"))
         except UnicodeDecodeError:
             lines = list(body.split(b"\n"))
+        if len(lines) > self.max_events_per_request:
+            events = sum(1 for raw in lines if raw.strip())
+            if events > self.max_events_per_request:
+                return self._too_many()
+        bad: list[tuple[int, str]] = []
+        good_at: list[int] = []  # the body line number of each good line
         for i, raw in enumerate(lines, start=1):
             if not raw.strip():
                 continue
             try:
                 value = orjson.loads(raw)
             except orjson.JSONDecodeError:
-                reason = "invalid_json"
-            else:
-                if isinstance(value, dict):
-                    good.append(raw.rstrip("\r") if isinstance(raw, str) else decode_line(raw))
-                    continue
-                reason = "not_an_object"
+                bad.append((i, "invalid_json"))
+                continue
+            if not isinstance(value, dict):
+                bad.append((i, "not_an_object"))
+                continue
+            good.append(raw.rstrip("\r") if isinstance(raw, str) else decode_line(raw))
+            good_at.append(i)
+        if good and self.validate is not None:
+            try:
+                verdicts = self.validate(good)
+            except Exception:  # the pipeline parses (and counts) them again anyway
+                log.exception("http_validate_failed", lines=len(good))
+                verdicts = []
+            refused = {k: reason for k, reason in verdicts if 0 <= k < len(good)}
+            if refused:
+                bad.extend((good_at[k], reason) for k, reason in refused.items())
+                bad.sort()
+                good = [line for k, line in enumerate(good) if k not in refused]
+        for i, reason in bad:
             counts[reason] = counts.get(reason, 0) + 1
             if len(rejected) < MAX_REJECTS_LISTED:
                 rejected.append({"line": i, "reason": reason})
-        n_rejected = sum(counts.values())
+        n_rejected = len(bad)
         if good:
-            chunk = RawChunk(self.name, "ecs", good, self._lines_seen + 1)
+            chunk = RawChunk(self.chunk_source, "ecs", good, self._lines_seen + 1)
             if not self.out.offer(chunk):
                 self.metrics.dropped.labels(self.name, "queue_full").inc(len(good))
                 log.warning("http_ingest_refused", reason="queue_full", lines=len(good))
