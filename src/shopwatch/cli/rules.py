@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from shopwatch.cli.common import settings_from
 from shopwatch.detect.content import load_detectors
@@ -24,14 +25,18 @@ def lint(
     ),
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML settings file."),
 ) -> None:
-    """Validate every rule file (shipped and yours); exit 1 when any is invalid."""
+    """Validate every rule file (shipped and yours); exit 1 when any is invalid.
+
+    The same check as at load: each condition runs once through Polars, the engine that
+    runs it on every batch, so a regex it refuses is reported with file:line and reason.
+    """
     settings = settings_from(config)
     loaded = load_detectors(
         [*settings.rules_dirs, *rules_dir], settings.detectors, include_disabled=True
     )
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # one problem, one line: grep-able
     for problem in loaded.errors:
-        console.print(f"[red]invalid:[/] {problem}", highlight=False)
+        console.print(Text.assemble(("invalid: ", "red"), str(problem)), highlight=False)
     console.print(f"{len(loaded.detectors)} rules valid, {len(loaded.errors)} invalid")
     if loaded.errors:
         raise typer.Exit(1)

@@ -19,39 +19,110 @@ and ``ne``/``not_in``/``not_regex``.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
 import polars as pl
 
+from shopwatch.contract import EVENT_SCHEMA
+
 __all__ = [
+    "ConditionError",
+    "PatternError",
+    "check_where",
     "compile_where",
     "derived_column",
     "derived_name",
     "derived_of",
+    "engine_message",
     "fields_of",
     "percent_decoded",
+    "shown",
 ]
 
 _OPS = {"eq", "ne", "in", "not_in", "regex", "not_regex", "gte", "gt", "lte", "lt", "exists"}
 
 
 _WORD_BOUNDARY = re.compile(r"(?<!\\)\\b")
+_SHOWN = 120
 
 
-def _check_regex(pattern: Any, field: str) -> str:
-    """Validate a rule's regex and make its word boundaries ASCII.
+class ConditionError(ValueError):
+    """A condition of a ``where`` clause that Polars refuses; ``path`` leads to it in the clause."""
+
+    def __init__(self, message: str, path: tuple[str | int, ...] = ()) -> None:
+        self.path = path
+        super().__init__(message)
+
+
+class PatternError(ConditionError):
+    """A regex that the engine running it (Polars' Rust regex) cannot compile."""
+
+    def __init__(self, field: str, pattern: str, reason: str, path: tuple[str | int, ...]) -> None:
+        self.field = field
+        self.pattern = pattern
+        self.reason = reason
+        super().__init__(
+            f"regex {shown(pattern)} for {field!r} is refused by the Polars (Rust) regex engine "
+            f"that runs it: {reason}",
+            path,
+        )
+
+
+def shown(text: str, limit: int = _SHOWN) -> str:
+    """``text`` quoted as written (backslashes kept single), cut to ``limit`` characters.
+
+    >>> print(shown(r"\\d+(?=x)"), shown("a" * 200, 8))
+    '\\d+(?=x)' 'aaaaaaaa'… (200 characters)
+    """
+    cut = text[:limit]
+    quoted = f"'{cut}'" if cut.isprintable() else repr(cut)
+    return quoted if len(text) <= limit else f"{quoted}… ({len(text)} characters)"
+
+
+def engine_message(err: BaseException) -> str:
+    """The one-line reason in a Polars error (no caret drawing, no expression trailer).
+
+    >>> engine_message(ValueError("regex error: regex parse error:\\n  (a)\\\\1\\n     ^^\\n"
+    ...                           "error: backreferences are not supported\\n\\nThis error occurred"))
+    'backreferences are not supported'
+    """
+    text = str(err).split("\n\nThis error occurred", 1)[0].strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith("error: "):
+            return line.removeprefix("error: ")
+    first = lines[0] if lines else type(err).__name__
+    return first.removeprefix("regex error: ").rstrip(":")
+
+
+@functools.lru_cache(maxsize=4096)
+def _regex_refusal(pattern: str) -> str | None:
+    """Why Polars cannot compile ``pattern`` (None when it can); compiled on a one-row frame."""
+    try:
+        pl.DataFrame({"s": [""]}).select(pl.col("s").str.contains(pattern))
+    except pl.exceptions.PolarsError as err:
+        return engine_message(err)
+    return None
+
+
+def _check_regex(pattern: Any, field: str, path: tuple[str | int, ...] = ()) -> str:
+    """The pattern as it runs (word boundaries made ASCII), checked by the engine that runs it.
 
     A Unicode ``\b`` makes the regex engine leave its fast automaton on any non-ASCII
-    haystack (common in hostile logs), which costs 50x; ASCII boundaries do not.
+    haystack (common in hostile logs), which costs 50x; ASCII boundaries do not. The
+    rewritten pattern, inline flags such as ``(?i)`` included, is what Polars compiles here
+    and on every batch, so a look-around, a back-reference or a pattern over the compiled
+    size limit is refused here, not on every batch.
     """
     if not isinstance(pattern, str):
-        raise ValueError(f"regex for {field!r} must be a string")
-    try:
-        re.compile(pattern.replace("(?i)", ""))
-    except re.error as err:
-        raise ValueError(f"regex for {field!r} does not compile: {err}") from err
-    return _WORD_BOUNDARY.sub(lambda _: "(?-u:\\b)", pattern)
+        raise ConditionError(f"regex for {field!r} must be a string", path)
+    running = _WORD_BOUNDARY.sub(lambda _: "(?-u:\\b)", pattern)
+    refusal = _regex_refusal(running)
+    if refusal is not None:
+        raise PatternError(field, pattern, refusal, path)
+    return running
 
 
 _ESCAPES = [f"%{code:02x}" for code in range(0x20, 0x7F)]
@@ -100,7 +171,9 @@ def _column(field: str, precomputed: bool) -> pl.Expr:
     return pl.col(derived_name(field)) if precomputed else expr
 
 
-def _field_expr(field: str, cond: Any, precomputed: bool = False) -> pl.Expr:
+def _field_expr(
+    field: str, cond: Any, precomputed: bool = False, path: tuple[str | int, ...] = ()
+) -> pl.Expr:
     col = _column(field, precomputed)
     if isinstance(cond, list):
         return col.is_in(cond).fill_null(False)
@@ -108,8 +181,9 @@ def _field_expr(field: str, cond: Any, precomputed: bool = False) -> pl.Expr:
         return col.eq(cond).fill_null(False)
     unknown = set(cond) - _OPS
     if unknown:
-        raise ValueError(
-            f"unknown operator(s) {sorted(unknown)} for {field!r}; known: {sorted(_OPS)}"
+        raise ConditionError(
+            f"unknown operator(s) {sorted(unknown)} for {field!r}; known: {sorted(_OPS)}",
+            (*path, field),
         )
     parts: list[pl.Expr] = []
     for op, value in cond.items():
@@ -122,9 +196,11 @@ def _field_expr(field: str, cond: Any, precomputed: bool = False) -> pl.Expr:
         elif op == "not_in":
             parts.append(col.is_in(list(value)).not_().fill_null(True))
         elif op == "regex":
-            parts.append(col.str.contains(_check_regex(value, field)).fill_null(False))
+            pattern = _check_regex(value, field, (*path, field, op))
+            parts.append(col.str.contains(pattern).fill_null(False))
         elif op == "not_regex":
-            parts.append(col.str.contains(_check_regex(value, field)).not_().fill_null(True))
+            pattern = _check_regex(value, field, (*path, field, op))
+            parts.append(col.str.contains(pattern).not_().fill_null(True))
         elif op == "gte":
             parts.append((col >= value).fill_null(False))
         elif op == "gt":
@@ -138,11 +214,23 @@ def _field_expr(field: str, cond: Any, precomputed: bool = False) -> pl.Expr:
     return pl.all_horizontal(parts) if parts else pl.lit(True)
 
 
-def compile_where(clause: dict[str, Any] | None, *, precomputed: bool = False) -> pl.Expr:
+def _sub_clauses(field: str, cond: Any, path: tuple[str | int, ...]) -> list[dict[str, Any]]:
+    if not isinstance(cond, list) or not all(isinstance(c, dict) for c in cond):
+        raise ConditionError(f"{field} takes a list of clauses (mappings)", (*path, field))
+    return cond
+
+
+def compile_where(
+    clause: dict[str, Any] | None,
+    *,
+    precomputed: bool = False,
+    _path: tuple[str | int, ...] = (),
+) -> pl.Expr:
     """One boolean expression for ``clause`` (True everywhere when empty).
 
     With ``precomputed``, modified fields (``url.original|decoded``) are read from the
-    helper columns the engine adds once per batch (see :func:`derived_of`).
+    helper columns the engine adds once per batch (see :func:`derived_of`). Raises
+    :class:`ConditionError` (a ValueError) whose ``path`` leads to the bad condition.
 
     >>> df = pl.DataFrame({"event.outcome": ["failure", "success", None]})
     >>> df.filter(compile_where({"event.outcome": "failure"})).height
@@ -152,17 +240,51 @@ def compile_where(clause: dict[str, Any] | None, *, precomputed: bool = False) -
         return pl.lit(True)
     parts: list[pl.Expr] = []
     for field, cond in clause.items():
-        if field == "any_of":
-            parts.append(
-                pl.any_horizontal([compile_where(c, precomputed=precomputed) for c in cond])
-            )
-        elif field == "none_of":
-            parts.append(
-                pl.any_horizontal([compile_where(c, precomputed=precomputed) for c in cond]).not_()
-            )
+        if field in ("any_of", "none_of"):
+            subs = [
+                compile_where(c, precomputed=precomputed, _path=(*_path, field, i))
+                for i, c in enumerate(_sub_clauses(field, cond, _path))
+            ]
+            either = pl.any_horizontal(subs) if subs else pl.lit(False)
+            parts.append(either if field == "any_of" else either.not_())
         else:
-            parts.append(_field_expr(field, cond, precomputed))
+            parts.append(_field_expr(field, cond, precomputed, _path))
     return pl.all_horizontal(parts)
+
+
+def check_where(clause: dict[str, Any] | None) -> None:
+    """Run every condition of ``clause`` through Polars once, on a row typed as the contract.
+
+    Catches at load what would otherwise fail on every batch: a regex the Rust engine
+    refuses, a regex on a column that is not text, a value compared with a column of
+    another type (``http.response.status_code: "404"``). Raises :class:`ConditionError`.
+
+    >>> check_where({"http.response.status_code": {"gte": "400"}})
+    Traceback (most recent call last):
+    ...
+    shopwatch.detect.conditions.ConditionError: condition on 'http.response.status_code' fails in Polars on a column of type Int64: cannot compare string with numeric type (i64)
+    """
+    compile_where(clause)
+    _probe(clause or {}, ())
+
+
+def _probe(clause: dict[str, Any], path: tuple[str | int, ...]) -> None:
+    for field, cond in clause.items():
+        if field in ("any_of", "none_of"):
+            for i, sub in enumerate(cond):
+                _probe(sub, (*path, field, i))
+            continue
+        name = field.split("|", 1)[0]
+        dtype = EVENT_SCHEMA.get(name, pl.String())
+        row = pl.DataFrame({name: pl.Series([None], dtype=dtype)})
+        try:
+            row.select(_field_expr(field, cond, path=path))
+        except pl.exceptions.PolarsError as err:
+            raise ConditionError(
+                f"condition on {field!r} fails in Polars on a column of type {dtype}: "
+                f"{engine_message(err)}",
+                (*path, field),
+            ) from err
 
 
 def _named_fields(clause: dict[str, Any] | None) -> set[str]:

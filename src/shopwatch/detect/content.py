@@ -16,12 +16,21 @@ import yaml
 from shopwatch.detect.registry import Detector, build
 from shopwatch.errors import ContentError
 
-__all__ = ["Loaded", "builtin_rules_dir", "load_detectors", "read_rule_files"]
+__all__ = ["Loaded", "RuleFile", "builtin_rules_dir", "load_detectors", "read_rule_files"]
 
 
 def builtin_rules_dir() -> Path:
     """The rules shipped with the package."""
     return Path(str(resources.files("shopwatch") / "content" / "rules"))
+
+
+@dataclass(frozen=True, slots=True)
+class RuleFile:
+    """One rule as read: its mapping, its file, and the line of each of its keys."""
+
+    raw: dict[str, Any]
+    path: str
+    lines: Mapping[tuple[str | int, ...], int]
 
 
 @dataclass
@@ -33,11 +42,41 @@ class Loaded:
     sources: dict[str, str] = field(default_factory=dict)
 
 
+def _key_lines(
+    node: yaml.Node, path: tuple[str | int, ...] = ()
+) -> dict[tuple[str | int, ...], int]:
+    """Line number (from 1) of every key and list item of a YAML document, by key path."""
+    lines: dict[tuple[str | int, ...], int] = {path: node.start_mark.line + 1}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                here = (*path, str(key.value))
+                lines.update(_key_lines(value, here))
+                lines[here] = key.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines.update(_key_lines(item, (*path, i)))
+    return lines
+
+
+def _documents(text: str) -> list[tuple[Any, dict[tuple[str | int, ...], int]]]:
+    """Each document of a YAML stream with the line numbers of its keys (safe loader)."""
+    loader = yaml.SafeLoader(text)
+    try:
+        out = []
+        while loader.check_node():
+            node = loader.get_node()
+            out.append((loader.construct_document(node), _key_lines(node)))
+        return out
+    finally:
+        loader.dispose()
+
+
 def read_rule_files(
     dirs: Iterable[Path],
-) -> tuple[dict[str, tuple[dict[str, Any], str]], list[ContentError]]:
+) -> tuple[dict[str, RuleFile], list[ContentError]]:
     """Rule mappings by id (later folders overlay earlier ones) and the errors met."""
-    rules: dict[str, tuple[dict[str, Any], str]] = {}
+    rules: dict[str, RuleFile] = {}
     errors: list[ContentError] = []
     for folder in dirs:
         if not folder.is_dir():
@@ -45,20 +84,25 @@ def read_rule_files(
             continue
         for path in sorted(folder.rglob("*.yaml")) + sorted(folder.rglob("*.yml")):
             try:
-                docs = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+                docs = _documents(path.read_text(encoding="utf-8"))
             except yaml.MarkedYAMLError as err:
                 line = err.problem_mark.line + 1 if err.problem_mark else 0
                 errors.append(ContentError(f"not valid YAML: {err.problem}", f"{path}:{line}"))
                 continue
-            for doc in docs:
+            except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+                errors.append(ContentError(f"cannot read rule file: {err}", str(path)))
+                continue
+            for doc, lines in docs:
                 if doc is None:
                     continue
                 if not isinstance(doc, dict) or "id" not in doc or "kind" not in doc:
                     errors.append(
-                        ContentError("a rule is a mapping with 'id' and 'kind'", str(path))
+                        ContentError(
+                            "a rule is a mapping with 'id' and 'kind'", f"{path}:{lines[()]}"
+                        )
                     )
                     continue
-                rules[str(doc["id"])] = (doc, str(path))
+                rules[str(doc["id"])] = RuleFile(doc, str(path), lines)
     return rules, errors
 
 
@@ -77,14 +121,17 @@ def load_detectors(
     loaded = Loaded(errors=errors)
     overrides = overrides or {}
     for rule_id in sorted(rules):
-        raw, where = rules[rule_id]
+        raw, where, lines = rules[rule_id].raw, rules[rule_id].path, rules[rule_id].lines
         override = overrides.get(rule_id)
         if override is not None:
-            raw = {**raw, **dict(getattr(override, "params", {}) or {})}
+            params = dict(getattr(override, "params", {}) or {})
+            raw = {**raw, **params}
             if not getattr(override, "enabled", True):
                 raw["enabled"] = False
+            # a key tuned by config is not on the file's line any more
+            lines = {p: n for p, n in lines.items() if not (p and p[0] in params)}
         try:
-            detector = build(raw, where)
+            detector = build(raw, where, lines)
         except ContentError as err:
             loaded.errors.append(err)
             continue

@@ -8,7 +8,7 @@ are errors naming the file) and returns a Detector with frozen parameters.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Annotated, Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
@@ -16,7 +16,7 @@ import polars as pl
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shopwatch.contract import CATEGORIES, EVENT_SCHEMA, Category, Severity
-from shopwatch.detect.conditions import compile_where
+from shopwatch.detect.conditions import ConditionError, check_where
 from shopwatch.detect.state import KeyedState
 from shopwatch.errors import ContentError, RegistryError
 
@@ -58,13 +58,13 @@ def _checked_duration(value: str) -> str:
 
 
 def _checked_where(value: dict[str, Any]) -> dict[str, Any]:
-    compile_where(value)
+    check_where(value)
     return value
 
 
 #: A rule parameter holding a duration with its unit (``"10m"``), validated on load.
 Duration = Annotated[str, AfterValidator(_checked_duration)]
-#: A rule's ``where`` clause (see :mod:`shopwatch.detect.conditions`), compiled on load.
+#: A rule's ``where`` clause (see :mod:`shopwatch.detect.conditions`), run through Polars on load.
 WhereClause = Annotated[dict[str, Any], AfterValidator(_checked_where)]
 
 
@@ -172,10 +172,44 @@ def kind(name: str) -> Callable[[K], K]:
     return add
 
 
-def build(raw: dict[str, Any], where: str = "") -> Detector:
+#: Where a key of a rule file is: key path (``("count", "within")``) → line number.
+Lines = Mapping[tuple[str | int, ...], int]
+
+
+def _error_path(error: Any) -> tuple[str | int, ...]:
+    """The key path of one pydantic error, down into the ``where`` clause when it says where."""
+    loc = tuple(error["loc"])
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, ConditionError) and cause.path:
+        return (*loc, *cause.path)
+    return loc
+
+
+def _located(where: str, lines: Lines | None, path: tuple[str | int, ...]) -> str:
+    """``where`` with the line of the deepest known key of ``path`` (file:line)."""
+    if not lines or not where:
+        return where
+    for end in range(len(path), -1, -1):
+        line = lines.get(path[:end])
+        if line is not None:
+            return f"{where}:{line}"
+    return where
+
+
+def _problem(error: Any) -> str:
+    """One pydantic error as ``key.path: message`` (pydantic's ``Value error,`` dropped)."""
+    loc = ".".join(str(p) for p in error["loc"]) or "<rule>"
+    cause = (error.get("ctx") or {}).get("error")
+    message = str(cause) if isinstance(cause, ValueError) else str(error["msg"])
+    return f"{loc}: {message}"
+
+
+def build(raw: dict[str, Any], where: str = "", lines: Lines | None = None) -> Detector:
     """Validate ``raw`` (one rule's mapping) and build its Detector.
 
-    Raises ContentError naming ``where`` and, for an unknown kind, the known ones.
+    Raises ContentError naming ``where`` and, for an unknown kind, the known ones. With
+    ``lines`` (key paths of the rule's file → line numbers), ``where`` gets the line of the
+    first problem: the pattern's line for a regex Polars refuses.
     """
     import shopwatch.detect.kinds  # noqa: F401  (fills KINDS on first use)
 
@@ -183,16 +217,22 @@ def build(raw: dict[str, Any], where: str = "") -> Detector:
     factory = KINDS.get(str(kind_name))
     if factory is None:
         known = ", ".join(sorted(KINDS)) or "none"
-        raise ContentError(f"unknown detector kind {kind_name!r} (known kinds: {known})", where)
+        raise ContentError(
+            f"unknown detector kind {kind_name!r} (known kinds: {known})",
+            _located(where, lines, ("kind",)),
+        )
     try:
         spec = factory.Spec.model_validate(raw)
     except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '<rule>'}: {e['msg']}" for e in err.errors()
-        )
-        raise ContentError(f"invalid rule {raw.get('id', '?')!r}: {problems}", where) from err
+        errors = err.errors()
+        problems = "; ".join(_problem(e) for e in errors)
+        at = _located(where, lines, _error_path(errors[0]) if errors else ())
+        raise ContentError(f"invalid rule {raw.get('id', '?')!r}: {problems}", at) from err
     detector: Detector = factory(spec)
     unknown = sorted(detector.needs - EVENT_SCHEMA.keys())
     if unknown:
-        raise ContentError(f"rule {spec.id!r} reads fields not in the contract: {unknown}", where)
+        raise ContentError(
+            f"rule {spec.id!r} reads fields not in the contract: {unknown}",
+            _located(where, lines, ()),
+        )
     return detector
