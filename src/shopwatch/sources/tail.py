@@ -66,6 +66,16 @@ def _fingerprint(fd: int, size: int) -> tuple[str, int]:
     return hashlib.sha256(head).hexdigest(), len(head)
 
 
+def _generation_name(name: str, inode: int) -> str:
+    """The name of another file under base name ``name`` (after a rotation or truncation).
+
+    Events without an id are named ``<name>:<line>``; lines restart at 1 in the new file,
+    so its name carries its inode and the moment it was first followed to keep ids unique.
+    """
+    base = name.split("@", 1)[0]
+    return f"{base}@{inode:x}.{time.time_ns() // 1_000_000:x}"
+
+
 def _count_lines(path: str, limit: int, block: int = 1 << 20) -> tuple[int, int]:
     """(lines, byte offset after the last newline) within the first ``limit`` bytes of ``path``."""
     lines = 0
@@ -364,7 +374,12 @@ class TailSource:
     ) -> _Followed | None:
         key = file_key(st.st_dev, st.st_ino)
         entry = self.registry.get(key)
-        f = self._open(path, Path(path).name, spec.format, entry)
+        name = Path(path).name
+        known = [g.name for g in self._followed.values()]
+        known += [e.name or Path(e.path).name for e in self.registry.entries() if e.key != key]
+        if entry is None and any(n == name or n.startswith(name + "@") for n in known):
+            name = _generation_name(name, st.st_ino)  # a rotation: ids must not repeat
+        f = self._open(path, name, spec.format, entry)
         if f is None:
             return None
         if entry is None and initial and not spec.from_beginning:
@@ -431,10 +446,12 @@ class TailSource:
         self.metrics.truncations.inc()
         log.warning("file_truncated", path=f.path, size=size, offset=f.offset, line=f.line)
         f.offset, f.line = 0, 0
+        f.name = _generation_name(f.name, f.inode)  # lines restart at 1: ids must not repeat
         f.partial.clear()
         f.fp, f.fp_len = _fingerprint(f.fd, size)
         with self._lock:
             pending = self._pending.setdefault(f.key, _Pending(name=f.name))
+            pending.name = f.name
             pending.generation += 1
             pending.items.clear()
         self._commit_position(f)
