@@ -52,3 +52,64 @@ def test_run_without_sources_is_a_usage_error(tmp_path: Path) -> None:
         timeout=60,
     )
     assert run.returncode == 2 and "names no source" in run.stderr
+
+
+def run_config(tmp_path: Path, text: str, *args: str) -> subprocess.CompletedProcess[str]:
+    config = tmp_path / "shopwatch.yaml"
+    config.write_text(f"data_dir: {tmp_path / 'data'}\n" + text)
+    return subprocess.run(
+        [sys.executable, "-m", "shopwatch", "run", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_mistyped_format_is_refused_at_start(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    log.write_text(CASE.read_text())
+    run = run_config(
+        tmp_path,
+        f"web: {{enabled: false}}\nsources:\n  files:\n    - {{path: {log}, format: nginxx}}\n",
+        "--duration",
+        "3",
+        "--plain",
+    )
+    assert run.returncode == 2, run.stderr
+    assert "sources.files[0].format is 'nginxx'" in run.stderr
+    assert "known formats" in run.stderr and "nginx" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_every_config_problem_is_listed_at_once(tmp_path: Path) -> None:
+    run = run_config(
+        tmp_path,
+        "web: {port: 70000}\n"
+        "sources:\n"
+        f"  files:\n    - {{path: {tmp_path / 'nope' / 'access.log'}, format: nginx}}\n"
+        "  syslog: {port: 8081, protocols: [tcp]}\n"
+        "  http: {enabled: true, port: 8081}\n",
+    )
+    assert run.returncode == 2, run.stderr
+    err = " ".join(run.stderr.split())
+    assert "web.port is 70000" in err
+    assert "does not exist" in err
+    assert "sources.http is enabled without a token" in err
+    assert "sources.http.port and sources.syslog.port are both 8081" in err
+    assert not (tmp_path / "data").exists(), "nothing is started or created"
+
+
+def test_binding_every_interface_is_warned_about(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    log.write_text(CASE.read_text())
+    run = run_config(
+        tmp_path,
+        "web: {host: 0.0.0.0, port: 0}\n"
+        f"sources:\n  files:\n    - {{path: {log}, format: nginx}}\n",
+        "--duration",
+        "1",
+        "--plain",
+    )
+    assert run.returncode == 0, run.stderr
+    err = " ".join(run.stderr.split())
+    assert "warning: web 0.0.0.0:0 listens on every interface" in err

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import structlog
 import typer
 from rich.console import Console, Group
 from rich.live import Live
@@ -17,10 +18,13 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from shopwatch.cli.checks import problems, wildcard_listeners
 from shopwatch.cli.common import fail, settings_from
 from shopwatch.errors import ShopwatchError
 
 __all__ = ["register"]
+
+log = structlog.get_logger("shopwatch.cli")
 
 _SEVERITY_STYLE = {
     "low": "cyan",
@@ -130,6 +134,18 @@ def _watch(service: Any, title: str, duration: float | None, plain: bool) -> Non
         signal.signal(signal.SIGTERM, previous)
 
 
+def _warn_wildcards(settings: Any) -> None:
+    """Say loudly (log and stderr) when a listener is open to every interface."""
+    for listener in wildcard_listeners(settings):
+        log.warning("listening_on_every_interface", listener=listener)
+        Console(stderr=True).print(
+            f"[bold red]warning:[/] {listener} listens on every interface of this machine: "
+            "anyone who can reach it can try it; bind 127.0.0.1 unless it must be reached "
+            "from elsewhere, and then put it behind a firewall",
+            highlight=False,
+        )
+
+
 def _start(service: Any) -> None:
     try:
         service.start()
@@ -156,6 +172,10 @@ def run_cmd(
     settings = settings_from(config)
     if not (settings.sources.files or settings.sources.syslog or settings.sources.http.enabled):
         fail(f"{config} names no source: add sources.files, sources.syslog or sources.http")
+    issues = problems(settings)
+    if issues:
+        fail(f"{config} cannot run:\n" + "\n".join(f"  - {issue}" for issue in issues))
+    _warn_wildcards(settings)
     try:
         service = Service(settings)
     except ShopwatchError as err:
@@ -163,7 +183,9 @@ def run_cmd(
     _start(service)
     if service.web_url:
         where = "web.token" if settings.web.token else str(settings.data_dir / "web-token")
-        Console(stderr=True).print(f"web UI: {service.web_url}/login (token: {where})", highlight=False)
+        Console(stderr=True).print(
+            f"web UI: {service.web_url}/login (token: {where})", highlight=False
+        )
     try:
         _watch(service, "shopwatch run", duration, plain)
     finally:

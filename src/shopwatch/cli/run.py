@@ -13,8 +13,10 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from shopwatch.cli.common import fail, settings_from
+from shopwatch.config import Settings
 from shopwatch.contract import alert_rows_to_dicts
 from shopwatch.detect.content import load_detectors
 from shopwatch.errors import ShopwatchError
@@ -23,46 +25,126 @@ from shopwatch.pipeline.build import build_engine
 __all__ = ["register"]
 
 
+def _token(settings: Settings, given: str | None) -> str:
+    """The API token: ``--token``, else the settings' ``web.token``, else the data folder's."""
+    if given:
+        return given
+    if settings.web.token is not None:
+        return settings.web.token.get_secret_value()
+    path = settings.data_dir / "web-token"
+    if path.is_file() and path.read_text(encoding="utf-8").strip():
+        return path.read_text(encoding="utf-8").strip()
+    fail(f"no API token: pass --token, set web.token, or give the service's --config ({path})")
+
+
+def _live_status(url: str, token: str) -> dict[str, dict[str, Any]]:
+    """Detector health of the service at ``url``, from its authenticated ``/api/stats``."""
+    import httpx
+
+    endpoint = url.rstrip("/") + "/api/stats"
+    try:
+        response = httpx.get(endpoint, headers={"Authorization": f"Bearer {token}"}, timeout=10.0)
+    except httpx.HTTPError as err:
+        fail(f"cannot reach the service at {url}: {err}")
+    if response.status_code == 401:
+        fail(f"the service at {url} refused the API token (401): check --token or web.token")
+    if response.status_code != 200:
+        fail(f"{endpoint} answered {response.status_code}: {response.text[:200]}")
+    try:
+        found = response.json().get("runtime", {}).get("detectors")
+    except (ValueError, AttributeError):
+        found = None
+    if not isinstance(found, dict):
+        fail(f"the service at {url} reports no detector status in /api/stats")
+    return found
+
+
 def detectors(
     rules_dir: list[Path] = typer.Option(
         [], "--rules-dir", help="Extra rule folders (overlay by id)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML settings file."),
+    url: str | None = typer.Option(
+        None, "--url", help="A running service's web address: show its detectors' live status."
+    ),
+    token: str | None = typer.Option(
+        None, "--token", help="API token for --url (default: web.token, else data_dir/web-token)."
+    ),
 ) -> None:
-    """List every registered detector with its category and keys."""
-    loaded = load_detectors(rules_dir, include_disabled=True)
-    rows = [
-        {
-            "id": d.id,
-            "kind": d.spec.kind,
-            "category": d.category,
-            "severity": d.spec.severity,
-            "keys": list(d.keys),
-            "enabled": d.spec.enabled,
-            "technique": d.spec.technique,
-            "description": d.spec.description,
-        }
-        for d in sorted(loaded.detectors, key=lambda d: d.id)
-    ]
-    err = Console(stderr=True)
+    """List every registered detector with its category, keys and status.
+
+    Status is ``ok`` for a rule that passed the load checks; with ``--url`` it is the
+    running service's: ``ok``, or ``failing`` with the error count and the last error
+    (``not running`` for a rule the service has not loaded). Rules that cannot be loaded
+    are listed on stderr with the reason.
+    """
+    settings = settings_from(config)
+    loaded = load_detectors(
+        [*settings.rules_dirs, *rules_dir], settings.detectors, include_disabled=True
+    )
+    live = _live_status(url, _token(settings, token)) if url else None
+    idle: dict[str, Any] = {"status": "not running", "errors": 0, "last_error": None}
+    ok: dict[str, Any] = {"status": "ok", "errors": 0, "last_error": None}
+    rows: list[dict[str, Any]] = []
+    for d in sorted(loaded.detectors, key=lambda d: d.id):
+        health = ok if live is None else live.get(d.id, idle)
+        rows.append(
+            {
+                "id": d.id,
+                "kind": d.spec.kind,
+                "category": d.category,
+                "severity": d.spec.severity,
+                "keys": list(d.keys),
+                "enabled": d.spec.enabled,
+                "technique": d.spec.technique,
+                "description": d.spec.description,
+                "status": health.get("status", "ok"),
+                "errors": int(health.get("errors", 0)),
+                "last_error": health.get("last_error"),
+            }
+        )
+    known = {row["id"] for row in rows}
+    for det_id, health in sorted((live or {}).items()):  # loaded by the service only
+        if det_id not in known:
+            rows.append(
+                {
+                    "id": det_id,
+                    "status": health.get("status", "ok"),
+                    "errors": int(health.get("errors", 0)),
+                    "last_error": health.get("last_error"),
+                }
+            )
+    err = Console(stderr=True, soft_wrap=True)
     for problem in loaded.errors:
-        err.print(f"[yellow]skipped:[/] {problem}")
+        err.print(Text.assemble(("skipped: ", "yellow"), str(problem)), highlight=False)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table(title=f"{len(rows)} detectors")
-    for col in ("id", "kind", "category", "severity", "keys", "enabled"):
-        table.add_column(col)
-    for d in sorted(loaded.detectors, key=lambda d: d.id):
+    failing = sum(1 for row in rows if row["status"] == "failing")
+    table = Table(title=f"{len(rows)} detectors" + (f", {failing} failing" if failing else ""))
+    for col in ("id", "kind", "category", "severity", "keys", "enabled", "status", "errors"):
+        table.add_column(col, no_wrap=col in ("id", "status"))
+    for row in rows:
+        failed = row["status"] == "failing"
         table.add_row(
-            d.id,
-            d.spec.kind,
-            d.category,
-            d.spec.severity,
-            ", ".join(d.keys) or "-",
-            "yes" if d.spec.enabled else "no",
+            row["id"],
+            row.get("kind", "-"),
+            row.get("category", "-"),
+            row.get("severity", "-"),
+            ", ".join(row.get("keys", ())) or "-",
+            "yes" if row.get("enabled", True) else "no",
+            Text(row["status"], style="red" if failed else ""),
+            str(row["errors"]),
         )
-    Console().print(table)
+    out = Console()
+    out.print(table)
+    for row in rows:
+        if row["last_error"]:
+            out.print(
+                Text.assemble((f"{row['id']}: ", "bold"), f"last error: {row['last_error']}"),
+                soft_wrap=True,
+            )
 
 
 def _estimate_lines(paths: list[str]) -> int | None:

@@ -26,6 +26,7 @@ from prometheus_client import Gauge
 from shopwatch.config import RuntimeSettings
 from shopwatch.contract import empty_alerts
 from shopwatch.detect.conditions import derived_column
+from shopwatch.detect.health import DetectorHealth
 from shopwatch.detect.registry import Detector
 from shopwatch.detect.state import KeyedState
 from shopwatch.enrich.base import Enricher
@@ -100,6 +101,7 @@ class Engine:
             for d in self.detectors
         }
         self.stats = EngineStats()
+        self.health = DetectorHealth([d.id for d in self.detectors])
         self._derived = sorted({f for d in self.detectors for f in getattr(d, "derived", ())})
         self._last_evict: datetime | None = None
 
@@ -138,11 +140,25 @@ class Engine:
             started = time.perf_counter()
             try:
                 found = detector.detect(batch, self.states[detector.id])
-            except Exception:  # a broken detector must not stop the others
+            except Exception as err:  # a broken detector must not stop the others
                 self.stats.detector_errors[detector.id] += 1
                 FAILURES.labels(detector.id).inc()
-                log.exception("detector_failed", detector=detector.id, rows=batch.height)
+                if self.health.failed(detector.id, err):  # once per error class, not per batch
+                    record = self.health.records[detector.id]
+                    log.error(
+                        "detector_failed",
+                        detector=detector.id,
+                        error_class=record.last_error_class,
+                        error=record.last_error,
+                        errors=record.errors,
+                        rows=batch.height,
+                        exc_info=True,
+                    )
                 continue
+            else:
+                streak = self.health.succeeded(detector.id)
+                if streak:
+                    log.info("detector_recovered", detector=detector.id, failed_batches=streak)
             finally:
                 spent = time.perf_counter() - started
                 self.stats.detect_seconds[detector.id] = (

@@ -182,8 +182,8 @@ class Service:
         thread.start()
 
     def figures(self) -> dict[str, Any]:
-        """Live runtime figures (for the terminal and ``/api/stats``)."""
-        return self.runner.figures()
+        """Live runtime figures (for the terminal and ``/api/stats``), detector health too."""
+        return {**self.runner.figures(), "detectors": self.runner.engine.health.as_dict()}
 
     def stop(self) -> None:
         """Stop producers and sources, drain and checkpoint, close the web server and store."""
