@@ -105,3 +105,19 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     log.write_text("x\n")
     bad_format = replay(str(log), "--format", "cobol")
     assert bad_format.returncode == 2 and "known formats" in bad_format.stderr
+
+
+def test_dash_writes_alerts_to_standard_output(tmp_path: Path) -> None:
+    case = Path(__file__).resolve().parents[1] / "detect" / "cases" / "web.sqli_probe" / "fires.log"
+    run = subprocess.run(
+        [sys.executable, "-m", "shopwatch", "replay", str(case), "-o", "-"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr
+    assert not (tmp_path / "-").exists(), "'-' is standard output, not a file"
+    alerts = [json.loads(line) for line in run.stdout.splitlines()]
+    assert alerts and {a["rule.id"] for a in alerts} >= {"web.sqli_probe"}
+    assert "replayed" in run.stderr and "standard output" in run.stderr

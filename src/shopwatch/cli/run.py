@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import IO, Any
 
@@ -162,7 +163,7 @@ def _estimate_lines(paths: list[str]) -> int | None:
     return total
 
 
-def _print_summary(report: Any, out: Path | None, console: Console) -> None:
+def _print_summary(report: Any, out: Path | str | None, console: Console) -> None:
     rate = report.lines / report.elapsed_s if report.elapsed_s else 0.0
     console.print(
         f"[bold]replayed[/] {report.lines:,} lines from {len(report.files)} file(s) in "
@@ -201,7 +202,10 @@ def replay_cmd(
         "auto", "--format", "-f", help="nginx, apache, ecs, syslog, vpcflow or auto (per file)."
     ),
     alerts_out: Path | None = typer.Option(
-        None, "--alerts", "-o", help="Write alerts as JSON lines here."
+        None,
+        "--alerts",
+        "-o",
+        help="Write alerts as JSON lines here; '-' is standard output (the summary stays on stderr).",
     ),
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML settings file."),
     year: int | None = typer.Option(
@@ -222,9 +226,13 @@ def replay_cmd(
             fail(f"no such file: {path}")
     sinks = []
     handle: IO[bytes] | None = None
-    if alerts_out is not None:
+    to_stdout = alerts_out is not None and str(alerts_out) == "-"
+    if to_stdout:
+        handle = sys.stdout.buffer
+    elif alerts_out is not None:
         alerts_out.parent.mkdir(parents=True, exist_ok=True)
         handle = alerts_out.open("wb")
+    if handle is not None:
 
         def write(alerts: pl.DataFrame) -> None:
             assert handle is not None
@@ -272,11 +280,14 @@ def replay_cmd(
         if engine is not None:
             engine.close()
         if handle is not None:
-            handle.close()
+            if to_stdout:
+                handle.flush()
+            else:
+                handle.close()
         if store is not None:
             store.close()
     if not quiet:
-        _print_summary(report, alerts_out, console)
+        _print_summary(report, "standard output" if to_stdout else alerts_out, console)
 
 
 def register(app: typer.Typer) -> None:
