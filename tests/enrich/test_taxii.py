@@ -214,6 +214,7 @@ def test_the_loader_keeps_a_taxii_collection_current(taxii: Taxii) -> None:
     feed = FeedConfig(
         name="isac",
         url=f"{taxii.base}/taxii2/",
+        allow_private=True,  # the test server is on loopback
         format="taxii",
         confidence=60,
         username=USER,

@@ -64,13 +64,13 @@ def _manager(config: Path | None, feeds_config: Path | None) -> Any:
     from shopwatch.enrich.schedule import FeedManager, load_feed_configs
 
     settings = settings_from(config)
-    intel = dict(settings.intel)
+    intel = settings.intel
     if feeds_config is not None:
         try:
             extra = load_feed_configs(feeds_config)
         except ContentError as err:
             fail(str(err))
-        intel["feeds"] = [*list(intel.get("feeds") or []), *[f.model_dump() for f in extra]]
+        intel = intel.model_copy(update={"feeds": [*intel.feeds, *extra]})
     try:
         return FeedManager.from_settings(settings.model_copy(update={"intel": intel}))
     except ConfigError as err:

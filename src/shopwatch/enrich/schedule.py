@@ -21,38 +21,47 @@ status``. URLs are asked conditionally (``If-None-Match`` / ``If-Modified-Since`
 unchanged feed costs a 304 and nothing else; an unchanged file (same size and mtime) is
 not read again. With a ``state_dir``, the last good body of each remote feed, its
 validators and the status are kept on disk, so a restart starts from them offline.
+
+A feed's credentials (``username``/``password``, ``token``, ``headers``) go to its
+configured origin only, and remote feeds reach public addresses only: every request and
+redirect hop passes :class:`~shopwatch.enrich.feeds.guard.GuardedTransport`. A MISP
+manifest names events by uuid (other keys are rejects), and a link or redirect of a feed
+with credentials to another origin is refused as a feed error ``cross_origin``; an
+address in a private, loopback or link-local range is a feed error ``blocked_address``
+unless ``allow_private`` (the feed's own origin) or ``intel.allow_private_networks``
+allows it. Error messages are kept and logged with the feed's secrets masked.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import threading
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 import structlog
 import yaml
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import ValidationError
 
+from shopwatch.config import (
+    FeedConfig,
+    IntelSettings,
+    describe_errors,
+    parse_duration,
+    redact,
+)
 from shopwatch.enrich.feeds import FeedContent, FeedFetchError, parse_feed
+from shopwatch.enrich.feeds.guard import GuardedTransport, RequestRefused
 from shopwatch.enrich.feeds.misp import manifest_events, parse_misp_event
 from shopwatch.enrich.feeds.stix import stix_objects
 from shopwatch.enrich.feeds.taxii import poll_collection
@@ -72,116 +81,8 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-FeedFormat = Literal[
-    "plain",
-    "ipset",
-    "netset",
-    "spamhaus",
-    "abusech_csv",
-    "tor_exit_addresses",
-    "stix2",
-    "misp",
-    "taxii",
-]
-_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _RETRY_AFTER_ERROR = timedelta(minutes=5)
 _EXPIRY_CHECK = timedelta(minutes=1)
-
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def _duration(text: str) -> timedelta:
-    """``"12h"`` → 12 hours; a duration carries its unit (ValueError otherwise).
-
-    >>> _duration("30d")
-    datetime.timedelta(days=30)
-    """
-    found = _DURATION.match(str(text))
-    if not found:
-        raise ValueError(f"duration {text!r} is not of the form <number><ms|s|m|h|d>, e.g. '12h'")
-    return timedelta(seconds=float(found.group(1)) * _UNITS[found.group(2)])
-
-
-class FeedConfig(BaseModel):
-    """One feed: where it is, its format, and how much to trust it.
-
-    Exactly one of ``url`` (http or https) and ``path`` (a file; for ``misp`` also a
-    folder holding ``manifest.json``). Durations carry a unit (``30d``, ``12h``, ``10s``).
-    ``ttl``: how long an indicator stays valid after the feed last saw it (or, when the
-    feed gives no date, after the feed was last fetched or confirmed unchanged); null
-    means never. ``type`` says what listed entities are (``botnet_c2``, ``anonymizer``,
-    ``spam``, ...) and is shown with matches.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(pattern=_NAME)
-    url: str | None = None
-    path: Path | None = None
-    format: FeedFormat
-    confidence: int = Field(default=50, ge=0, le=100)
-    type: str = "malicious"
-    ttl: str | None = "30d"
-    refresh: str = "1h"
-    timeout: str = "10s"
-    enabled: bool = True
-    max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
-    collection: str | None = Field(default=None, description="TAXII collection id or title.")
-    username: str | None = None
-    password: SecretStr | None = None
-    token: SecretStr | None = Field(default=None, description="Bearer token for the URL.")
-    ids_only: bool = Field(default=True, description="MISP: only attributes flagged to_ids.")
-
-    @field_validator("ttl", "refresh", "timeout")
-    @classmethod
-    def _durations(cls, value: str | None) -> str | None:
-        if value is not None:
-            _duration(value)
-        return value
-
-    @model_validator(mode="after")
-    def _one_source(self) -> FeedConfig:
-        if (self.url is None) == (self.path is None):
-            raise ValueError(f"feed {self.name!r} needs exactly one of url and path")
-        if self.url is not None and urlsplit(self.url).scheme not in ("http", "https"):
-            raise ValueError(f"feed {self.name!r}: url must be http or https, not {self.url!r}")
-        if self.format == "taxii" and self.url is None:
-            raise ValueError(f"feed {self.name!r}: format taxii needs a url")
-        return self
-
-    @property
-    def ttl_delta(self) -> timedelta | None:
-        """``ttl`` as a timedelta (None: never expires)."""
-        return _duration(self.ttl) if self.ttl else None
-
-    @property
-    def source(self) -> str:
-        """Where the feed comes from, safe to show (no credentials in the URL)."""
-        if self.url is None:
-            return str(self.path)
-        parts = urlsplit(self.url)
-        host = parts.hostname or ""
-        netloc = f"{host}:{parts.port}" if parts.port else host
-        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
-
-
-class IntelSettings(BaseModel):
-    """The ``intel:`` section of the settings."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = True
-    builtin: bool = Field(default=True, description="Load the feed list shipped with shopwatch.")
-    feeds_file: Path | None = Field(default=None, description="A YAML list of feeds.")
-    feeds: list[FeedConfig] = []
-    match_private: bool = Field(
-        default=False, description="Match private and other non-global addresses too."
-    )
-    state_dir: Path | None = Field(
-        default=None, description="Feed cache and status; data_dir/intel by default."
-    )
 
 
 def builtin_feeds_file() -> Path:
@@ -231,7 +132,9 @@ class FeedMetrics:
     """The feeds' Prometheus metrics, in a registry of their own (``registry``).
 
     Labels: ``feed`` is a configured feed name; ``reason`` one of ``missing``,
-    ``unreachable``, ``timeout``, ``http_status``, ``malformed``, ``too_large``, ``internal``;
+    ``unreachable``, ``timeout``, ``http_status``, ``malformed``, ``too_large``,
+    ``cross_origin`` (a link or redirect to another origin of a feed with credentials),
+    ``blocked_address`` (a private, loopback or link-local address not allowed), ``internal``;
     ``result`` one of ``updated``, ``not_modified``, ``error``.
     """
 
@@ -352,6 +255,7 @@ class FeedManager:
         state_dir: Path | None = None,
         persist: bool = True,
         match_private: bool = False,
+        allow_private_networks: bool = False,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         metrics: FeedMetrics | None = None,
         transport: httpx.BaseTransport | None = None,
@@ -363,6 +267,7 @@ class FeedManager:
         self.state_dir = state_dir
         self.persist = persist
         self.match_private = match_private
+        self.allow_private_networks = allow_private_networks
         self.clock = clock
         self.metrics = metrics or FeedMetrics()
         self._transport = transport
@@ -380,11 +285,14 @@ class FeedManager:
 
         Raises :class:`ConfigError` for an invalid ``intel`` section or feed list.
         """
-        raw = dict(getattr(settings, "intel", None) or {})
-        try:
-            intel = IntelSettings.model_validate(raw)
-        except ValidationError as err:
-            raise ConfigError(f"invalid intel settings:\n{err}") from err
+        raw = getattr(settings, "intel", None)
+        if isinstance(raw, IntelSettings):
+            intel = raw
+        else:
+            try:
+                intel = IntelSettings.model_validate(raw or {})
+            except ValidationError as err:
+                raise ConfigError(f"invalid intel settings:\n{describe_errors(err)}") from err
         feeds: list[FeedConfig] = []
         try:
             if intel.builtin:
@@ -400,7 +308,11 @@ class FeedManager:
         data_dir = getattr(settings, "data_dir", None)
         state_dir = intel.state_dir or (Path(data_dir) / "intel" if data_dir is not None else None)
         return cls(
-            list(by_name.values()), state_dir=state_dir, match_private=intel.match_private, **kwargs
+            list(by_name.values()),
+            state_dir=state_dir,
+            match_private=intel.match_private,
+            allow_private_networks=intel.allow_private_networks,
+            **kwargs,
         )
 
     # -- reading ---------------------------------------------------------------------------
@@ -494,15 +406,18 @@ class FeedManager:
     def _refresh_one(self, st: _State, now: datetime) -> bool:
         cfg = st.config
         st.last_attempt = now
-        refresh = _duration(cfg.refresh)
+        refresh = parse_duration(cfg.refresh)
         try:
             content = self._fetch(st)
-        except FeedFetchError as err:
+        except (FeedFetchError, RequestRefused) as err:
             self._failed(st, now, err.reason, str(err))
             st.next_due = now + min(refresh, _RETRY_AFTER_ERROR)
             return False
         except Exception as err:  # a bug in one feed's reader must not stop the others
-            log.exception("feed_refresh_crashed", feed=cfg.name)
+            trace = "".join(traceback.format_exception(err))
+            log.error(
+                "feed_refresh_crashed", feed=cfg.name, traceback=redact(trace, cfg.secret_values())
+            )
             self._failed(st, now, "internal", f"{type(err).__name__}: {err}")
             st.next_due = now + min(refresh, _RETRY_AFTER_ERROR)
             return False
@@ -548,6 +463,9 @@ class FeedManager:
         return True
 
     def _failed(self, st: _State, now: datetime, reason: str, message: str) -> None:
+        """Count and log a failed refresh; ``message`` may echo URLs or server answers,
+        so it is kept and logged with every secret of the feed masked."""
+        message = redact(message, st.config.secret_values())
         st.last_error, st.last_error_reason, st.last_error_at = message, reason, now
         st.errors += 1
         self.metrics.errors.labels(st.config.name, reason).inc()
@@ -573,13 +491,12 @@ class FeedManager:
             if body is None:
                 return None
             text = _decode(body, cfg)
-            if (
-                cfg.format == "misp"
-                and (uuids := manifest_events(text))
-                and _is_manifest(cfg.url, text)
-            ):
+            if cfg.format == "misp" and _is_manifest(cfg.url, text):
                 content = FeedContent()
-                for uuid in uuids:
+                uuids = manifest_events(text, rejects=content)
+                if not uuids:
+                    raise FeedFetchError("malformed", f"MISP manifest {cfg.source} lists no events")
+                for uuid in uuids:  # uuids only: a key cannot name another path or host
                     event = self._get(
                         st,
                         client,
@@ -619,7 +536,7 @@ class FeedManager:
         text = _decode(manifest.read_bytes(), cfg)
         if cfg.format == "misp" and manifest.name == "manifest.json":
             content = FeedContent()
-            uuids = manifest_events(text)
+            uuids = manifest_events(text, rejects=content)
             if not uuids:
                 raise FeedFetchError("malformed", f"MISP manifest {manifest} lists no events")
             for uuid in uuids:
@@ -644,7 +561,7 @@ class FeedManager:
             url,
             collection=cfg.collection,
             added_after=st.taxii_added_last,
-            time_limit_s=max(_duration(cfg.timeout).total_seconds() * 6, 30.0),
+            time_limit_s=max(parse_duration(cfg.timeout).total_seconds() * 6, 30.0),
         )
         if not poll.objects and st.snapshot is not None:
             st.taxii_added_last = poll.added_last or st.taxii_added_last
@@ -662,21 +579,24 @@ class FeedManager:
         return stix_objects(st.taxii_objects.values())
 
     def _client(self, cfg: FeedConfig) -> httpx.Client:
-        seconds = _duration(cfg.timeout).total_seconds()
-        headers = {"User-Agent": "shopwatch-intel/1"}
-        if cfg.token is not None:
-            headers["Authorization"] = f"Bearer {cfg.token.get_secret_value()}"
-        auth = None
-        if cfg.username is not None:
-            auth = httpx.BasicAuth(
-                cfg.username, cfg.password.get_secret_value() if cfg.password else ""
-            )
+        """A client whose every request and redirect hop passes :class:`GuardedTransport`:
+        credentials to the configured origin only, non-public addresses refused."""
+        assert cfg.url is not None
+        seconds = parse_duration(cfg.timeout).total_seconds()
+        transport = GuardedTransport(
+            cfg.url,
+            credentials=cfg.credential_headers(),
+            allow_private_origin=cfg.allow_private,
+            allow_private=self.allow_private_networks,
+            inner=self._transport,
+        )
         return httpx.Client(
             timeout=httpx.Timeout(seconds),
-            headers=headers,
-            auth=auth,
+            headers={"User-Agent": "shopwatch-intel/1"},
             follow_redirects=True,
-            transport=self._transport,
+            max_redirects=5,
+            transport=transport,
+            trust_env=False,
         )
 
     def _get(
@@ -695,7 +615,7 @@ class FeedManager:
             headers["If-None-Match"] = st.etag
         if conditional and st.last_modified:
             headers["If-Modified-Since"] = st.last_modified
-        deadline = time.monotonic() + _duration(cfg.timeout).total_seconds()
+        deadline = time.monotonic() + parse_duration(cfg.timeout).total_seconds()
         chunks: list[bytes] = []
         size = 0
         try:
@@ -774,7 +694,7 @@ class FeedManager:
                     if isinstance(o, dict) and "id" in o
                 }
                 st.taxii_added_last = meta.get("taxii_added_last")
-            elif cfg.format == "misp" and manifest_events(text) and _is_manifest(cfg.url, text):
+            elif cfg.format == "misp" and _is_manifest(cfg.url, text):
                 continue  # events are not cached one by one; fetch again
             else:
                 content = self._parse(cfg, text)

@@ -12,6 +12,7 @@ Attributes with ``to_ids`` true are read (MISP's "use for detection" flag; set
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from shopwatch.enrich.feeds.base import FeedContent, Indicator, classify, parse_time
@@ -41,15 +42,31 @@ def _is_true(value: Any) -> bool:
     return value is True or value in (1, "1", "true", "True")
 
 
-def manifest_events(text: str) -> list[str]:
-    """Event uuids of a MISP feed ``manifest.json`` (sorted); [] when it is not one."""
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
+
+
+def manifest_events(text: str, *, rejects: FeedContent | None = None) -> list[str]:
+    """Event uuids of a MISP feed ``manifest.json`` (sorted); [] when it is not one.
+
+    A key that is not a uuid (a path, a URL: the manifest would choose what is fetched
+    next) is skipped, and recorded in ``rejects`` as ``bad_value`` when given.
+
+    >>> manifest_events('{"5a3f9c1e-1b2d-4e5f-8a9b-0c1d2e3f4a5b": {}, "http://x/": {}}')
+    ['5a3f9c1e-1b2d-4e5f-8a9b-0c1d2e3f4a5b']
+    """
     try:
         data = json.loads(text)
     except ValueError:
         return []
     if not isinstance(data, dict):
         return []
-    return sorted(k for k, v in data.items() if isinstance(v, dict))
+    keys = sorted(k for k, v in data.items() if isinstance(v, dict))
+    good = [k for k in keys if _UUID.match(k)]
+    if rejects is not None:
+        for position, key in enumerate(keys, start=1):
+            if not _UUID.match(key):
+                rejects.reject(position, key, "bad_value")
+    return good
 
 
 def parse_misp_event(text: str, *, ids_only: bool = True) -> FeedContent:
