@@ -11,6 +11,8 @@ from typer.testing import CliRunner
 
 from shopwatch.cli import intel as intel_cli
 from shopwatch.cli.common import setup_logging
+from shopwatch.config import Settings
+from shopwatch.enrich.schedule import FeedManager
 
 
 @pytest.fixture()
@@ -73,7 +75,7 @@ def test_lookup_of_a_clean_address(app: typer.Typer, feeds: Path) -> None:
     assert "on none of 4 feeds" in result.stdout
 
 
-def test_status_lists_feeds_and_errors(app: typer.Typer, feeds: Path) -> None:
+def test_status_lists_feeds_and_errors(app: typer.Typer, feeds: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["intel", "status", "--feeds-config", str(feeds), "--json"])
     assert result.exit_code == 0, result.output
     rows = {r["name"]: r for r in json.loads(result.stdout)["feeds"]}
@@ -81,8 +83,40 @@ def test_status_lists_feeds_and_errors(app: typer.Typer, feeds: Path) -> None:
     assert rows["drop"]["entries"] == 1385 and rows["drop"]["last_refresh"]
     assert rows["feodo"]["entries"] == 0 and rows["feodo"]["expired"] == 28
     assert rows["gone"]["last_error_reason"] == "missing" and rows["gone"]["errors"] == 1
+    assert not (tmp_path / "data").exists()  # the command wrote nothing
+    cached = CliRunner().invoke(app, ["intel", "status", "--feeds-config", str(feeds), "--cached"])
+    assert cached.exit_code == 2 and "is the service running?" in " ".join(cached.output.split())
+    # what a running service writes is what --cached shows
+    service = FeedManager.from_settings(
+        Settings(data_dir=tmp_path / "data", intel={"feeds_file": feeds}), persist=True
+    )
+    service.refresh()
     cached = CliRunner().invoke(app, ["intel", "status", "--feeds-config", str(feeds), "--cached"])
     assert cached.exit_code == 0 and "gone" in cached.stdout
+
+
+def test_lookup_writes_nothing_where_it_runs(
+    app: typer.Typer, feeds: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SHOPWATCH_DATA_DIR")  # the default data_dir: ./data
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    for command in (["lookup", "1.10.16.77"], ["status"]):
+        result = CliRunner().invoke(app, ["intel", *command, "--feeds-config", str(feeds)])
+        assert result.exit_code == 0, result.output
+    assert list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.parametrize("value", ["notanip", "1.2.3.4.5", "", "http//x"])
+def test_lookup_of_something_that_is_no_indicator_is_a_usage_error(
+    app: typer.Typer, feeds: Path, value: str
+) -> None:
+    result = CliRunner().invoke(app, ["intel", "lookup", value, "--feeds-config", str(feeds)])
+    assert result.exit_code == 2
+    assert "is not an IP address, network, domain, URL or file hash" in " ".join(
+        result.output.split()
+    )
 
 
 def test_bad_feed_list_is_a_usage_error(app: typer.Typer, tmp_path: Path) -> None:

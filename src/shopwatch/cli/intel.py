@@ -2,7 +2,8 @@
 
 Both load the configured feeds (``intel:`` settings, plus ``--feeds-config``) the way the
 pipeline does: files are read, URLs are asked conditionally, and a feed that fails is
-reported, not fatal.
+reported, not fatal. Neither writes anything: the feed cache and status in the state
+folder belong to the running service (they are read, never written, here).
 """
 
 from __future__ import annotations
@@ -72,7 +73,9 @@ def _manager(config: Path | None, feeds_config: Path | None) -> Any:
             fail(str(err))
         intel = intel.model_copy(update={"feeds": [*intel.feeds, *extra]})
     try:
-        return FeedManager.from_settings(settings.model_copy(update={"intel": intel}))
+        return FeedManager.from_settings(
+            settings.model_copy(update={"intel": intel}), persist=False
+        )
     except ConfigError as err:
         fail(str(err))
 
@@ -91,6 +94,13 @@ def lookup(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Explain what the feeds know about VALUE: each matching feed, indicator, confidence, expiry."""
+    from shopwatch.enrich.feeds import classify
+
+    if classify(value) is None:
+        fail(
+            f"{value!r} is not an IP address, network, domain, URL or file hash "
+            "(md5, sha1, sha256 or sha512); nothing to look up"
+        )
     manager = _manager(config, feeds_config)
     manager.refresh(force=True)
     now = datetime.now(UTC)
