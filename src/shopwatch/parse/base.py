@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import PurePath
 from typing import Final
@@ -23,6 +23,8 @@ from shopwatch.errors import RegistryError
 
 __all__ = [
     "FORMATS",
+    "MAX_TIME",
+    "MIN_TIME",
     "REJECT_SCHEMA",
     "Format",
     "ParseContext",
@@ -30,9 +32,12 @@ __all__ = [
     "RejectReason",
     "empty_rejects",
     "event_id",
+    "int_overflowed",
     "make_rejects",
     "register_format",
+    "seconds_to_ns",
     "source_name",
+    "valid_time",
 ]
 
 
@@ -48,6 +53,17 @@ class RejectReason(StrEnum):
     EMPTY = "empty"
     UNKNOWN_FORMAT = "unknown_format"
     NO_DATA = "no_data"
+    #: A number the format defines (bytes, request time, packets...) that does not fit its
+    #: field: beyond 64-bit integers, or a duration too long to count in nanoseconds.
+    BAD_NUMBER = "bad_number"
+    #: A JSON object nested deeper than any event could be (:data:`shopwatch.parse.ecs.MAX_DEPTH`).
+    TOO_DEEP = "too_deep"
+    #: The parser failed on this line itself (a bug, logged with its traceback); the other
+    #: lines of its chunk are parsed as usual.
+    PARSER_ERROR = "parser_error"
+    #: The file could not be read on from here (a corrupt or truncated gzip stream); the
+    #: reject's ``raw`` says what broke, its ``line_no`` is where the unread rest begins.
+    UNREADABLE = "unreadable"
 
 
 REJECT_SCHEMA: Final[dict[str, pl.DataType]] = {
@@ -57,6 +73,36 @@ REJECT_SCHEMA: Final[dict[str, pl.DataType]] = {
     "reason": pl.String(),
     "format": pl.String(),
 }
+
+
+#: The span of event time every parser accepts (the years 1 to 9999 in UTC, what Python's
+#: ``datetime`` can hold): a timestamp outside it, after zone conversion, is ``bad_timestamp``.
+MIN_TIME: Final = datetime(1, 1, 1, tzinfo=UTC)
+MAX_TIME: Final = datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)
+#: :data:`MIN_TIME` and :data:`MAX_TIME` in epoch seconds.
+MIN_EPOCH_S: Final = int(MIN_TIME.timestamp())
+MAX_EPOCH_S: Final = int(MAX_TIME.timestamp())
+_INT_TEXT = r"^\s*[+-]?[0-9]+\s*$"
+
+
+def valid_time(ts: pl.Expr) -> pl.Expr:
+    """True where ``ts`` (UTC) is set and between :data:`MIN_TIME` and :data:`MAX_TIME`."""
+    return ts.is_not_null() & ts.is_between(pl.lit(MIN_TIME), pl.lit(MAX_TIME))
+
+
+def seconds_to_ns(seconds: pl.Expr) -> pl.Expr:
+    """Seconds (any number) as Int64 nanoseconds; null where that does not fit 64 bits.
+
+    Never raises: a value of 1e11 s or ``inf`` is null, so the caller can reject it.
+    """
+    ns = seconds.cast(pl.Float64, strict=False) * 1e9
+    fits = ns.is_finite() & (ns.abs() < 2.0**63)
+    return pl.when(fits).then(ns.round().cast(pl.Int64, strict=False)).otherwise(None)
+
+
+def int_overflowed(text: pl.Expr, value: pl.Expr) -> pl.Expr:
+    """True where ``text`` is written as an integer but ``value`` (its Int64 cast) is null."""
+    return text.str.contains(_INT_TEXT).fill_null(False) & value.is_null()
 
 
 def empty_rejects() -> pl.DataFrame:

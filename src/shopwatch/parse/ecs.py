@@ -12,13 +12,16 @@ becomes its items joined with ``,`` (``user.roles``).
 
 Rejects: ``invalid_json``; ``not_an_object`` (valid JSON that is not an object);
 ``missing_field`` (no ``@timestamp`` or no ``event.dataset``); ``bad_timestamp`` (an
-``@timestamp`` that is neither RFC 3339 nor epoch milliseconds; RFC 3339 without an
-offset reads as UTC); ``empty``.
+``@timestamp`` that is neither RFC 3339 nor epoch milliseconds, or is outside the years 1
+to 9999 in UTC; RFC 3339 without an offset reads as UTC); ``too_deep`` (objects or arrays
+nested more than :data:`MAX_DEPTH` levels); ``empty``. A number too big for its integer
+field reads as null, like any other value that cannot be cast.
 """
 
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -26,48 +29,92 @@ import polars as pl
 
 from shopwatch.contract import EVENT_SCHEMA, TIMESTAMP, conform, empty_events
 from shopwatch.parse.base import (
+    MAX_EPOCH_S,
+    MIN_EPOCH_S,
     ParseContext,
     Parsed,
     RejectReason,
     empty_rejects,
     event_id,
     make_rejects,
+    valid_time,
 )
 
-__all__ = ["parse_ecs", "parse_timestamps", "sniff_ecs"]
+__all__ = ["MAX_DEPTH", "parse_ecs", "parse_timestamps", "sniff_ecs"]
 
 FORMAT = "ecs"
 _FIELDS = frozenset(EVENT_SCHEMA)
 _RFC3339 = "%Y-%m-%dT%H:%M:%S%.f%z"
+#: Objects nested deeper than this are ``too_deep`` rejects: no contract field is more than
+#: a handful of levels down, and the depth costs nothing to check while flattening.
+MAX_DEPTH = 32
+_MIN_MS = MIN_EPOCH_S * 1000
+_MAX_MS = MAX_EPOCH_S * 1000 + 999
 
 
-def _flatten(obj: dict[str, Any], prefix: str, out: dict[str, Any]) -> None:
-    for key, value in obj.items():
-        if type(value) is dict:
-            _flatten(value, f"{prefix}{key}.", out)
+class _TooDeep(Exception):
+    """An object or array nested deeper than :data:`MAX_DEPTH`."""
+
+
+def _flatten(obj: dict[str, Any]) -> dict[str, Any]:
+    """Contract fields of ``obj`` under dotted keys, arrays as scalars (see :func:`_scalar`).
+
+    Depth first in document order without recursion, so depth costs no Python stack;
+    raises :class:`_TooDeep` past :data:`MAX_DEPTH`. When a nested and a dotted spelling
+    name the same field, the one written last wins.
+    """
+    out: dict[str, Any] = {}
+    stack: list[tuple[str, Iterator[tuple[str, Any]]]] = [("", iter(obj.items()))]
+    while stack:
+        prefix, items = stack[-1]
+        for key, value in items:
+            name = prefix + key
+            if type(value) is dict:
+                if len(stack) >= MAX_DEPTH:
+                    raise _TooDeep
+                stack.append((name + ".", iter(value.items())))
+                break
+            if name in _FIELDS:
+                out[name] = _scalar(value, len(stack))
         else:
-            out[prefix + key] = value
+            stack.pop()
+    return out
 
 
-def _scalar(value: Any) -> Any:
+def _scalar(value: Any, depth: int) -> Any:
     """Arrays become their items joined with ``,`` (nested structures as JSON)."""
     if type(value) is list:  # the only non-scalar left after flattening
         if all(type(v) in (str, int, float, bool) for v in value):
             return ",".join(str(v) for v in value)
+        if depth + _nesting(value) > MAX_DEPTH:
+            raise _TooDeep
         return orjson.dumps(value).decode()
     return value
+
+
+def _nesting(value: Any) -> int:
+    """How many levels of arrays and objects ``value`` holds (iteratively)."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return depth
+        deepest = max(deepest, depth)
+        children = node.values() if type(node) is dict else node
+        stack.extend((v, depth + 1) for v in children if type(v) in (dict, list))
+    return deepest
 
 
 def parse_timestamps(values: pl.Series) -> pl.Series:
     """RFC 3339 strings (``Z`` or an offset; none reads as UTC) or epoch milliseconds, as UTC.
 
-    Anything else (or out of range) becomes null.
+    Anything else, or a time outside the years 1 to 9999 in UTC, becomes null.
     """
     if values.dtype == TIMESTAMP:
-        return values
+        return _in_range(values)
     if values.dtype.is_numeric() and values.dtype != pl.Boolean:
-        ms = values.cast(pl.Int64, strict=False)
-        return ms.cast(pl.Datetime("ms")).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+        return _in_range(_from_ms(values.cast(pl.Int64, strict=False)))
     text = values.cast(pl.String, strict=False).str.strip_chars()
     frame = pl.DataFrame({"t": text})
     t = pl.col("t")
@@ -75,12 +122,7 @@ def parse_timestamps(values: pl.Series) -> pl.Series:
     digits = t.str.contains(r"^-?\d{1,15}$")
     out = frame.select(
         pl.when(digits)
-        .then(
-            t.cast(pl.Int64, strict=False)
-            .cast(pl.Datetime("ms"))
-            .cast(pl.Datetime("us"))
-            .dt.replace_time_zone("UTC")
-        )
+        .then(_ms_expr(t.cast(pl.Int64, strict=False)))
         .otherwise(
             pl.coalesce(
                 iso.str.to_datetime(_RFC3339, time_unit="us", time_zone="UTC", strict=False),
@@ -91,7 +133,26 @@ def parse_timestamps(values: pl.Series) -> pl.Series:
         )
         .alias("t")
     )
-    return out["t"]
+    return _in_range(out["t"])
+
+
+def _ms_expr(ms: pl.Expr) -> pl.Expr:
+    """Epoch milliseconds as UTC microseconds; null outside the years 1 to 9999 (checked
+    before scaling, so a huge value cannot wrap around into range)."""
+    fits = ms.is_between(_MIN_MS, _MAX_MS)
+    scaled = pl.when(fits).then(ms).otherwise(None) * 1000
+    return scaled.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+
+
+def _from_ms(ms: pl.Series) -> pl.Series:
+    return pl.DataFrame({"ms": ms}).select(_ms_expr(pl.col("ms")))["ms"]
+
+
+def _in_range(ts: pl.Series) -> pl.Series:
+    """``ts`` with times outside the years 1 to 9999 (UTC) nulled."""
+    frame = pl.DataFrame({"t": ts})
+    t = pl.col("t")
+    return frame.select(pl.when(valid_time(t)).then(t).otherwise(None))["t"].alias(ts.name)
 
 
 def _column(name: str, values: list[Any]) -> pl.Series:
@@ -142,15 +203,18 @@ def parse_ecs(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
             if type(obj) is not dict:
                 reasons.append(RejectReason.NOT_AN_OBJECT)
                 continue
-            flat: dict[str, Any] = {}
-            _flatten(obj, "", flat)
+            try:
+                flat = _flatten(obj)
+            except _TooDeep:
+                reasons.append(RejectReason.TOO_DEEP)
+                continue
             if flat.get("@timestamp") is None or flat.get("event.dataset") is None:
                 reasons.append(RejectReason.MISSING_FIELD)
                 continue
             keys.update(flat)
             flats.append(flat)
             reasons.append(None)
-        columns = {k: [_scalar(f.get(k)) for f in flats] for k in EVENT_SCHEMA if k in keys}
+        columns = {k: [f.get(k) for f in flats] for k in EVENT_SCHEMA if k in keys}
     finally:
         if was_enabled:
             gc.enable()

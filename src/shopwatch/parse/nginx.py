@@ -11,8 +11,10 @@ Two paths, both vectorized: a fast one that splits well-formed lines (no backsla
 :data:`FAST_PREFIX`, plain common or combined shape) on ``"`` and reads the pieces with a
 few cheap passes and one ``strptime``, and a regular expression for the rest (escaped ``\\"`` inside fields, an extra
 unescaped ``"`` inside the request, a status of ``-``...). A line neither path reads is a
-``no_match`` reject (a truncated line, for instance); a timestamp that does not parse is a
-``bad_timestamp`` reject; a blank line is ``empty``.
+``no_match`` reject (a truncated line, for instance); a timestamp that does not parse, or
+falls outside the years 1 to 9999 once read as UTC, is a ``bad_timestamp`` reject; a
+response size beyond 64-bit integers or a request time too long to count in nanoseconds
+(``1e11`` s) is ``bad_number``; a blank line is ``empty``.
 
 Field values are kept as logged, except that ``\\"`` and ``\\\\`` are unescaped and ``-``
 reads as null. A request that is not ``METHOD URL [HTTP/x]`` (binary junk, a bare ``-``
@@ -31,7 +33,10 @@ from shopwatch.parse.base import (
     RejectReason,
     empty_rejects,
     event_id,
+    int_overflowed,
     make_rejects,
+    seconds_to_ns,
+    valid_time,
 )
 
 __all__ = ["LINE_PATTERN", "parse_access", "sniff_access"]
@@ -297,13 +302,15 @@ def _extras(frame: pl.DataFrame) -> pl.DataFrame:
     ).row(0)
     if not has:
         return frame.with_columns(
+            pl.lit(None, pl.Float64).alias("_seconds"),
             pl.lit(None, pl.Int64).alias("event.duration"),
             pl.lit(None, pl.String).alias("client.ip"),
         )
     if plain:
         seconds = extras.str.strip_chars(" ").cast(pl.Float64, strict=False)
         return frame.with_columns(
-            (seconds * 1e9).round().cast(pl.Int64).alias("event.duration"),
+            seconds.alias("_seconds"),
+            seconds_to_ns(seconds).alias("event.duration"),
             pl.lit(None, pl.String).alias("client.ip"),
         )
     tokens = extras.str.extract_all(_EXTRA)
@@ -314,7 +321,8 @@ def _extras(frame: pl.DataFrame) -> pl.DataFrame:
     )
     xff = tokens.list.eval(unquoted.filter(unquoted.str.contains(_ADDRESS_LIST))).list.first()
     return frame.with_columns(
-        (seconds * 1e9).round().cast(pl.Int64).alias("event.duration"),
+        seconds.alias("_seconds"),
+        seconds_to_ns(seconds).alias("event.duration"),
         xff.str.extract(r"^([^,\s]+)").alias("client.ip"),
     )
 
@@ -349,13 +357,22 @@ def parse_access(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
             rescued = rescued.with_columns(_timestamp(pl.col("_ts")).alias("@timestamp"))
             good = pl.concat([good, rescued]).sort("line_no")
     frame = good
-    bad_ts = pl.col("@timestamp").is_null()
+    bad_ts = ~valid_time(pl.col("@timestamp"))
     if frame.select(bad_ts.any()).item():
         rejects.append(
             make_rejects(frame.filter(bad_ts), RejectReason.BAD_TIMESTAMP, FORMAT, ctx.source)
         )
         frame = frame.filter(~bad_ts)
     frame = _extras(_request(frame))
+    frame = frame.with_columns(pl.col("_bytes").cast(pl.Int64, strict=False).alias("_bytes_n"))
+    bad_number = (pl.col("_seconds").is_not_null() & pl.col("event.duration").is_null()) | (
+        int_overflowed(pl.col("_bytes"), pl.col("_bytes_n"))
+    )
+    if frame.select(bad_number.any()).item():
+        rejects.append(
+            make_rejects(frame.filter(bad_number), RejectReason.BAD_NUMBER, FORMAT, ctx.source)
+        )
+        frame = frame.filter(~bad_number)
     host = pl.col("_host")
     frame = frame.with_columns(host.str.contains(r"^[0-9.]+$|:").alias("_is_ip"))
     is_ip = pl.col("_is_ip")
@@ -364,7 +381,7 @@ def parse_access(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
         pl.when(is_ip).then(None).otherwise(host).alias("source.domain"),
         _null_dash(pl.col("_user")).alias("user.name"),
         pl.col("_status").cast(pl.Int64, strict=False).alias("http.response.status_code"),
-        pl.col("_bytes").cast(pl.Int64, strict=False).alias("http.response.bytes"),
+        pl.col("_bytes_n").alias("http.response.bytes"),
         _null_dash(pl.col("_referrer")).alias("http.request.referrer"),
         _null_dash(pl.col("_agent")).alias("user_agent.original"),
         pl.lit("http.access").alias("event.dataset"),

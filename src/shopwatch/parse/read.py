@@ -5,7 +5,9 @@ dropped), so no Python object is made per line; only in a block that is not vali
 does each line get its own decoding: UTF-8 when it is valid, Latin-1 otherwise (so one bad
 byte changes one line, never the file). Gzip is recognised by its magic bytes, whatever
 the file is called. A final line without a newline is a line; a final newline does not
-start an empty one.
+start an empty one. A compressed stream that is corrupt or cut short ends the input where
+it breaks: the lines before are read, and the break is reported (never raised), so one bad
+file cannot stop a run.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from __future__ import annotations
 import gzip
 import io
 import sys
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -23,6 +26,7 @@ import polars as pl
 __all__ = [
     "BLOCK_BYTES",
     "LINES_SCHEMA",
+    "OnUnreadable",
     "file_mtime",
     "file_year_hint",
     "iter_chunks",
@@ -97,10 +101,42 @@ def _open(path: str | Path) -> tuple[BinaryIO, BinaryIO | None]:
     return buffered, owned
 
 
-def iter_chunks(path: str | Path, chunk_lines: int = 200_000) -> Iterator[pl.DataFrame]:
+#: Called with the number the next line would have had and what broke.
+OnUnreadable = Callable[[int, str], None]
+
+
+def _read(stream: BinaryIO, size: int, line: bool = False) -> tuple[bytes, str | None]:
+    """A block (or the rest of a line) and, when the stream broke, why.
+
+    A gzip stream is read piece by piece, so a break loses only the piece it is in.
+    """
+    parts: list[bytes] = []
+    try:
+        if line:
+            return stream.readline(), None
+        if not isinstance(stream, gzip.GzipFile):
+            return stream.read(size), None
+        got = 0
+        while got < size:
+            piece = stream.read1(size - got)
+            if not piece:
+                break
+            parts.append(piece)
+            got += len(piece)
+        return b"".join(parts), None
+    except (OSError, EOFError, zlib.error) as err:  # a corrupt or truncated gzip stream
+        return b"".join(parts), f"{type(err).__name__}: {err}"[:300]
+
+
+def iter_chunks(
+    path: str | Path, chunk_lines: int = 200_000, on_unreadable: OnUnreadable | None = None
+) -> Iterator[pl.DataFrame]:
     """Frames of at most ``chunk_lines`` lines (``line`` String, ``line_no`` Int64 from 1).
 
-    An empty file yields nothing. Standard input (``-``) is read until end of file.
+    An empty file yields nothing. Standard input (``-``) is read until end of file. When
+    the stream breaks (a corrupt or truncated gzip file), what was read before is
+    yielded, the rest is skipped and ``on_unreadable(next line number, reason)`` is
+    called; the stream's bytes before the break keep their lines.
     """
     if chunk_lines < 1:
         raise ValueError("chunk_lines must be at least 1")
@@ -108,13 +144,15 @@ def iter_chunks(path: str | Path, chunk_lines: int = 200_000) -> Iterator[pl.Dat
     pending: list[pl.Series] = []
     held = 0
     next_no = 1
+    broke: str | None = None
     try:
-        while True:
-            block = stream.read(BLOCK_BYTES)
+        while broke is None:
+            block, broke = _read(stream, BLOCK_BYTES)
             if not block:
                 break
             if not block.endswith(b"\n"):
-                block += stream.readline()  # the rest of the last line: one copy, no carry
+                rest, broke = _read(stream, 0, line=True)
+                block += rest  # the rest of the last line: one copy, no carry
             pending.append(_block_lines(block))
             held += pending[-1].len()
             if held >= chunk_lines:
@@ -131,6 +169,8 @@ def iter_chunks(path: str | Path, chunk_lines: int = 200_000) -> Iterator[pl.Dat
                 part = lines.slice(start, chunk_lines)
                 yield lines_frame(part, next_no)
                 next_no += part.len()
+        if broke is not None and on_unreadable is not None:
+            on_unreadable(next_no, broke)
     finally:
         if owned is not None:
             owned.close()

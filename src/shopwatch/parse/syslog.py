@@ -24,7 +24,11 @@ the others ``system.syslog``; auth lines get their security meaning:
 
 RFC 3164 dates carry no year and no zone: they are read in ``ParseContext.timezone``, in
 ``ParseContext.year`` when given, else in the year that puts them at or before
-``ParseContext.reference`` (see :func:`resolve_year`).
+``ParseContext.reference`` (see :func:`resolve_year`). A date outside the years 1 to 9999
+once converted to UTC (RFC 5424 year ``0000``) is a ``bad_timestamp`` reject. A process id
+or port too big for a 64-bit integer reads as null and the line stays: the port is in the
+message text, which a client partly chooses (its user name), so it must not be able to
+turn its own failed login into a reject.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from shopwatch.parse.base import (
     empty_rejects,
     event_id,
     make_rejects,
+    valid_time,
 )
 
 __all__ = ["RFC3164", "RFC5424", "parse_syslog", "resolve_year", "sniff_syslog"]
@@ -444,7 +449,7 @@ def parse_syslog(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
     rejects = [make_rejects(blank, RejectReason.EMPTY, FORMAT, ctx.source)] if blank.height else []
     frame = _headers(lines, ctx)
     unmatched = pl.col("_msg").is_null()
-    bad_ts = pl.col("@timestamp").is_null() & ~unmatched
+    bad_ts = ~valid_time(pl.col("@timestamp")) & ~unmatched
     if frame.select((unmatched | bad_ts).any()).item():
         rejects.append(
             make_rejects(frame.filter(unmatched), RejectReason.NO_MATCH, FORMAT, ctx.source)

@@ -6,7 +6,9 @@ start end action log-status``. ``@timestamp`` is ``start`` (epoch seconds),
 ``version account-id``) is neither an event nor a reject: ``Parsed.skipped`` counts it,
 so ``batch.height + rejects.height + skipped`` is the number of lines. ``NODATA`` and
 ``SKIPDATA`` records carry no flow and are rejects with reason ``no_data``; a line with
-another field count or log status is ``no_match``.
+another field count or log status is ``no_match``. A ``start`` or ``end`` that is not an
+epoch second of the years 1 to 9999 is ``bad_timestamp``; a port, protocol, packet or byte
+count beyond 64-bit integers is ``bad_number``.
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ import polars as pl
 
 from shopwatch.contract import conform, empty_events
 from shopwatch.parse.base import (
+    MAX_EPOCH_S,
+    MIN_EPOCH_S,
     ParseContext,
     Parsed,
     RejectReason,
     empty_rejects,
     event_id,
+    int_overflowed,
     make_rejects,
 )
 
@@ -46,6 +51,8 @@ _NAMES = [
 LINE_PATTERN = (
     r"^\s*(\d+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+)\s*$"
 )
+#: The longest flow whose duration still fits Int64 nanoseconds.
+_MAX_SPAN_S = (2**63 - 1) // 1_000_000_000
 _TRANSPORT = {"6": "tcp", "17": "udp", "1": "icmp"}
 
 
@@ -66,6 +73,15 @@ def parse_vpcflow(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
     ).unnest("_g")
     status = pl.col("_status")
     start = pl.col("_start").cast(pl.Int64, strict=False)
+    end = pl.col("_end").cast(pl.Int64, strict=False)
+    in_range = start.is_between(MIN_EPOCH_S, MAX_EPOCH_S)
+    end_ok = end.is_null() | end.is_between(MIN_EPOCH_S, MAX_EPOCH_S)
+    numbers = ["_sport", "_dport", "_proto", "_packets", "_bytes"]
+    overflow = pl.any_horizontal(
+        *(int_overflowed(pl.col(n), pl.col(n).cast(pl.Int64, strict=False)) for n in numbers),
+        # end - start in nanoseconds must fit 64 bits (about 292 years)
+        (end - start).abs().gt(_MAX_SPAN_S).fill_null(False),
+    )
     reason = (
         pl.when(empty)
         .then(pl.lit(RejectReason.EMPTY.value))
@@ -73,8 +89,10 @@ def parse_vpcflow(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
         .then(pl.lit(RejectReason.NO_MATCH.value))
         .when(status.ne("OK"))
         .then(pl.lit(RejectReason.NO_DATA.value))
-        .when(start.is_null())
+        .when(start.is_null() | ~in_range | (int_overflowed(pl.col("_end"), end) | ~end_ok))
         .then(pl.lit(RejectReason.BAD_TIMESTAMP.value))
+        .when(overflow)
+        .then(pl.lit(RejectReason.BAD_NUMBER.value))
         .otherwise(None)
     )
     frame = frame.with_columns(reason.alias("_reason"))
@@ -82,7 +100,6 @@ def parse_vpcflow(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
     good = frame.filter(pl.col("_reason").is_null())
     action = pl.col("_action").str.to_lowercase()
     proto = _dash("_proto")
-    end = pl.col("_end").cast(pl.Int64, strict=False)
     batch = good.with_columns(
         (start * 1_000_000).cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias("@timestamp"),
         ((end - start) * 1_000_000_000).alias("event.duration"),
