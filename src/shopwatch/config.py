@@ -75,6 +75,11 @@ class WebSettings(_Strict):
         default=None,
         description="Bearer token for the API; a random one is generated at start when unset.",
     )
+    allowed_hosts: list[str] = Field(
+        default=[],
+        description="Host names the UI may be reached by, besides localhost and the bound "
+        "address (requests naming another host are refused: DNS rebinding).",
+    )
 
 
 class HttpIngestSettings(_Strict):
@@ -90,6 +95,10 @@ class HttpIngestSettings(_Strict):
         default=50_000,
         gt=0,
         description="Events in one request; more is a 413 (capped at max_queued_events).",
+    )
+    allowed_hosts: list[str] = Field(
+        default=[],
+        description="Host names ingest may be reached by, besides localhost and the bound address.",
     )
 
 

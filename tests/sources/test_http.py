@@ -336,3 +336,30 @@ def test_assigned_ids_do_not_repeat_across_instances() -> None:
                 ids.extend(batch["event.id"].to_list())
     assert len(ids) == 4
     assert len(set(ids)) == 4, ids
+
+
+def test_a_foreign_host_header_is_refused(
+    server: tuple[HttpSource, ChunkQueue, httpx.Client],
+) -> None:
+    """DNS rebinding: a page on another name pointed at 127.0.0.1 must not reach ingest."""
+    source, queue, client = server
+    foreign = {**NDJSON, "Host": f"rebind.example:{source.port}"}
+    assert client.post("/ingest", content=event(1), headers=foreign).status_code == 421
+    assert client.get("/health", headers={"Host": "rebind.example"}).status_code == 421
+    assert queue.get(timeout=0.05) is None
+    local = {**NDJSON, "Host": f"localhost:{source.port}"}
+    assert client.post("/ingest", content=event(1), headers=local).status_code == 200
+
+
+def test_allowed_hosts_come_from_the_settings() -> None:
+    from shopwatch.config import HttpIngestSettings
+
+    settings = HttpIngestSettings(token=TOKEN, port=0, allowed_hosts=["ingest.internal"])
+    queue = ChunkQueue()
+    source = HttpSource.from_settings(settings, queue)
+    with (
+        running([source], queue),
+        httpx.Client(base_url=f"http://127.0.0.1:{source.port}", timeout=WAIT_S) as client,
+    ):
+        headers = {**NDJSON, "Host": "ingest.internal"}
+        assert client.post("/ingest", content=event(1), headers=headers).status_code == 200

@@ -98,7 +98,7 @@ class Service:
 
     def __post_init__(self) -> None:
         settings = self.settings
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # only ours to read
         self.store = Store.open(settings.store_url)
         engine = build_engine(settings, live=True)
         engine.warm_up()
@@ -171,7 +171,12 @@ class Service:
 
             self.token = ensure_web_token(self.settings)
             app = create_app(self.store, token=self.token, stats=self.figures)
-            self._web = serve(app, host=self.settings.web.host, port=self.settings.web.port)
+            self._web = serve(
+                app,
+                host=self.settings.web.host,
+                port=self.settings.web.port,
+                allowed_hosts=self.settings.web.allowed_hosts,
+            )
             self.web_url = f"http://{self.settings.web.host}:{self._web.port}"
         log.info("service_started", web=self.web_url)
 

@@ -2,6 +2,8 @@
 
 Answers, in the order they are checked:
 
+- 421 for a ``Host`` header that is not localhost, a loopback address, the bound address
+  or one of ``allowed_hosts`` (DNS rebinding, :mod:`shopwatch.hostcheck`), on every path.
 - 503 while shutting down; 401 without ``Authorization: Bearer <token>`` or with a wrong
   one (compared in constant time); 415 for a ``Content-Type`` other than
   ``application/x-ndjson``, ``application/json`` or ``text/plain``, or a
@@ -53,6 +55,7 @@ from starlette.routing import Route
 
 from shopwatch.config import HttpIngestSettings
 from shopwatch.errors import ConfigError
+from shopwatch.hostcheck import HostGuard
 from shopwatch.sources.base import ChunkQueue, RawChunk, SourceMetrics, decode_line
 
 __all__ = ["ACCEPTED_CONTENT_TYPES", "MAX_REJECTS_LISTED", "HttpSource", "Validate"]
@@ -85,6 +88,7 @@ class HttpSource:
         max_body_bytes: int = 8 * 1024 * 1024,
         max_events_per_request: int = 50_000,
         validate: Validate | None = None,
+        allowed_hosts: Sequence[str] = (),
         name: str = "http",
         metrics: SourceMetrics | None = None,
     ) -> None:
@@ -114,6 +118,7 @@ class HttpSource:
         self._lines_seen = 0
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
+        self.allowed_hosts = tuple(allowed_hosts)
         self.app = Starlette(
             routes=[
                 Route("/ingest", self._ingest, methods=["POST"]),
@@ -140,6 +145,7 @@ class HttpSource:
             max_body_bytes=settings.max_body_bytes,
             max_events_per_request=settings.max_events_per_request,
             validate=validate,
+            allowed_hosts=settings.allowed_hosts,
             metrics=metrics,
         )
 
@@ -160,7 +166,7 @@ class HttpSource:
         sock.setblocking(False)
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
-            self.app,
+            HostGuard(self.app, self.host, self.allowed_hosts),
             log_level="warning",
             access_log=False,
             lifespan="off",

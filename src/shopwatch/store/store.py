@@ -9,6 +9,7 @@ with "database is locked".
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -536,7 +537,7 @@ class Store:
                 kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
             else:
                 try:
-                    Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                    _create_private(Path(database).expanduser())
                 except OSError as err:
                     raise StoreError(
                         f"cannot create the folder of the SQLite database {database!r}: {err}; "
@@ -639,6 +640,17 @@ class Store:
             raise StoreError(f"cannot {doing} in {self.url}: {reason}") from err
         except exc.SQLAlchemyError as err:
             raise StoreError(f"cannot {doing} in {self.url}: {_reason(err)}") from err
+
+
+def _create_private(path: Path) -> None:
+    """Create the SQLite file 0600 in a folder made 0700 (alerts and evidence are private).
+
+    Only what is created here gets these modes; SQLite gives its -wal and -shm files the
+    database file's own.
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
 def _configure_sqlite(engine: Engine, *, wal: bool) -> None:

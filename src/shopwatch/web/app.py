@@ -13,7 +13,7 @@ import html
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from importlib.resources import files
 from string import Template
@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shopwatch.contract import CATEGORIES, SEVERITIES
 from shopwatch.errors import ConfigError, StoreError
+from shopwatch.hostcheck import HostGuard
 from shopwatch.store import Store
 from shopwatch.web.api import Api, JSONResponse, error
 from shopwatch.web.auth import COOKIE_NAME, Auth, clean_analyst
@@ -274,13 +275,20 @@ class WebServer:
 
 
 def serve(
-    app: ASGIApp, host: str = "127.0.0.1", port: int = 8080, *, start_timeout_s: float = 10.0
+    app: ASGIApp,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    *,
+    allowed_hosts: Sequence[str] = (),
+    start_timeout_s: float = 10.0,
 ) -> WebServer:
     """Serve ``app`` with uvicorn in a daemon thread and return once it accepts connections.
 
     ``port=0`` picks a free port (see :attr:`WebServer.port`). Access logs are off: a
-    ``/login?token=`` URL must never reach a log. Raises ``ConfigError`` when the address
-    cannot be bound.
+    ``/login?token=`` URL must never reach a log. Requests whose ``Host`` is not
+    localhost, a loopback address, ``host`` or one of ``allowed_hosts`` are answered 421
+    (DNS rebinding; see :mod:`shopwatch.hostcheck`). Raises ``ConfigError`` when the
+    address cannot be bound.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -295,7 +303,7 @@ def serve(
     sock.listen(128)
     bound = sock.getsockname()[1]
     config = uvicorn.Config(
-        app,
+        HostGuard(app, host, allowed_hosts),
         log_level="warning",
         access_log=False,
         lifespan="off",
