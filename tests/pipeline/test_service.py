@@ -117,3 +117,69 @@ def test_http_ingest_events_reach_the_detectors(tmp_path: Path) -> None:
         assert refused.status_code == 401
     finally:
         service.stop()
+
+
+def test_offsets_are_saved_only_with_the_state_that_saw_their_lines(tmp_path: Path) -> None:
+    from shopwatch.pipeline.engine import Engine
+    from shopwatch.pipeline.service import CHECKPOINT, OFFSETS
+
+    def saved(service: Service) -> tuple[int, int]:
+        """(lines in the saved offsets, events in the saved engine state)."""
+        offsets = service.store.load_checkpoint(OFFSETS)
+        state = service.store.load_checkpoint(CHECKPOINT)
+        assert offsets is not None and state is not None
+        (entry,) = json.loads(offsets)["files"].values()
+        probe = Engine([])
+        probe.restore(state)
+        return int(entry["line"]), probe.stats.events
+
+    log = tmp_path / "access.log"
+    log.write_text(lines(0, 25, "141.98.11.60"))
+    config = settings(tmp_path, log)
+    config.runtime.snapshot_interval_s = 3600.0  # no periodic checkpoint during the test
+    service = Service(config, with_web=False)
+    service.start()
+    try:
+        wait_for(lambda: service.store.count_alerts() == 1)
+        wait_for(lambda: service.store.load_checkpoint(OFFSETS) is not None)
+        # The new file's start position asked for a checkpoint: taken before or after the
+        # first batch, its offsets and its state agree.
+        before = saved(service)
+        assert before in {(0, 0), (25, 25)}
+        with log.open("a") as handle:
+            handle.write(lines(25, 10, "193.32.162.45"))
+        wait_for(lambda: service.runner.stats.lines == 35)
+        assert saved(service) == before, "offsets did not move ahead of the saved state"
+        assert not (tmp_path / "data" / "sources" / "offsets.json").exists()
+        service.runner.request_checkpoint()
+        wait_for(lambda: saved(service) == (35, 35))
+    finally:
+        service.stop()
+    assert saved(service) == (35, 35)
+
+
+def test_offsets_of_an_older_version_are_taken_over(tmp_path: Path) -> None:
+    from shopwatch.sources.registry import FileOffset, OffsetRegistry
+
+    log = tmp_path / "access.log"
+    log.write_text(lines(0, 25, "141.98.11.60"))
+    size = log.stat().st_size
+    st = log.stat()
+    import hashlib
+
+    head = log.read_bytes()[:256]
+    OffsetRegistry(tmp_path / "data" / "sources" / "offsets.json").commit(
+        FileOffset(
+            str(log), st.st_dev, st.st_ino, size, 25, hashlib.sha256(head).hexdigest(), len(head)
+        )
+    )
+    with log.open("a") as handle:
+        handle.write(lines(25, 22, "193.32.162.45"))
+    service = Service(settings(tmp_path, log), with_web=False)
+    service.start()
+    try:
+        wait_for(lambda: service.runner.stats.lines == 22)
+        wait_for(lambda: service.store.count_alerts() == 1)
+        assert service.store.alerts()[0].event_ids[0] == "access.log:26"
+    finally:
+        service.stop()

@@ -299,3 +299,45 @@ def test_bad_configuration_is_refused(tmp_path: Path) -> None:
         TailSource(
             [FileSource(path=str(tmp_path / "x.log"))], ChunkQueue(), tmp_path / "offsets.json"
         )
+
+
+def test_checkpoint_owned_offsets_resume_where_the_saved_copy_says(tmp_path: Path) -> None:
+    """A registry without a file: offsets are durable only when the owner saves offsets()."""
+    log = tmp_path / "access.log"
+    spec = FileSource(path=str(log), format="nginx")
+    write(log, [nginx(i) for i in range(1, 31)])
+    positions: list[int] = []
+    registry = OffsetRegistry()
+    queue = ChunkQueue()
+    source = TailSource(
+        [spec],
+        queue,
+        registry,
+        poll_interval_s=POLL_S,
+        max_lines=10,
+        on_position=lambda: positions.append(1),
+    )
+    with running([source], queue):
+        c1, c2, c3 = take(queue, 30)
+        ack(c1.token)
+        saved = source.offsets()  # what a checkpoint taken now would hold
+        ack(c2.token)
+        ack(c3.token)  # processed after that checkpoint, then the process dies
+    assert positions == [1], "the new file's start position was announced once"
+    assert not list(tmp_path.rglob("*.json")), "no offset file is written on its own"
+    (entry,) = json.loads(saved)["files"].values()
+    assert entry["line"] == 10
+
+    queue = ChunkQueue()
+    again = TailSource(
+        [spec], queue, OffsetRegistry.from_bytes(saved), poll_interval_s=POLL_S, max_lines=10
+    )
+    with running([again], queue):
+        chunks = take(queue, 20)
+        assert_quiet(queue)
+    assert numbered(chunks) == [(i, nginx(i)) for i in range(11, 31)]
+
+
+def test_saved_offsets_that_are_not_a_registry_are_refused() -> None:
+    with pytest.raises(ConfigError, match="offset registry the checkpoint is unreadable"):
+        OffsetRegistry.from_bytes(b'{"version": 1, "files": {"1:2": {"path": "x"}}}')

@@ -6,7 +6,9 @@ of growing memory); code that is not a source (the demo's simulator) uses
 :meth:`LiveRunner.submit`. One worker thread drains the queue in micro-batches bounded
 by size (``batch_max_events``) and latency (``batch_max_latency_ms``), parses each chunk
 with its format, runs the batch through the Engine, stores the alerts, and only then acks
-the chunks, so a source's persisted offset never runs ahead of what was processed.
+the chunks, so a source's offset never runs ahead of what was processed. Checkpoints are
+written by the worker between batches, after those acks, so the checkpoint callback can
+save the engine snapshot and the acked offsets as one consistent pair.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ class LiveRunner:
         self.timezone = timezone
         self._formats: dict[str, str] = {}
         self._last_checkpoint = time.monotonic()
+        self._checkpoint_due = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -129,10 +132,18 @@ class LiveRunner:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Drain what is queued, write a last checkpoint and stop the worker."""
+        """Drain what is queued, write a last checkpoint and stop the worker.
+
+        When the worker does not finish within ``timeout`` no last checkpoint is written
+        (the state would be snapshotted while a batch changes it): the previous one stays,
+        and what came after it is read again at the next start.
+        """
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("checkpoint_skipped", reason="worker_still_busy", timeout_s=timeout)
+                return
         self.write_checkpoint()
 
     def _loop(self) -> None:
@@ -218,13 +229,24 @@ class LiveRunner:
         self._maybe_checkpoint()
         return events
 
+    def request_checkpoint(self) -> None:
+        """Have the worker write a checkpoint after its current batch (thread-safe)."""
+        self._checkpoint_due.set()
+
     def _maybe_checkpoint(self) -> None:
-        if time.monotonic() - self._last_checkpoint >= self.runtime.snapshot_interval_s:
+        due = self._checkpoint_due.is_set()
+        if due or time.monotonic() - self._last_checkpoint >= self.runtime.snapshot_interval_s:
             self.write_checkpoint()
 
     def write_checkpoint(self) -> None:
-        """Snapshot the engine's state through the checkpoint callback."""
+        """Snapshot the engine's state through the checkpoint callback.
+
+        Runs on the worker between batches (or after it stopped), once every processed
+        chunk was acked: the callback may save the sources' acked offsets beside the
+        snapshot, and the two then describe the same point of the input.
+        """
         self._last_checkpoint = time.monotonic()
+        self._checkpoint_due.clear()
         if self.checkpoint is not None:
             self.checkpoint(self.engine.snapshot())
 

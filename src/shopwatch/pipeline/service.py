@@ -4,6 +4,14 @@
 traffic simulator as one more producer. :meth:`Service.stop` shuts down in the safe order:
 sources first (HTTP answers 503), then the runner drains what is queued, acks it and writes
 a last checkpoint, then the web server and the store close.
+
+Crash consistency: the file tail's offsets are not written on their own. Each checkpoint
+saves the engine snapshot and the tail's acked offsets in one store transaction (rows
+:data:`CHECKPOINT` and :data:`OFFSETS`), taken together on the runner's worker between
+batches. After ``kill -9`` the restored state and the offsets describe the same point of
+the input, so the tail reads again exactly what the state has not seen; alerts that were
+stored from those lines before the crash come again with the same id and are not stored
+twice (the store inserts alerts by id, ignoring ids it has).
 """
 
 from __future__ import annotations
@@ -24,13 +32,17 @@ from shopwatch.contract import Alert
 from shopwatch.pipeline.build import build_engine
 from shopwatch.pipeline.live import LiveRunner
 from shopwatch.sources.base import ChunkQueue, SourceMetrics, SourceRunner
+from shopwatch.sources.registry import OffsetRegistry
 from shopwatch.store import Store
 
-__all__ = ["Service", "ensure_web_token", "ingest_rejects"]
+__all__ = ["CHECKPOINT", "OFFSETS", "Service", "ensure_web_token", "ingest_rejects"]
 
 log = structlog.get_logger("shopwatch.service")
 
+#: Checkpoint name of the engine snapshot.
 CHECKPOINT = "engine"
+#: Checkpoint name of the file tail's offsets, always saved in one transaction with CHECKPOINT.
+OFFSETS = "offsets:tail"
 
 
 def ensure_web_token(settings: Settings) -> str:
@@ -92,6 +104,7 @@ class Service:
     web_url: str | None = None
     token: str | None = None
     _sources: SourceRunner | None = None
+    _tail: Any = None
     _web: Any = None
     _producers: list[threading.Thread] = field(default_factory=list)
     _stopping: threading.Event = field(default_factory=threading.Event)
@@ -109,6 +122,7 @@ class Service:
                 log.info("checkpoint_restored", events=engine.stats.events, bytes=len(blob))
             except Exception:  # a snapshot from an older version must not block the start
                 log.exception("checkpoint_unreadable")
+        self.offsets = self._load_offsets()
         self.metrics = SourceMetrics()
         _expose(
             [
@@ -127,12 +141,33 @@ class Service:
             engine,
             runtime=settings.runtime,
             save_alerts=self.store.save_alerts,
-            checkpoint=lambda data: self.store.save_checkpoint(CHECKPOINT, data),
+            checkpoint=self._save_checkpoint,
             on_alerts=self._remember,
             inbox=queue,
             year=settings.year,
             timezone=settings.timezone,
         )
+
+    def _load_offsets(self) -> OffsetRegistry:
+        """The tail's offsets as of the last checkpoint (or the registry file of older versions)."""
+        saved = self.store.load_checkpoint(OFFSETS)
+        if saved is not None:
+            return OffsetRegistry.from_bytes(saved, f"checkpoint {OFFSETS!r} in {self.store.url}")
+        legacy = self.settings.data_dir / "sources" / "offsets.json"
+        if legacy.is_file():  # written by versions that committed offsets on their own
+            registry = OffsetRegistry.from_bytes(legacy.read_bytes(), str(legacy))
+            log.info("offsets_imported", path=str(legacy), files=len(registry.entries()))
+            return registry
+        return OffsetRegistry()
+
+    def _save_checkpoint(self, state: bytes) -> None:
+        """Save the engine snapshot and the offsets it has seen, in one transaction.
+
+        Called by the runner's worker after every processed chunk was acked, so the tail's
+        offsets are exactly those of the lines in ``state``.
+        """
+        offsets = self._tail.offsets() if self._tail is not None else self.offsets.dumps()
+        self.store.save_checkpoints({CHECKPOINT: state, OFFSETS: offsets})
 
     def _remember(self, alerts: pl.DataFrame) -> None:
         for row in alerts.tail(50).iter_rows(named=True):
@@ -147,7 +182,14 @@ class Service:
         queue = self.runner.inbox
         found: list[Any] = []
         if settings.sources.files:
-            found.append(TailSource.from_settings(settings, queue, self.metrics))
+            self._tail = TailSource.from_settings(
+                settings,
+                queue,
+                self.metrics,
+                registry=self.offsets,
+                on_position=self.runner.request_checkpoint,
+            )
+            found.append(self._tail)
         if settings.sources.syslog is not None:
             found.append(SyslogSource.from_settings(settings.sources.syslog, queue, self.metrics))
         if settings.sources.http.enabled:

@@ -1,10 +1,18 @@
-"""The persisted offset registry of the file tail: where processing stopped, per file.
+"""The offset registry of the file tail: where processing stopped, per file.
 
 A file is identified by its device and inode plus a fingerprint (SHA-256 of its first
 ``fp_len`` bytes, up to :data:`FINGERPRINT_BYTES`), so a renamed file is still recognised
-and a new file that reuses an old inode is not. The registry is one JSON file written
-atomically (temporary file, fsync, rename, fsync of the folder): after a crash it holds
-either the previous or the new content, never a torn one.
+and a new file that reuses an old inode is not.
+
+Two ways to make it durable:
+
+- **its own file** (``OffsetRegistry(path)``): one JSON file written atomically on every
+  change (temporary file, fsync, rename, fsync of the folder): after a crash it holds
+  either the previous or the new content, never a torn one. For a tail used on its own.
+- **owned by a checkpoint** (``OffsetRegistry()`` or :meth:`OffsetRegistry.from_bytes`):
+  changes stay in memory and the owner saves :meth:`OffsetRegistry.dumps` together with
+  the state that processed those lines, in one transaction (what the live service does,
+  so offsets can never run ahead of the detector state that saw the lines).
 """
 
 from __future__ import annotations
@@ -53,22 +61,36 @@ class FileOffset:
 
 
 class OffsetRegistry:
-    """File offsets by identity, loaded at start and saved atomically on each commit.
+    """File offsets by identity, loaded at start; saved on each commit when given a path.
 
-    Thread-safe: the tail's loop and the pipeline's acks both call it.
+    Without a path nothing is written: the owner persists :meth:`dumps`. Thread-safe: the
+    tail's loop and the pipeline's acks both call it.
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = None if path is None else Path(path)
         self._lock = threading.Lock()
         self._entries: dict[str, FileOffset] = {}
-        self._load()
+        if self.path is not None:
+            try:
+                text = self.path.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                return
+            self._load(text, str(self.path))
 
-    def _load(self) -> None:
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return
+    @classmethod
+    def from_bytes(cls, blob: bytes, where: str = "the checkpoint") -> OffsetRegistry:
+        """An in-memory registry holding what :meth:`dumps` gave (``where`` names it in errors)."""
+        registry = cls()
+        registry._load(blob.decode("utf-8", errors="replace"), where)
+        return registry
+
+    def dumps(self) -> bytes:
+        """Every entry as the JSON document the registry file holds (for a checkpoint)."""
+        with self._lock:
+            return json.dumps(self._payload_locked(), indent=1).encode("utf-8")
+
+    def _load(self, text: str, where: str) -> None:
         try:
             data = json.loads(text)
             if data.get("version") != _VERSION:
@@ -80,7 +102,7 @@ class OffsetRegistry:
                 self._entries[key] = entry
         except (ValueError, KeyError, TypeError, AttributeError) as err:
             raise ConfigError(
-                f"offset registry {self.path} is unreadable ({err}); move it away to "
+                f"offset registry {where} is unreadable ({err}); move it away to "
                 "re-read every followed file from its start"
             ) from err
 
@@ -113,22 +135,25 @@ class OffsetRegistry:
                 else:
                     self._entries[key] = FileOffset(**asdict(entry))
                     changed = True
-            if changed:
-                self._save_locked()
+            if changed and self.path is not None:
+                self._save_locked(self.path)
 
-    def _save_locked(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {
+    def _payload_locked(self) -> dict[str, object]:
+        return {
             "version": _VERSION,
             "files": {k: asdict(v) for k, v in sorted(self._entries.items())},
         }
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
+
+    def _save_locked(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = self._payload_locked()
+        tmp = path.with_name(f".{path.name}.tmp")
         with open(tmp, "w", encoding="utf-8") as fh:
             json.dump(payload, fh, indent=1)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:

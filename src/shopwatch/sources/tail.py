@@ -19,13 +19,24 @@ first bytes, not by path:
 
 Offsets are committed to the :class:`~shopwatch.sources.registry.OffsetRegistry` only
 when the pipeline acks a chunk, and only up to the longest acked prefix of a file's chunks,
-so a restart resumes exactly after the last processed line: chunks delivered but not
-acked are delivered again (no loss), acked ones never are (no duplicates). Each ack is one
-atomic registry write by default; ``commit_interval_s`` > 0 coalesces the writes of acks
-arriving within that window (far fewer fsyncs), at the price that a crash — not a clean
-stop, which always writes what was acked — may deliver those last acked lines again. A file listed in
-the registry whose path now holds another file is looked for by inode in its folder and,
-when found, read to its end before anything newer.
+so the registry never runs ahead of what was processed. A file listed in the registry
+whose path now holds another file is looked for by inode in its folder and, when found,
+read to its end before anything newer.
+
+Where the registry is durable decides what a crash costs:
+
+- **with the detector state** (what the live service does): the registry has no file of
+  its own; :meth:`TailSource.offsets` gives its content, which the service saves in the
+  same store transaction as the engine snapshot. After ``kill -9`` the tail resumes
+  exactly where the restored state stopped: the lines processed since that snapshot are
+  delivered again (and their alerts, idempotent by id, are not stored twice), none are
+  lost. ``on_position`` hears when a newly found file got its start position, so the
+  owner can make it durable soon (a file rotated away before any checkpoint named it is
+  named by nothing the tail keeps, and cannot be found again).
+- **in its own file** (a tail used on its own): each ack is one atomic registry write;
+  ``commit_interval_s`` > 0 coalesces the writes of acks arriving within that window (far
+  fewer fsyncs), at the price that a crash — not a clean stop, which always writes what
+  was acked — may deliver those last acked lines again.
 """
 
 from __future__ import annotations
@@ -39,7 +50,7 @@ import stat
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,6 +153,7 @@ class TailSource:
         rotate_grace_s: float = 2.0,
         commit_interval_s: float = 0.0,
         metrics: SourceMetrics | None = None,
+        on_position: Callable[[], None] | None = None,
     ) -> None:
         if not files:
             raise ConfigError("the file tail needs at least one path")
@@ -160,6 +172,7 @@ class TailSource:
         self.rotate_grace_s = rotate_grace_s
         self.commit_interval_s = commit_interval_s
         self.metrics = metrics or SourceMetrics()
+        self.on_position = on_position
         self.truncations = 0
         self.rotations = 0
         self._followed: dict[str, _Followed] = {}
@@ -175,14 +188,25 @@ class TailSource:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, out: ChunkQueue, metrics: SourceMetrics | None = None
+        cls,
+        settings: Settings,
+        out: ChunkQueue,
+        metrics: SourceMetrics | None = None,
+        *,
+        registry: OffsetRegistry | None = None,
+        on_position: Callable[[], None] | None = None,
     ) -> TailSource:
-        """The tail of ``settings.sources.files``, its registry in ``data_dir/sources/``."""
+        """The tail of ``settings.sources.files``.
+
+        Its offsets go to ``registry`` when given (the service's, saved with the engine
+        checkpoint), else to the registry file ``data_dir/sources/offsets.json``.
+        """
         return cls(
             settings.sources.files,
             out,
-            settings.data_dir / "sources" / "offsets.json",
+            registry if registry is not None else settings.data_dir / "sources" / "offsets.json",
             metrics=metrics,
+            on_position=on_position,
         )
 
     # -- lifecycle -------------------------------------------------------------------
@@ -209,6 +233,16 @@ class TailSource:
         """Write the acked offsets not yet written (only with ``commit_interval_s`` > 0)."""
         with self._commit_lock:
             self._write_dirty()
+
+    def offsets(self) -> bytes:
+        """The registry's content with every ack heard so far, for a checkpoint (thread-safe).
+
+        Called by the pipeline right after it snapshotted the state that processed every
+        acked chunk, so the two describe the same point of the input.
+        """
+        with self._commit_lock:
+            self._write_dirty()
+            return self.registry.dumps()
 
     def _write_dirty(self) -> None:
         if self._dirty:
@@ -388,6 +422,8 @@ class TailSource:
         if entry is None or (f.offset, f.line) != (entry.offset, entry.line):
             f.fp, f.fp_len = _fingerprint(f.fd, f.offset)
             self._commit_position(f)
+            if entry is None and self.on_position is not None:
+                self.on_position()
         log.info("file_followed", path=path, format=spec.format, offset=f.offset, line=f.line)
         return f
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -484,15 +484,28 @@ class Store:
 
     def save_checkpoint(self, name: str, data: bytes) -> None:
         """Store ``data`` under ``name``, replacing what was there."""
-        stmt = self._insert(t.checkpoints).values(
-            name=name, data=bytes(data), updated_at=_utc_now()
-        )
+        self.save_checkpoints({name: data})
+
+    def save_checkpoints(self, items: Mapping[str, bytes]) -> None:
+        """Store every ``name: data`` of ``items`` in one transaction, replacing what was there.
+
+        All or nothing: after a crash the database holds either every one of them or none,
+        so checkpoints that must agree (detector state and the input offsets it has seen)
+        are saved with one call.
+        """
+        if not items:
+            return
+        now = _utc_now()
+        stmt = self._insert(t.checkpoints)
         stmt = stmt.on_conflict_do_update(
             index_elements=["name"],
             set_={"data": stmt.excluded.data, "updated_at": stmt.excluded.updated_at},
         )
+        rows = [
+            {"name": name, "data": bytes(data), "updated_at": now} for name, data in items.items()
+        ]
         with self._write("save a checkpoint") as conn:
-            conn.execute(stmt)
+            conn.execute(stmt, rows)
 
     def load_checkpoint(self, name: str) -> bytes | None:
         """The bytes last saved under ``name``, or ``None``."""
