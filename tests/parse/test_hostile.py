@@ -148,3 +148,19 @@ def test_a_file_with_gzip_magic_but_no_gzip_is_one_reject(tmp_path: Path) -> Non
     (parsed,) = parse_file(path, "nginx")
     assert parsed.batch.height == 0
     assert parsed.rejects.select("line_no", "reason").rows() == [(1, "unreadable")]
+
+
+def test_a_request_of_a_method_and_a_version_only() -> None:
+    """``"G HTTP/1.1"``: the version's space is the method's; a negative URL length raised."""
+    lines = [
+        '192.0.2.1 - - [10/Oct/2024:13:00:01 +0000] "G HTTP/1.1" 200 5 "" ""',
+        *good_lines("nginx", 2),
+    ]
+    parsed = parse_frame(frame(lines), "nginx", CTX)
+    assert parsed.rejects.height == 0
+    got = parsed.batch.row(0, named=True)
+    assert (got["http.request.method"], got["url.original"], got["http.version"]) == (
+        "G",
+        "HTTP/1.1",
+        None,
+    )

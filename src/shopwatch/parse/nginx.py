@@ -256,16 +256,17 @@ def _request_general(frame: pl.DataFrame) -> pl.DataFrame:
         _cut(req.cast(pl.Binary), 0, pl.col("_sp")).alias("_method"),
         version.alias("_version"),
     )
+    tail_len = (pl.col("_version").str.len_bytes().cast(pl.Int64) + 6).fill_null(0)
     frame = frame.with_columns(
-        pl.col("_method").str.contains(_METHOD).fill_null(False).alias("_valid")
+        pl.col("_method").str.contains(_METHOD).fill_null(False).alias("_valid"),
+        # "GET HTTP/1.1": the version's space is the method's, so there is no version
+        pl.when(pl.col("_len") - pl.col("_sp") - 1 - tail_len < 0)
+        .then(None)
+        .otherwise(pl.col("_version"))
+        .alias("_version"),
     )
     valid = pl.col("_valid")
-    url_len = (
-        pl.col("_len")
-        - pl.col("_sp")
-        - 1
-        - (pl.col("_version").str.len_bytes().cast(pl.Int64) + 6).fill_null(0)
-    )
+    url_len = pl.col("_len") - pl.col("_sp") - 1 - tail_len
     url = _cut(req.cast(pl.Binary), pl.col("_sp") + 1, url_len)
     frame = frame.with_columns(
         pl.when(valid).then(pl.col("_method")).otherwise(None).alias("http.request.method"),
