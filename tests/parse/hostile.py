@@ -61,6 +61,7 @@ HOSTILE: dict[str, Hostile] = {
         "nginx", _nginx("31/Dec/9999:23:59:59 -1400"), "bad_timestamp"
     ),
     "ecs_nested_1000_deep": Hostile("ecs", _DEEP, "too_deep"),
+    "ecs_nested_2000_deep": Hostile("ecs", "[" * 2000 + "]" * 2000, "too_deep"),
     "ecs_array_nested_300_deep": Hostile(
         "ecs",
         '{"@timestamp":"2024-10-10T13:00:00Z","event.dataset":"shop.auth","user.roles":'

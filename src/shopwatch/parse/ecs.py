@@ -197,8 +197,9 @@ def parse_ecs(lines: pl.DataFrame, ctx: ParseContext) -> Parsed:
                 continue
             try:
                 obj = orjson.loads(text)
-            except orjson.JSONDecodeError:
-                reasons.append(RejectReason.INVALID_JSON)
+            except orjson.JSONDecodeError as err:  # orjson stops at 1,024 levels itself
+                deep = str(err).startswith("depth limit")
+                reasons.append(RejectReason.TOO_DEEP if deep else RejectReason.INVALID_JSON)
                 continue
             if type(obj) is not dict:
                 reasons.append(RejectReason.NOT_AN_OBJECT)
