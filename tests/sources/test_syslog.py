@@ -289,3 +289,36 @@ def test_connection_bounds_come_from_the_settings() -> None:
         3,
         4.5,
     )
+
+
+def test_a_sender_waiting_for_queue_room_is_never_evicted() -> None:
+    """Backpressure is not silence: a pushed-back sender keeps its place and its messages."""
+    queue = ChunkQueue(max_chunks=1, max_lines=1)
+    source = SyslogSource(
+        queue,
+        port=0,
+        protocols=["tcp"],
+        max_connections=1,
+        min_idle_to_evict_s=0.0,
+        batch_lines=1,
+        flush_interval_s=0.01,
+        max_pending_lines=1,
+        metrics=SourceMetrics(),
+    )
+    with running([source], queue):
+        assert source.tcp_port
+        with tcp_connect(source.tcp_port) as a:
+            for line in RFC3164:  # one lands in the queue, one waits to flush, one is held
+                a.sendall(line.encode() + b"\n")
+                time.sleep(0.05)
+            deadline = time.monotonic() + WAIT_S
+            while not any(c.busy for c in list(source._connections.values())):
+                assert time.monotonic() < deadline, "the sender was never pushed back"
+                time.sleep(0.01)
+            with tcp_connect(source.tcp_port) as b:
+                b.settimeout(WAIT_S)
+                assert b.recv(1) == b""  # refused: the only connection is busy, not silent
+            got = lines_of(take(queue, 3))
+    assert got == RFC3164
+    assert connections(source, "refused") == 1
+    assert connections(source, "evicted") == 0

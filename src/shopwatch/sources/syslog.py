@@ -76,6 +76,7 @@ class _Conn:
     writer: asyncio.StreamWriter
     last_active: float = field(default_factory=time.monotonic)
     evicted: bool = False
+    busy: bool = False  # handing messages over (waiting for queue room): never evicted then
 
 
 class OctetOrLineFramer:
@@ -320,6 +321,8 @@ class SyslogSource:
         self._batchers: dict[str, _Batcher] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._connections: dict[asyncio.Task[Any], _Conn] = {}
+        self._unlogged: dict[str, int] = {}  # refusals and evictions since the last log line
+        self._logged_at = -1e9
         self._stopping = asyncio.Event()
 
     @classmethod
@@ -405,32 +408,45 @@ class SyslogSource:
 
     def _make_room(self, peer: str) -> bool:
         """Whether a newcomer from ``peer`` may stay; evicts a silent connection if needed."""
-        now = time.monotonic()
-        same_peer = [c for c in self._connections.values() if c.peer == peer and not c.evicted]
-        full = [
-            (same_peer, self.max_connections_per_ip, "per_ip"),
-            (
-                [c for c in self._connections.values() if not c.evicted],
-                self.max_connections,
-                "total",
-            ),
-        ]
-        for pool, limit, reason in full:
+        limits = (
+            (self.max_connections_per_ip, "per_ip", peer),
+            (self.max_connections, "total", None),
+        )
+        for limit, reason, only in limits:
+            pool = [
+                c
+                for c in self._connections.values()
+                if not c.evicted and (only is None or c.peer == only)
+            ]
             if len(pool) < limit:
                 continue
-            oldest = min(pool, key=lambda c: c.last_active)
-            silent_s = now - oldest.last_active
-            if silent_s < self.min_idle_to_evict_s:
-                self.metrics.connections.labels(_TCP, "refused").inc()
-                log.warning("syslog_connection_refused", reason=reason, limit=limit, peer=peer)
+            idle = [c for c in pool if not c.busy]
+            oldest = min(idle, key=lambda c: c.last_active) if idle else None
+            now = time.monotonic()
+            if oldest is None or now - oldest.last_active < self.min_idle_to_evict_s:
+                self._note_connection("refused", reason, peer)
                 return False
             oldest.evicted = True
             oldest.task.cancel()
-            self.metrics.connections.labels(_TCP, "evicted").inc()
-            log.info(
-                "syslog_connection_evicted", reason=reason, peer=oldest.peer, silent_s=silent_s
-            )
+            self._note_connection("evicted", reason, oldest.peer)
         return True
+
+    def _note_connection(self, outcome: str, reason: str, peer: str) -> None:
+        """Count a refusal or eviction; log at most once a second (a flood is one line)."""
+        self.metrics.connections.labels(_TCP, outcome).inc()
+        self._unlogged[outcome] = self._unlogged.get(outcome, 0) + 1
+        now = time.monotonic()
+        if now - self._logged_at >= 1.0:
+            log.warning(
+                "syslog_connections_limited",
+                last_reason=reason,
+                last_peer=peer,
+                limit=self.max_connections,
+                per_ip_limit=self.max_connections_per_ip,
+                **self._unlogged,
+            )
+            self._unlogged = {}
+            self._logged_at = now
 
     async def _on_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -461,7 +477,9 @@ class SyslogSource:
                 if framer.oversize:
                     self._oversize(_TCP, framer.oversize)
                     framer.oversize = 0
+                conn.busy = True
                 await batcher.add(messages, self._stopping)
+                conn.busy = False
                 conn.last_active = time.monotonic()
                 if not data:
                     break
