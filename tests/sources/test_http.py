@@ -363,3 +363,14 @@ def test_allowed_hosts_come_from_the_settings() -> None:
     ):
         headers = {**NDJSON, "Host": "ingest.internal"}
         assert client.post("/ingest", content=event(1), headers=headers).status_code == 200
+
+
+def test_a_line_of_unicode_spaces_is_rejected_not_skipped(
+    server: tuple[HttpSource, ChunkQueue, httpx.Client],
+) -> None:
+    _, queue, client = server
+    body = event(1) + "\n\u2028\n \t\r\n" + event(2)
+    resp = client.post("/ingest", content=body.encode(), headers=NDJSON)
+    assert resp.json()["rejected"] == [{"line": 2, "reason": "invalid_json"}]
+    assert resp.json()["accepted"] == 2
+    take(queue, 2)

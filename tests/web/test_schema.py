@@ -243,7 +243,7 @@ _LINE = (
     _EVENT.map(json.dumps)
     | _JSON.map(json.dumps)
     | _TEXT
-    | st.just("")
+    | st.sampled_from(["", " \t", "\u2028", "\x85", "\r"])
     | st.just(json.dumps({"@timestamp": "2024-03-05T10:15:00Z", "event.dataset": "shop.auth"}))
 )
 
@@ -299,7 +299,7 @@ def test_ingest_answers_every_body_and_accounts_for_every_line(
     answer = resp.json()
     if "accepted" in answer:
         raw = gzip.decompress(content) if headers.get("Content-Encoding") else content
-        events = sum(1 for line in raw.split(b"\n") if line.strip())
+        events = sum(1 for line in raw.split(b"\n") if line.strip(b" \t\r\f\v"))
         assert answer["accepted"] + answer["rejected_count"] == events
         assert all(r["reason"] for r in answer["rejected"])
         assert [r["line"] for r in answer["rejected"]] == sorted(

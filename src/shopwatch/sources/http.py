@@ -71,6 +71,17 @@ _RETRY_AFTER_S = "1"
 Validate = Callable[[list[str]], Sequence[tuple[int, str]]]
 
 
+def _is_blank(line: str | bytes) -> bool:
+    """Whether ``line`` holds nothing but ASCII whitespace.
+
+    >>> _is_blank(" \\t\\r"), _is_blank(b""), _is_blank("\\u2028")
+    (True, True, False)
+    """
+    if isinstance(line, bytes):
+        return not line.strip(b" \t\r\f\v")
+    return not line.strip(" \t\r\f\v")
+
+
 class _TooLarge(Exception):
     """The body passed the size limit while streaming in."""
 
@@ -253,7 +264,11 @@ class HttpSource:
             return self._too_large()
         except zlib.error:
             return self._answer(400, {"error": "body is not a valid gzip stream"})
-        return self._accept(body)
+        # Decoding and validating a large body takes a while: off the sources' event loop.
+        sorted_lines = await asyncio.to_thread(self._sort, body)
+        if sorted_lines is None:
+            return self._too_many()
+        return self._accept(*sorted_lines)
 
     def _too_large(self) -> Response:
         log.warning("http_body_too_large", limit=self.max_body_bytes)
@@ -302,22 +317,25 @@ class HttpSource:
                 raise zlib.error("truncated gzip stream")
         return b"".join(parts)
 
-    def _accept(self, body: bytes) -> Response:
+    def _sort(self, body: bytes) -> tuple[list[str], list[tuple[int, str]]] | None:
+        """Good lines, and (line number, reason) of bad ones; None past the events limit.
+
+        Only ASCII whitespace makes a line blank (skipped): anything else is an event or a
+        reject, never dropped unseen.
+        """
         good: list[str] = []
-        rejected: list[dict[str, Any]] = []
-        counts: dict[str, int] = {}
         try:  # one decode for the whole body; lines that are not UTF-8 fail orjson anyway
             lines: list[str | bytes] = list(body.decode("utf-8").split("\n"))
         except UnicodeDecodeError:
             lines = list(body.split(b"\n"))
         if len(lines) > self.max_events_per_request:
-            events = sum(1 for raw in lines if raw.strip())
+            events = sum(1 for raw in lines if not _is_blank(raw))
             if events > self.max_events_per_request:
-                return self._too_many()
+                return None
         bad: list[tuple[int, str]] = []
         good_at: list[int] = []  # the body line number of each good line
         for i, raw in enumerate(lines, start=1):
-            if not raw.strip():
+            if _is_blank(raw):
                 continue
             try:
                 value = orjson.loads(raw)
@@ -340,6 +358,11 @@ class HttpSource:
                 bad.extend((good_at[k], reason) for k, reason in refused.items())
                 bad.sort()
                 good = [line for k, line in enumerate(good) if k not in refused]
+        return good, bad
+
+    def _accept(self, good: list[str], bad: list[tuple[int, str]]) -> Response:
+        rejected: list[dict[str, Any]] = []
+        counts: dict[str, int] = {}
         for i, reason in bad:
             counts[reason] = counts.get(reason, 0) + 1
             if len(rejected) < MAX_REJECTS_LISTED:
