@@ -217,6 +217,7 @@ def demo_cmd(
     settings.enrich.setdefault("crawler_dns", {"enabled": False})
     if no_web:
         settings.web.enabled = False
+    _warn_wildcards(settings)
     try:
         service = Service(settings, with_sources=False)
     except ShopwatchError as err:
