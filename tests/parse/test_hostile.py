@@ -10,7 +10,14 @@ import polars as pl
 import pytest
 
 from shopwatch.contract import EVENT_SCHEMA
-from shopwatch.parse import ParseContext, RejectReason, parse_file, parse_frame, register_format
+from shopwatch.parse import (
+    ParseContext,
+    RejectReason,
+    parse_file,
+    parse_frame,
+    register_format,
+    resolve_year,
+)
 from shopwatch.parse.base import FORMATS, MAX_TIME, MIN_TIME, Parsed
 from shopwatch.parse.ecs import MAX_DEPTH
 from shopwatch.parse.nginx import parse_access, sniff_access
@@ -164,3 +171,15 @@ def test_a_request_of_a_method_and_a_version_only() -> None:
         "HTTP/1.1",
         None,
     )
+
+
+@pytest.mark.parametrize("year", [1, 9999])
+def test_rfc3164_dates_of_a_file_dated_at_the_edge_of_time(year: int) -> None:
+    """A file modified in 9999 (``touch -d``) overflowed ``reference + slack``."""
+    edge = datetime(year, 12, 31, tzinfo=UTC) if year == 9999 else datetime(1, 1, 2, tzinfo=UTC)
+    lines = ["Jan  1 00:00:00 h sshd[1]: hi", "Dec 31 23:59:59 h sshd[1]: hi"]
+    parsed = parse_frame(frame(lines), "syslog", ParseContext(source="auth.log", reference=edge))
+    assert parsed.batch.height + parsed.rejects.height == 2
+    assert "parser_error" not in parsed.rejects["reason"].to_list()
+    assert set(parsed.rejects["reason"].to_list()) <= {"bad_timestamp"}
+    assert resolve_year(12, 31, edge) in (year, year - 1)

@@ -10,6 +10,7 @@ reject reason is one of :class:`RejectReason`, and no line needed the safety net
 from __future__ import annotations
 
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
@@ -94,3 +95,18 @@ def test_hostile_ecs_objects_are_events_or_named_rejects(lines: list[str]) -> No
     parsed = parse_frame(frame(lines), "ecs", CTX)
     check(parsed, len(lines))
     assert sorted(parsed.rejects["line_no"].to_list()) == parsed.rejects["line_no"].to_list()
+
+
+@PROFILE
+@given(
+    lines=lines_of("syslog"),
+    year=st.one_of(st.none(), st.integers(-10, 20_000)),
+    reference=st.one_of(st.none(), st.datetimes(timezones=st.just(UTC)), st.datetimes()),
+    zone=st.sampled_from(["UTC", "Pacific/Kiritimati", "Etc/GMT+12", "Europe/Berlin"]),
+)
+def test_any_year_reference_and_zone_keep_the_invariants(
+    lines: list[str], year: int | None, reference: datetime | None, zone: str
+) -> None:
+    """RFC 3164 dates take their year from the context: any context, never a raise."""
+    ctx = ParseContext(source="auth.log", year=year, timezone=zone, reference=reference)
+    check(parse_frame(frame(lines), "syslog", ctx), len(lines))

@@ -58,7 +58,7 @@ class RejectReason(StrEnum):
     BAD_NUMBER = "bad_number"
     #: A JSON object nested deeper than any event could be (:data:`shopwatch.parse.ecs.MAX_DEPTH`).
     TOO_DEEP = "too_deep"
-    #: The parser failed on this line itself (a bug, logged with its traceback); the other
+    #: The parser failed on this line itself (a bug, logged with where it was raised); the other
     #: lines of its chunk are parsed as usual.
     PARSER_ERROR = "parser_error"
     #: The file could not be read on from here (a corrupt or truncated gzip stream); the

@@ -39,6 +39,7 @@ import polars as pl
 
 from shopwatch.contract import conform
 from shopwatch.parse.base import (
+    MAX_TIME,
     ParseContext,
     Parsed,
     RejectReason,
@@ -91,7 +92,13 @@ def resolve_year(month: int, day: int, reference: datetime) -> int:
         candidate = datetime(reference.year, month, day, tzinfo=reference.tzinfo or UTC)
     except ValueError:  # 29 February outside a leap year: the previous year cannot be one either
         return reference.year - 1
-    return reference.year - 1 if candidate > reference + YEAR_SLACK else reference.year
+    return reference.year - 1 if candidate > _plus_slack(reference) else reference.year
+
+
+def _plus_slack(reference: datetime) -> datetime:
+    """``reference + YEAR_SLACK``, held at the end of year 9999 (a file dated then is legal)."""
+    last = MAX_TIME if reference.tzinfo else MAX_TIME.replace(tzinfo=None)
+    return min(reference, last - YEAR_SLACK) + YEAR_SLACK
 
 
 def _rfc3164_time(text: pl.Expr, ctx: ParseContext) -> pl.Expr:
@@ -110,7 +117,7 @@ def _rfc3164_time(text: pl.Expr, ctx: ParseContext) -> pl.Expr:
         return at(ctx.year)
     reference = (ctx.reference or datetime.now(UTC)).astimezone(UTC)
     this_year = at(reference.year)
-    limit = reference + YEAR_SLACK
+    limit = _plus_slack(reference)
     return (
         pl.when(this_year.is_null() | (this_year > pl.lit(limit)))
         .then(at(reference.year - 1))
