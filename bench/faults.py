@@ -22,6 +22,7 @@ The helpers (:func:`attack_mix`, :class:`ServiceProcess`, :func:`tally`) are sha
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import random
@@ -228,6 +229,12 @@ class ServiceProcess:
             self.kill()
             raise
 
+    def reported(self) -> bool:
+        """True once the current run printed a status line (it is up and watching)."""
+        path = self.workdir / "run.log"
+        text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+        return " events=" in text.rpartition(f"--- start {self.starts}\n")[2]
+
     def log_tail(self, lines: int = 40) -> str:
         """The last lines the service printed (for failure messages)."""
         path = self.workdir / "run.log"
@@ -342,6 +349,7 @@ def crash_run(
         every=0.5,
     )
     time.sleep(1.0)  # let a late duplicate (if any) arrive before counting
+    wait_until(service.reported, timeout=30, every=0.5)  # SIGTERM once it handles SIGTERM
     code = service.terminate()
     result: dict[str, Any] = dict(tally(mix.attackers, stored_alerts(service.url)))
     result.update(
@@ -385,7 +393,97 @@ def _body(n: int, start: int) -> bytes:
     ).encode()
 
 
-def overload_run(workdir: Path, *, seconds: float, clients: int) -> dict[str, Any]:
+_PER_REQUEST = 1000  # events per ingest request
+
+
+async def _drive(
+    base: str, token: str, seconds: float, rate: float | None, clients: int, seed: int
+) -> tuple[Counter[str], int]:
+    """Ingest requests for ``seconds``: open loop at ``rate`` events/s, else closed loop.
+
+    Open loop sends on schedule whatever the answers take, as real senders do; past
+    ``clients`` requests in flight a due request is counted ``not_sent``. Returns the status
+    counts and the events sent.
+    """
+    import httpx
+
+    bodies = [_body(_PER_REQUEST, (seed * 64 + i) * _PER_REQUEST) for i in range(64)]
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"}
+    statuses: Counter[str] = Counter()
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    sent = 0
+    async with httpx.AsyncClient(timeout=10, limits=limits) as client:
+
+        async def one(i: int) -> None:
+            try:
+                answer = await client.post(
+                    f"{base}/ingest", content=bodies[i % len(bodies)], headers=headers
+                )
+                statuses[str(answer.status_code)] += 1
+            except httpx.HTTPError as err:
+                statuses[type(err).__name__] += 1
+
+        until = time.monotonic() + seconds
+        if rate is None:
+
+            async def loop(k: int) -> None:
+                i = k
+                while time.monotonic() < until:
+                    await one(i)
+                    i += clients
+
+            await asyncio.gather(*(loop(k) for k in range(clients)))
+            return statuses, 0
+        flying: set[asyncio.Task[None]] = set()
+        interval = _PER_REQUEST / rate
+        next_at = time.monotonic()
+        i = 0
+        while next_at < until:
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            now = time.monotonic()
+            while next_at <= now and next_at < until:  # catch up on every request now due
+                next_at += interval
+                i += 1
+                if len(flying) >= clients:
+                    statuses["not_sent"] += 1
+                    continue
+                task = asyncio.create_task(one(i))
+                flying.add(task)
+                task.add_done_callback(flying.discard)
+                sent += _PER_REQUEST
+        await asyncio.gather(*flying)
+    return statuses, sent
+
+
+def _drive_process(
+    args: tuple[str, str, float, float | None, int, int],
+) -> tuple[dict[str, int], int]:
+    statuses, sent = asyncio.run(_drive(*args))
+    return dict(statuses), sent
+
+
+def _drive_all(
+    base: str, token: str, seconds: float, rate: float | None, clients: int, processes: int
+) -> tuple[Counter[str], int]:
+    """:func:`_drive` from ``processes`` client processes sharing ``rate`` and ``clients``."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    share = None if rate is None else rate / processes
+    jobs = [
+        (base, token, seconds, share, max(1, clients // processes), n) for n in range(processes)
+    ]
+    total: Counter[str] = Counter()
+    sent = 0
+    with ProcessPoolExecutor(processes) as pool:
+        for statuses, n in pool.map(_drive_process, jobs):
+            total.update(statuses)
+            sent += n
+    return total, sent
+
+
+def overload_run(
+    workdir: Path, *, seconds: float, clients: int, processes: int = 4
+) -> dict[str, Any]:
     """Measure ingest capacity, then offer 10x it for ``seconds``; status counts and peak RSS."""
     import httpx
     import psutil
@@ -427,57 +525,16 @@ def overload_run(workdir: Path, *, seconds: float, clients: int) -> dict[str, An
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        per_request = 1000
-        bodies = [_body(per_request, i * per_request) for i in range(64)]
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"}
-        statuses: Counter[str] = Counter()
-        offered = [0]
-        lock = threading.Lock()
-
-        def drive(until: float, interval: float, k: int) -> None:
-            with httpx.Client(timeout=10) as client:
-                i = k
-                next_at = time.monotonic()
-                while time.monotonic() < until:
-                    try:
-                        code = str(
-                            client.post(
-                                f"{base}/ingest", content=bodies[i % len(bodies)], headers=headers
-                            ).status_code
-                        )
-                    except httpx.HTTPError as err:
-                        code = type(err).__name__
-                    with lock:
-                        statuses[code] += 1
-                        offered[0] += per_request
-                    i += clients
-                    if interval:
-                        next_at += interval
-                        time.sleep(max(0.0, next_at - time.monotonic()))
-
-        def phase(seconds: float, interval: float) -> None:
-            until = time.monotonic() + seconds
-            threads = [
-                threading.Thread(target=drive, args=(until, interval, k), daemon=True)
-                for k in range(clients)
-            ]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-
-        # Capacity: saturate with every client for a few seconds and count what was processed.
+        # Capacity: saturate for a few seconds and count what the pipeline processed.
         processed0, t0 = _processed(base), time.monotonic()
-        phase(6.0, 0.0)
+        _drive_all(base, token, 6.0, None, clients, processes)
         capacity = (_processed(base) - processed0) / (time.monotonic() - t0)
         wait_until(lambda: _metrics(base).get("shopwatch_sources_queued_lines", 0) == 0, 60, 0.5)
-        statuses.clear()
-        offered[0] = 0
         target = 10 * max(capacity, 1.0)
-        interval = clients * per_request / target
-        t1 = time.monotonic()
-        phase(seconds, interval)
-        offered_rate = offered[0] / (time.monotonic() - t1)
+        statuses, offered = _drive_all(base, token, seconds, target, clients, processes)
+        # Each client schedules over exactly ``seconds`` (then waits for its last answers).
+        offered_rate = offered / seconds
+        scheduled_rate = (offered + statuses.get("not_sent", 0) * _PER_REQUEST) / seconds
         stop_sampling.set()
         sampler.join()
         alive = service.is_running()
@@ -486,8 +543,10 @@ def overload_run(workdir: Path, *, seconds: float, clients: int) -> dict[str, An
         "capacity_events_per_s": round(capacity),
         "target_events_per_s": round(target),
         "offered_events_per_s": round(offered_rate),
+        "scheduled_events_per_s": round(scheduled_rate),
         "seconds": seconds,
         "clients": clients,
+        "processes": processes,
         "statuses": dict(sorted(statuses.items())),
         "rss_start_mb": round(peak[0] / 2**20),
         "rss_peak_mb": round(peak[1] / 2**20),
@@ -502,7 +561,10 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=4000.0, help="lines/s appended")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--overload-s", type=float, default=20.0)
-    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument(
+        "--clients", type=int, default=256, help="most ingest requests in flight at once"
+    )
+    parser.add_argument("--processes", type=int, default=4, help="client processes")
     parser.add_argument("--skip-overload", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="shopwatch-faults-") as tmp:
@@ -517,12 +579,16 @@ def main() -> None:
             flush=True,
         )
         if not args.skip_overload:
-            load = overload_run(Path(tmp), seconds=args.overload_s, clients=args.clients)
+            load = overload_run(
+                Path(tmp), seconds=args.overload_s, clients=args.clients, processes=args.processes
+            )
             statuses = " ".join(f"{k}:{v}" for k, v in load["statuses"].items())
             print(
                 f"overload: capacity={load['capacity_events_per_s']}/s "
-                f"target={load['target_events_per_s']}/s offered={load['offered_events_per_s']}/s "
-                f"for {load['seconds']}s from {load['clients']} clients; statuses {statuses}; "
+                f"target={load['target_events_per_s']}/s scheduled={load['scheduled_events_per_s']}/s "
+                f"sent={load['offered_events_per_s']}/s "
+                f"for {load['seconds']}s from {load['clients']} connections in {load['processes']} "
+                f"processes; statuses {statuses}; "
                 f"rss start={load['rss_start_mb']}MB peak={load['rss_peak_mb']}MB "
                 f"alive={load['service_alive']}"
             )
