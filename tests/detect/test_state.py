@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 
 from shopwatch.detect import KeyedState
+from shopwatch.detect.state import EARLIEST, LATEST, shift_time
 
 T0 = datetime(2026, 5, 4, tzinfo=UTC)
 
@@ -48,3 +49,20 @@ def test_snapshot_round_trip_keeps_tables_and_watermark() -> None:
     assert copy.table("t", {}).equals(state.table("t", {}))
     assert copy.watermark == state.watermark
     assert copy.nbytes == state.nbytes > 0
+
+
+def test_time_arithmetic_at_the_ends_of_the_calendar_does_not_raise() -> None:
+    state = KeyedState(("source.ip",), max_age=timedelta(hours=1))
+    state.put("t", table(3))
+    assert state.evict(datetime(1, 1, 1, tzinfo=UTC)) == 0  # 0001-01-01 minus an hour
+    assert state.evict(datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)) == 3
+    assert shift_time(LATEST, timedelta(days=1)) == LATEST
+    assert shift_time(EARLIEST, -timedelta(days=1)) == EARLIEST
+
+
+def test_the_clock_bounds_what_a_detector_trims_against() -> None:
+    state = KeyedState(("source.ip",))
+    future = datetime(9999, 12, 31, tzinfo=UTC)
+    assert state.now(future) == future  # alone, a detector has only its newest event
+    state.clock = T0
+    assert state.now(future) == T0 and state.now(T0 - timedelta(hours=1)) < T0

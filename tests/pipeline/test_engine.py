@@ -64,11 +64,20 @@ def test_a_broken_detector_is_counted_and_the_others_still_run() -> None:
 
 
 def test_late_events_are_counted_and_still_processed() -> None:
-    engine = Engine([build(RULE)], runtime=RuntimeSettings(allowed_lateness_s=60))
-    engine.process(frame([600]))
+    runtime = RuntimeSettings(allowed_lateness_s=60, watermark_outliers=2)
+    engine = Engine([build(RULE)], runtime=runtime)
+    engine.process(frame([600, 601, 602]))  # three events: past the two outliers tolerated
     engine.process(frame([0, 1, 2], tag="late"))
     assert engine.stats.late_events == 3
-    assert engine.stats.events == 4
+    assert engine.stats.events == 6
+
+
+def test_a_source_warming_up_has_no_watermark_yet() -> None:
+    engine = Engine([build(RULE)], runtime=RuntimeSettings(watermark_outliers=2))
+    engine.process(frame([600, 601]))
+    assert engine.source_watermarks() == {"-": None}
+    engine.process(frame([0], tag="early"))
+    assert engine.stats.late_events == 0
 
 
 def test_snapshot_restore_continues_a_window() -> None:

@@ -4,16 +4,42 @@ A detector keeps its memory here and nowhere else. Each named table is a Polars 
 that must carry the detector's key columns and a ``_ts`` column (event time of the row's
 last activity). :meth:`KeyedState.evict` drops rows older than ``max_age`` behind the
 watermark and, past ``max_keys`` distinct keys, the keys seen least recently.
+
+The engine sets :attr:`KeyedState.clock`, its event-time "now" that no single event can
+move (see :mod:`shopwatch.pipeline.engine`); detectors trim what they keep against it
+rather than against the newest event they were given, so one event dated 9999 cannot
+make a detector drop the windows of every other key.
 """
 
 from __future__ import annotations
 
 import io
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
-__all__ = ["KeyedState"]
+__all__ = ["EARLIEST", "LATEST", "KeyedState", "shift_time"]
+
+#: The event-time range a datetime can hold; arithmetic on event times stays inside it.
+EARLIEST = datetime.min.replace(tzinfo=UTC)
+LATEST = datetime.max.replace(tzinfo=UTC)
+
+
+def shift_time(at: datetime, delta: timedelta) -> datetime:
+    """``at + delta``, held within years 1-9999 instead of raising ``OverflowError``.
+
+    Event times come from the input, so ``at`` may be the first or last representable
+    instant; a window or a lateness subtracted from it must not fail the batch.
+
+    >>> shift_time(datetime(1, 1, 1, tzinfo=UTC), -timedelta(hours=1)) == EARLIEST
+    True
+    >>> shift_time(datetime(2026, 1, 1, tzinfo=UTC), timedelta(days=1)).day
+    2
+    """
+    try:
+        return at + delta
+    except OverflowError:
+        return EARLIEST if delta < timedelta(0) else LATEST
 
 
 class KeyedState:
@@ -30,6 +56,8 @@ class KeyedState:
         self.max_keys = max_keys
         self.max_age = max_age
         self.watermark: datetime | None = None
+        #: The engine's robust event-time now (None when the detector runs on its own).
+        self.clock: datetime | None = None
         self.evicted_rows = 0
         self._tables: dict[str, pl.DataFrame] = {}
 
@@ -44,6 +72,16 @@ class KeyedState:
         """Replace table ``name`` (it must have the key columns and ``_ts``)."""
         self._tables[name] = frame
 
+    def now(self, newest: datetime) -> datetime:
+        """The time a detector trims against: the engine's clock, never past ``newest``.
+
+        ``newest`` is the latest event the detector holds; alone it is what one forged
+        event can push to the year 9999, so the engine's clock bounds it.
+        """
+        if self.clock is None:
+            return newest
+        return min(newest, self.clock)
+
     def evict(self, watermark: datetime | None) -> int:
         """Apply the age and key-count bounds; returns how many rows were dropped."""
         if watermark is not None:
@@ -54,7 +92,7 @@ class KeyedState:
             if before == 0:
                 continue
             if self.watermark is not None and "_ts" in frame.columns:
-                frame = frame.filter(pl.col("_ts") >= self.watermark - self.max_age)
+                frame = frame.filter(pl.col("_ts") >= shift_time(self.watermark, -self.max_age))
             keys = [k for k in self.keys if k in frame.columns]
             if keys and frame.height:
                 last = frame.group_by(keys).agg(pl.col("_ts").max().alias("_last"))

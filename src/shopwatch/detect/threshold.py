@@ -34,7 +34,7 @@ from shopwatch.detect.registry import (
     parse_duration,
     render_message,
 )
-from shopwatch.detect.state import KeyedState
+from shopwatch.detect.state import KeyedState, shift_time
 
 __all__ = ["CountSpec", "ThresholdDetector", "ThresholdSpec"]
 
@@ -156,8 +156,10 @@ class ThresholdDetector:
         ).with_row_index("_i")
         events = events.with_columns(pl.col("_i").cast(pl.Int64))
         alerts, fired = self._fire(events, state.table("fired", self._fired_schema))
-        latest = events.select(pl.col("@timestamp").max()).item()
-        horizon = latest - self.window - self.hop
+        # Trim against the engine's clock, not the newest event alone: one event dated
+        # 9999 must not drop the window of every other key (it only stays in its own).
+        now = state.now(events.select(pl.col("@timestamp").max()).item())
+        horizon = shift_time(now, -(self.window + self.hop))
         kept = events.filter(pl.col("@timestamp") > horizon)
         kept = kept.group_by(self.keys, maintain_order=True).tail(TAIL_ROWS_PER_KEY)
         state.put("tail", kept.select(list(self._tail_schema)))
@@ -213,7 +215,7 @@ class ThresholdDetector:
         ):
             key, at, bucket, index = tuple(row[: len(keys)]), row[-3], row[-2], row[-1]
             previous, _ = last_fired.get(key, (None, bucket))
-            if previous is None or at >= previous + self.suppress:
+            if previous is None or at >= shift_time(previous, self.suppress):
                 chosen.append(index)
                 previous = at
             last_fired[key] = (previous, bucket)
@@ -276,7 +278,7 @@ class ThresholdDetector:
             )
             details: dict[str, Any] = {
                 "count": count,
-                "window_start": (ev["_c"] - self.window).isoformat(),
+                "window_start": shift_time(ev["_c"], -self.window).isoformat(),
                 "window": within,
                 "threshold": spec.count.at_least,
             }

@@ -1,9 +1,33 @@
 """Enrichment and detection over event-time batches: parse → enrich → detect → sinks.
 
 :class:`Engine` runs enrichers and detectors over event-time batches and owns the keyed
-state, the watermark and the runtime counters. Replay and live monitoring share it: replay
+state, the watermarks and the runtime counters. Replay and live monitoring share it: replay
 feeds it the merged, time-ordered batches of files (:func:`merge_by_time`), live mode feeds
-it the micro-batches of :class:`shopwatch.runtime.LiveRunner`.
+it the micro-batches of :class:`shopwatch.pipeline.live.LiveRunner`.
+
+Event time is data an attacker controls, so no single event may move the engine's clock:
+
+- **Bounds (live).** Given the arrival clock (``process(..., now=...)``), an event later
+  than ``now + max_future_skew_s`` or earlier than ``now - max_past_age_s`` is rejected
+  before enrichment and counted by source and reason (``future_timestamp``,
+  ``past_timestamp``) in ``stats.out_of_bounds``, ``stats.rejected`` and
+  ``shopwatch_pipeline_events_out_of_bounds_total``. Rejected rather than clamped: a
+  clamped event would count in a window at a time it never had. Replay has no arrival
+  clock and bounds nothing; there the clocks below are what protects the state.
+- **Per-source clocks.** Each row names its source (the ``_source`` helper column, or the
+  ``source`` argument; ``-`` when neither is given, as in replay). A source's clock is the
+  (``watermark_outliers`` + 1)-th newest event time it has shown, so up to
+  ``watermark_outliers`` events dated 9999 cannot move it, and an event dated year 1
+  never lowers it. Until a source has shown that many events it is *warming up* and its
+  clock is the oldest time it has shown.
+- **The engine's clock** is the lowest clock of the active sources: one source running
+  ahead never evicts the state that a source behind it (or one still warming up) needs;
+  a source can only hold the clock back, which costs memory (held by the budget below),
+  never detections. Live, a source is active until it has been silent for
+  ``source_idle_s`` of arrival time; in replay every source seen stays active, so the
+  result depends on the events only. Detectors trim their windows against this clock
+  (:attr:`KeyedState.clock`), and age eviction runs ``state_max_age_s`` behind the
+  watermark (the clock less ``allowed_lateness_s``). Snapshots carry every source's clock.
 """
 
 from __future__ import annotations
@@ -28,17 +52,22 @@ from shopwatch.contract import empty_alerts
 from shopwatch.detect.conditions import derived_column
 from shopwatch.detect.health import DetectorHealth
 from shopwatch.detect.registry import Detector
-from shopwatch.detect.state import KeyedState
+from shopwatch.detect.state import EARLIEST, KeyedState, shift_time
 from shopwatch.enrich.base import Enricher
 from shopwatch.parse.base import Parsed
 
-__all__ = ["Engine", "EngineStats", "merge_by_time"]
+__all__ = ["DEFAULT_SOURCE", "SOURCE", "Engine", "EngineStats", "SourceClock", "merge_by_time"]
 
 log = structlog.get_logger("shopwatch.pipeline")
 
 EVENTS = Counter_("shopwatch_pipeline_events_total", "Events run through the detectors.")
 LATE = Counter_(
     "shopwatch_pipeline_late_events_total", "Events older than the watermark when they arrived."
+)
+OUT_OF_BOUNDS = Counter_(
+    "shopwatch_pipeline_events_out_of_bounds_total",
+    "Events rejected because their time is too far from their arrival, by source and reason.",
+    ["source", "reason"],
 )
 ALERTS = Counter_("shopwatch_detect_alerts_total", "Alerts raised, by category.", ["category"])
 FAILURES = Counter_(
@@ -48,7 +77,72 @@ STATE = Gauge("shopwatch_detect_state_bytes", "Memory held by detector state.")
 
 AlertSink = Callable[[pl.DataFrame], None]
 
-_SNAPSHOT_VERSION = 1
+#: Helper column naming each row's source (dropped before enrichment).
+SOURCE = "_source"
+#: The source of rows that name none (replay's merged files, direct engine use).
+DEFAULT_SOURCE = "-"
+FUTURE = "future_timestamp"
+PAST = "past_timestamp"
+
+#: Age eviction runs again once the watermark moved this far (or went back).
+_EVICT_EVERY = timedelta(seconds=10)
+_SNAPSHOT_VERSION = 2
+_KNOWN_SOURCES = frozenset({"syslog-udp", "syslog-tcp", "http", DEFAULT_SOURCE})
+
+
+def source_label(name: str) -> str:
+    """The metric label of a source: its kind, never a file name (labels are a small set).
+
+    >>> source_label("syslog-udp"), source_label("access.log"), source_label("simulator-ecs")
+    ('syslog-udp', 'file', 'simulator')
+    """
+    if name in _KNOWN_SOURCES:
+        return name
+    if name.startswith("simulator"):
+        return "simulator"
+    return "file"
+
+
+@dataclass
+class SourceClock:
+    """One source's event-time clock: its newest event times, robust to a few outliers."""
+
+    newest: list[datetime] = field(default_factory=list)  # oldest first, at most outliers + 1
+    events: int = 0
+    max_event_time: datetime | None = None
+    last_arrival: datetime | None = None  # live only; not snapshotted (a restart is a gap)
+
+    @property
+    def clock(self) -> datetime | None:
+        """The (outliers + 1)-th newest time seen; while warming up, the oldest seen."""
+        return self.newest[0] if self.newest else None
+
+    def is_warm(self, outliers: int) -> bool:
+        """Whether more than ``outliers`` events were seen (the clock is then robust)."""
+        return self.events > outliers
+
+    def advance(self, times: list[datetime], outliers: int) -> None:
+        """Take in the newest event times of a batch (at most ``outliers + 1`` needed)."""
+        self.newest = sorted([*self.newest, *times])[-(outliers + 1) :]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready, for snapshots and stats."""
+        return {
+            "newest": [t.isoformat() for t in self.newest],
+            "events": self.events,
+            "max_event_time": self.max_event_time.isoformat() if self.max_event_time else None,
+            "clock": self.clock.isoformat() if self.clock else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SourceClock:
+        """Inverse of :meth:`as_dict`."""
+        latest = data.get("max_event_time")
+        return cls(
+            newest=sorted(datetime.fromisoformat(t) for t in data.get("newest", [])),
+            events=int(data.get("events", 0)),
+            max_event_time=datetime.fromisoformat(latest) if latest else None,
+        )
 
 
 @dataclass
@@ -60,6 +154,7 @@ class EngineStats:
     late_events: int = 0
     alerts: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
+    out_of_bounds: dict[str, Counter[str]] = field(default_factory=dict)  # source -> reason
     alerts_by_category: Counter[str] = field(default_factory=Counter)
     detector_errors: Counter[str] = field(default_factory=Counter)
     detect_seconds: dict[str, float] = field(default_factory=dict)
@@ -73,6 +168,7 @@ class EngineStats:
             "late_events": self.late_events,
             "alerts": self.alerts,
             "rejected": dict(self.rejected),
+            "out_of_bounds": {s: dict(c) for s, c in sorted(self.out_of_bounds.items())},
             "alerts_by_category": dict(self.alerts_by_category),
             "detector_errors": dict(self.detector_errors),
             "max_event_time": self.max_event_time.isoformat() if self.max_event_time else None,
@@ -102,15 +198,27 @@ class Engine:
         }
         self.stats = EngineStats()
         self.health = DetectorHealth([d.id for d in self.detectors])
+        self.sources: dict[str, SourceClock] = {}
+        self.clock: datetime | None = None
         self._derived = sorted({f for d in self.detectors for f in getattr(d, "derived", ())})
         self._last_evict: datetime | None = None
 
     @property
     def watermark(self) -> datetime | None:
-        """Event time up to which the engine considers input complete (max seen - lateness)."""
-        if self.stats.max_event_time is None:
+        """Event time up to which input is considered complete: the clock less lateness."""
+        if self.clock is None:
             return None
-        return self.stats.max_event_time - self.lateness
+        return shift_time(self.clock, -self.lateness)
+
+    def source_watermarks(self) -> dict[str, datetime | None]:
+        """Each source's own watermark (None while it warms up)."""
+        outliers = self.runtime.watermark_outliers
+        return {
+            name: shift_time(c.clock, -self.lateness)
+            if c.clock is not None and c.is_warm(outliers)
+            else None
+            for name, c in sorted(self.sources.items())
+        }
 
     def record_rejects(self, rejects: pl.DataFrame) -> None:
         """Count rejected lines by reason (they never reach the detectors)."""
@@ -118,18 +226,29 @@ class Engine:
             for reason, n in rejects.group_by("reason").len().iter_rows():
                 self.stats.rejected[str(reason)] += int(n)
 
-    def process(self, batch: pl.DataFrame) -> pl.DataFrame:
-        """Run one batch through enrichment and every detector; returns its alerts."""
+    def process(
+        self, batch: pl.DataFrame, *, source: str | None = None, now: datetime | None = None
+    ) -> pl.DataFrame:
+        """Run one batch through enrichment and every detector; returns its alerts.
+
+        Rows name their source in the ``_source`` column, else ``source`` names them all.
+        ``now`` is the arrival clock (live only): events too far from it are rejected and
+        counted, never run (see the module docstring).
+        """
         if batch.height == 0:
             return empty_alerts()
         batch = batch.filter(pl.col("@timestamp").is_not_null())
+        if SOURCE not in batch.columns:
+            batch = batch.with_columns(pl.lit(source or DEFAULT_SOURCE).alias(SOURCE))
+        if now is not None:
+            batch = self._bound(batch, now)
+        if batch.height == 0:
+            return empty_alerts()
         if not batch["@timestamp"].is_sorted():
             batch = batch.sort("@timestamp", maintain_order=True)
-        watermark = self.watermark
-        if watermark is not None:
-            self.stats.late_events += int(
-                batch.select((pl.col("@timestamp") < watermark).sum()).item()
-            )
+        self._count_late(batch)
+        self._advance_clocks(batch, now)
+        batch = batch.drop(SOURCE)
         for enricher in self.enrichers:
             batch = enricher.enrich(batch)
         derived = [f for f in self._derived if f.split("|", 1)[0] in batch.columns]
@@ -186,11 +305,112 @@ class Engine:
             sink(alerts)
         return alerts
 
+    # -- event time ------------------------------------------------------------------
+
+    def _bound(self, batch: pl.DataFrame, now: datetime) -> pl.DataFrame:
+        """Reject (and count) the rows too far from the arrival clock ``now``."""
+        ts = pl.col("@timestamp")
+        upper = shift_time(now, timedelta(seconds=self.runtime.max_future_skew_s))
+        past = self.runtime.max_past_age_s
+        lower = shift_time(now, -timedelta(seconds=past)) if past is not None else EARLIEST
+        reason = (
+            pl.when(ts > upper)
+            .then(pl.lit(FUTURE))
+            .when(ts < lower)
+            .then(pl.lit(PAST))
+            .otherwise(pl.lit(None, pl.String))
+        )
+        marked = batch.with_columns(reason.alias("_oob"))
+        bad = marked.filter(pl.col("_oob").is_not_null())
+        if bad.height == 0:
+            return batch
+        has_id = "event.id" in bad.columns
+        summary = (
+            bad.group_by(SOURCE, "_oob")
+            .agg(
+                pl.len().alias("n"),
+                pl.col("@timestamp").first().alias("ts"),
+                (pl.col("event.id") if has_id else pl.lit(None, pl.String)).first().alias("id"),
+            )
+            .sort(SOURCE, "_oob")
+        )
+        for name, why, n, first_ts, first_id in summary.iter_rows():
+            self.stats.out_of_bounds.setdefault(str(name), Counter())[str(why)] += int(n)
+            self.stats.rejected[str(why)] += int(n)
+            OUT_OF_BOUNDS.labels(source_label(str(name)), str(why)).inc(int(n))
+            log.warning(
+                "events_out_of_bounds",
+                source=name,
+                reason=why,
+                events=int(n),
+                example_id=first_id,
+                example_time=first_ts.isoformat() if first_ts else None,
+                arrival=now.isoformat(),
+            )
+        return marked.filter(pl.col("_oob").is_null()).drop("_oob")
+
+    def _count_late(self, batch: pl.DataFrame) -> None:
+        """Count the rows older than their own source's watermark (they still run)."""
+        marks = {n: w for n, w in self.source_watermarks().items() if w is not None}
+        if not marks:
+            return
+        frame = pl.DataFrame(
+            {SOURCE: list(marks), "_wm": list(marks.values())},
+            schema={SOURCE: pl.String, "_wm": batch.schema["@timestamp"]},
+        )
+        late = int(
+            batch.select(SOURCE, "@timestamp")
+            .join(frame, on=SOURCE, how="inner")
+            .select((pl.col("@timestamp") < pl.col("_wm")).sum())
+            .item()
+        )
+        if late:
+            self.stats.late_events += late
+            LATE.inc(late)
+
+    def _advance_clocks(self, batch: pl.DataFrame, now: datetime | None) -> None:
+        """Move each source's clock by the batch, then the engine's clock (module docstring)."""
+        outliers = self.runtime.watermark_outliers
+        per_source = (
+            batch.group_by(SOURCE)
+            .agg(
+                pl.col("@timestamp").top_k(outliers + 1).alias("top"),
+                pl.len().alias("n"),
+                pl.col("@timestamp").max().alias("max"),
+            )
+            .sort(SOURCE)
+        )
+        for name, top, n, newest in per_source.iter_rows():
+            clock = self.sources.setdefault(str(name), SourceClock())
+            clock.advance(list(top), outliers)
+            clock.events += int(n)
+            if clock.max_event_time is None or newest > clock.max_event_time:
+                clock.max_event_time = newest
+            if now is not None:
+                clock.last_arrival = now
+        self.clock = self._engine_clock(now)
+        for state in self.states.values():
+            state.clock = self.clock
+
+    def _engine_clock(self, now: datetime | None) -> datetime | None:
+        idle = timedelta(seconds=self.runtime.source_idle_s)
+        active = [
+            c
+            for c in self.sources.values()
+            if c.clock is not None
+            and (now is None or (c.last_arrival is not None and now - c.last_arrival <= idle))
+        ]
+        candidates = [c.clock for c in active if c.clock is not None]
+        return min(candidates) if candidates else self.clock
+
+    # -- eviction --------------------------------------------------------------------
+
     def _maybe_evict(self) -> None:
         watermark = self.watermark
         if watermark is None:
             return
-        if self._last_evict is not None and watermark - self._last_evict < timedelta(seconds=10):
+        last = self._last_evict
+        if last is not None and last <= watermark < shift_time(last, _EVICT_EVERY):
             return
         self._last_evict = watermark
         for state in self.states.values():
@@ -222,12 +442,14 @@ class Engine:
     # -- snapshot / restore ----------------------------------------------------------
 
     def snapshot(self, extra: dict[str, Any] | None = None) -> bytes:
-        """All detector state, the watermark and counters as one zip blob."""
+        """All detector state, the source clocks and counters as one zip blob."""
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             meta = {
                 "version": _SNAPSHOT_VERSION,
                 "stats": self.stats.as_dict(),
+                "sources": {n: c.as_dict() for n, c in sorted(self.sources.items())},
+                "clock": self.clock.isoformat() if self.clock else None,
                 "detectors": sorted(self.states),
                 "extra": extra or {},
             }
@@ -254,9 +476,19 @@ class Engine:
         self.stats.alerts = int(saved.get("alerts", 0))
         self.stats.late_events = int(saved.get("late_events", 0))
         self.stats.rejected.update(saved.get("rejected", {}))
+        for name, reasons in saved.get("out_of_bounds", {}).items():
+            self.stats.out_of_bounds.setdefault(name, Counter()).update(reasons)
         self.stats.alerts_by_category.update(saved.get("alerts_by_category", {}))
         if saved.get("max_event_time"):
             self.stats.max_event_time = datetime.fromisoformat(saved["max_event_time"])
+        # Version 1 kept one global maximum, which one event could poison: it is not
+        # carried over; the source clocks start again from the events that follow.
+        self.sources = {
+            name: SourceClock.from_dict(data) for name, data in meta.get("sources", {}).items()
+        }
+        self.clock = datetime.fromisoformat(meta["clock"]) if meta.get("clock") else None
+        for state in self.states.values():
+            state.clock = self.clock
         extra: dict[str, Any] = meta.get("extra", {})
         return extra
 
@@ -359,4 +591,3 @@ def merge_by_time(
         out = pl.concat([r for r in released if r.height], how="vertical") if released else None
         if out is not None and out.height:
             yield out.sort("@timestamp", maintain_order=True)
-

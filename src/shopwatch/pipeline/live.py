@@ -18,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,7 @@ from shopwatch.config import RuntimeSettings
 from shopwatch.contract import Alert
 from shopwatch.parse import parse_frame, sniff_format
 from shopwatch.parse.base import ParseContext
-from shopwatch.pipeline.engine import Engine
+from shopwatch.pipeline.engine import SOURCE, Engine
 from shopwatch.sources.base import ChunkQueue, RawChunk, ack
 
 __all__ = ["LiveRunner", "LiveStats"]
@@ -62,6 +63,16 @@ class LiveStats:
         if not self.latencies:
             return None
         return float(np.quantile(np.fromiter(self.latencies, float), q) * 1000)
+
+
+def _arrival_clock(arrivals: list[RawChunk]) -> datetime:
+    """Wall-clock time at which the first chunk of a batch arrived (events are bounded by it).
+
+    The earliest arrival, not the time of processing: a queue backlog must not widen the
+    window in which an event dated in the future is accepted.
+    """
+    waited = time.monotonic() - min(a.received for a in arrivals)
+    return datetime.now(UTC) - timedelta(seconds=max(waited, 0.0))
 
 
 class LiveRunner:
@@ -205,13 +216,13 @@ class LiveRunner:
             self.engine.record_rejects(parsed.rejects)
             self.stats.rejected += parsed.rejects.height
             self.stats.lines += len(lines)
-            if parsed.batch.height:
-                batches.append(parsed.batch)
+            if parsed.batch.height:  # rows keep their source: each has its own watermark
+                batches.append(parsed.batch.with_columns(pl.lit(source).alias(SOURCE)))
         events = 0
         if batches:
             batch = pl.concat(batches, how="vertical").sort("@timestamp", maintain_order=True)
             events = batch.height
-            alerts = self.engine.process(batch)
+            alerts = self.engine.process(batch, now=_arrival_clock(arrivals))
             if alerts.height:
                 if self.save_alerts is not None:
                     self.stats.alerts_stored += self.save_alerts(
@@ -262,6 +273,7 @@ class LiveRunner:
             "alerts": self.engine.stats.alerts,
             "alerts_by_category": dict(self.engine.stats.alerts_by_category),
             "late_events": self.engine.stats.late_events,
+            "out_of_bounds": sum(sum(c.values()) for c in self.engine.stats.out_of_bounds.values()),
             "latency_p50_ms": self.stats.latency_ms(0.5),
             "latency_p99_ms": self.stats.latency_ms(0.99),
             "state_bytes": self.engine.state_bytes,
