@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gzip
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import polars as pl
@@ -183,3 +183,20 @@ def test_rfc3164_dates_of_a_file_dated_at_the_edge_of_time(year: int) -> None:
     assert "parser_error" not in parsed.rejects["reason"].to_list()
     assert set(parsed.rejects["reason"].to_list()) <= {"bad_timestamp"}
     assert resolve_year(12, 31, edge) in (year, year - 1)
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        datetime(1, 1, 1),  # naive: read as UTC (local time conversion raised)
+        datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14))),  # year 0 in UTC
+        datetime(9999, 12, 31, 23, 0, tzinfo=timezone(timedelta(hours=-14))),  # year 10000
+    ],
+)
+def test_rfc3164_reference_that_utc_cannot_hold(reference: datetime) -> None:
+    line = (
+        "Jan  1 00:00:00 shop-web-1 sshd[7]: Failed password for root from 192.0.2.1 port 22 ssh2"
+    )
+    parsed = parse_frame(frame([line]), "syslog", ParseContext(reference=reference))
+    assert parsed.batch.height + parsed.rejects.height == 1
+    assert "parser_error" not in parsed.rejects["reason"].to_list()

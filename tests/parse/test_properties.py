@@ -10,7 +10,7 @@ reject reason is one of :class:`RejectReason`, and no line needed the safety net
 from __future__ import annotations
 
 import tempfile
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import polars as pl
@@ -101,7 +101,12 @@ def test_hostile_ecs_objects_are_events_or_named_rejects(lines: list[str]) -> No
 @given(
     lines=lines_of("syslog"),
     year=st.one_of(st.none(), st.integers(-10, 20_000)),
-    reference=st.one_of(st.none(), st.datetimes(timezones=st.just(UTC)), st.datetimes()),
+    reference=st.one_of(
+        st.none(),
+        st.datetimes(timezones=st.just(UTC)),
+        st.datetimes(),
+        st.datetimes(timezones=st.sampled_from([timezone(timedelta(hours=h)) for h in (-14, 14)])),
+    ),
     zone=st.sampled_from(["UTC", "Pacific/Kiritimati", "Etc/GMT+12", "Europe/Berlin"]),
 )
 def test_any_year_reference_and_zone_keep_the_invariants(

@@ -40,6 +40,7 @@ import polars as pl
 from shopwatch.contract import conform
 from shopwatch.parse.base import (
     MAX_TIME,
+    MIN_TIME,
     ParseContext,
     Parsed,
     RejectReason,
@@ -101,6 +102,16 @@ def _plus_slack(reference: datetime) -> datetime:
     return min(reference, last - YEAR_SLACK) + YEAR_SLACK
 
 
+def _utc(moment: datetime) -> datetime:
+    """``moment`` in UTC (naive reads as UTC); one that UTC cannot hold is held at the edge."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except (OverflowError, ValueError):  # 0001-01-01 at +01:00 is in year 0 in UTC
+        return MIN_TIME if moment.year < 5000 else MAX_TIME
+
+
 def _rfc3164_time(text: pl.Expr, ctx: ParseContext) -> pl.Expr:
     """``Mmm dd hh:mm:ss`` in the context's zone and year (or the reference rule), as UTC."""
     norm = text.str.replace(r" +", " ")
@@ -115,7 +126,7 @@ def _rfc3164_time(text: pl.Expr, ctx: ParseContext) -> pl.Expr:
 
     if ctx.year is not None:
         return at(ctx.year)
-    reference = (ctx.reference or datetime.now(UTC)).astimezone(UTC)
+    reference = _utc(ctx.reference or datetime.now(UTC))
     this_year = at(reference.year)
     limit = _plus_slack(reference)
     return (
