@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 
 from shopwatch.detect import KeyedState
-from shopwatch.detect.state import EARLIEST, LATEST, shift_time
+from shopwatch.detect.state import EARLIEST, LATEST, shed_to_budget, shift_time
 
 T0 = datetime(2026, 5, 4, tzinfo=UTC)
 
@@ -66,3 +66,51 @@ def test_the_clock_bounds_what_a_detector_trims_against() -> None:
     assert state.now(future) == future  # alone, a detector has only its newest event
     state.clock = T0
     assert state.now(future) == T0 and state.now(T0 - timedelta(hours=1)) < T0
+
+
+def flood(state: KeyedState, prefix: str, start: datetime, n: int) -> None:
+    state.put(
+        "t",
+        pl.DataFrame(
+            {
+                "source.ip": [f"{prefix}.{i}" for i in range(n)],
+                "_ts": [start + timedelta(seconds=i) for i in range(n)],
+                "payload": ["x" * 40] * n,
+            }
+        ),
+    )
+
+
+def test_budget_sheds_the_least_recently_seen_keys_across_detectors() -> None:
+    old, new = KeyedState(("source.ip",)), KeyedState(("source.ip",))
+    flood(old, "10.0.0", T0, 200)
+    flood(new, "10.0.1", T0 + timedelta(hours=1), 200)
+    total = old.nbytes + new.nbytes
+    shed = shed_to_budget({"a.old": old, "b.new": new}, max_bytes=total // 2)
+    assert old.nbytes + new.nbytes <= 0.9 * (total // 2)
+    assert shed["a.old"] == (200, 200) and "b.new" in shed
+    kept = new.table("t", {})
+    assert kept["_ts"].min() > T0 + timedelta(hours=1)  # newest kept, oldest shed
+    assert (old.shed_keys, old.shed_rows) == (200, 200)
+    assert new.shed_keys == 200 - kept.height
+
+
+def test_budget_within_its_limit_sheds_nothing() -> None:
+    state = KeyedState(("source.ip",))
+    flood(state, "10.0.0", T0, 50)
+    assert shed_to_budget({"a": state}, max_bytes=state.nbytes) == {}
+    assert state.rows == 50 and state.shed_rows == 0
+
+
+def test_budget_sheds_deterministically_on_ties() -> None:
+    def run() -> list[str]:
+        state = KeyedState(("source.ip",))
+        state.put(
+            "t",
+            pl.DataFrame({"source.ip": [f"k{i:03d}" for i in range(100)], "_ts": [T0] * 100}),
+        )
+        shed_to_budget({"a": state}, max_bytes=state.nbytes // 2)
+        return sorted(state.table("t", {})["source.ip"].to_list())
+
+    first = run()
+    assert first == run() and first[0] == "k000" and len(first) < 50

@@ -1,9 +1,10 @@
-"""Keyed state: compact per-entity tables, bounded by age and key count, snapshotted.
+"""Keyed state: compact per-entity tables, bounded by age, key count and bytes, snapshotted.
 
 A detector keeps its memory here and nowhere else. Each named table is a Polars frame
 that must carry the detector's key columns and a ``_ts`` column (event time of the row's
 last activity). :meth:`KeyedState.evict` drops rows older than ``max_age`` behind the
 watermark and, past ``max_keys`` distinct keys, the keys seen least recently.
+:func:`shed_to_budget` holds the state of all detectors together under one byte budget.
 
 The engine sets :attr:`KeyedState.clock`, its event-time "now" that no single event can
 move (see :mod:`shopwatch.pipeline.engine`); detectors trim what they keep against it
@@ -14,11 +15,12 @@ make a detector drop the windows of every other key.
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
-__all__ = ["EARLIEST", "LATEST", "KeyedState", "shift_time"]
+__all__ = ["EARLIEST", "LATEST", "KeyedState", "shed_to_budget", "shift_time"]
 
 #: The event-time range a datetime can hold; arithmetic on event times stays inside it.
 EARLIEST = datetime.min.replace(tzinfo=UTC)
@@ -59,6 +61,8 @@ class KeyedState:
         #: The engine's robust event-time now (None when the detector runs on its own).
         self.clock: datetime | None = None
         self.evicted_rows = 0
+        self.shed_rows = 0
+        self.shed_keys = 0
         self._tables: dict[str, pl.DataFrame] = {}
 
     def table(self, name: str, schema: dict[str, pl.DataType]) -> pl.DataFrame:
@@ -104,6 +108,53 @@ class KeyedState:
         self.evicted_rows += dropped
         return dropped
 
+    def key_summary(self) -> pl.DataFrame:
+        """One row per key: when it was last seen (``_last``) and its bytes (``_bytes``).
+
+        Keys are sorted (``_order`` is their position) so that ties shed deterministically.
+        Tables without the key columns or ``_ts`` are left out (they cannot be shed by key).
+        """
+        keys = list(self.keys)
+        parts = []
+        for frame in self._tables.values():
+            if not keys or frame.height == 0 or not {*keys, "_ts"} <= set(frame.columns):
+                continue
+            per_row = frame.estimated_size() / frame.height
+            parts.append(
+                frame.group_by(keys).agg(
+                    pl.col("_ts").max().alias("_last"),
+                    (pl.len() * per_row).alias("_bytes"),
+                )
+            )
+        if not parts:
+            return pl.DataFrame(
+                schema={
+                    "_last": pl.Datetime("us", "UTC"),
+                    "_bytes": pl.Float64,
+                    "_order": pl.UInt32,
+                }
+            )
+        summary = (
+            pl.concat(parts, how="vertical_relaxed")
+            .group_by(keys)
+            .agg(pl.col("_last").max(), pl.col("_bytes").sum())
+            .sort(keys, nulls_last=True)
+            .with_row_index("_order")
+        )
+        return summary
+
+    def drop_keys(self, keep: pl.DataFrame) -> int:
+        """Keep only the keys in ``keep`` (key columns) in every keyed table; rows dropped."""
+        keys = list(self.keys)
+        dropped = 0
+        for name, frame in list(self._tables.items()):
+            if frame.height == 0 or not {*keys, "_ts"} <= set(frame.columns):
+                continue
+            kept = frame.join(keep.select(keys), on=keys, how="semi", nulls_equal=True)
+            dropped += frame.height - kept.height
+            self._tables[name] = kept
+        return dropped
+
     @property
     def nbytes(self) -> int:
         """Estimated memory held by all tables, in bytes."""
@@ -133,3 +184,52 @@ class KeyedState:
                 self.watermark = datetime.fromisoformat(blob.decode())
             else:
                 self._tables[name] = pl.read_ipc(io.BytesIO(blob))
+
+
+def shed_to_budget(
+    states: Mapping[str, KeyedState], max_bytes: int, *, target: float = 0.9
+) -> dict[str, tuple[int, int]]:
+    """Hold all ``states`` under ``max_bytes``: shed the least recently seen keys.
+
+    Nothing happens while the total is within ``max_bytes``. Past it, keys of every
+    detector are ranked together by when they were last seen (event time, newest first;
+    ties by detector id, then key) and kept while they fit in ``target * max_bytes``, so
+    one shed makes room for a while instead of running on every batch. A key is shed
+    from all tables of its detector at once. Returns ``{detector: (keys, rows)}`` shed,
+    and adds them to each state's ``shed_keys`` / ``shed_rows``. Costs in proportion to
+    the state, and only runs when the budget is passed.
+    """
+    total = sum(s.nbytes for s in states.values())
+    if total <= max_bytes:
+        return {}
+    summaries = {det_id: state.key_summary() for det_id, state in sorted(states.items())}
+    ranked_parts = [
+        summary.select(pl.lit(det_id).alias("_det"), "_order", "_last", "_bytes")
+        for det_id, summary in summaries.items()
+        if summary.height
+    ]
+    if not ranked_parts:
+        return {}
+    unkeyed = total - sum(float(part["_bytes"].sum()) for part in ranked_parts)
+    room = max(target * max_bytes - unkeyed, 0.0)
+    ranked = (
+        pl.concat(ranked_parts, how="vertical")
+        .sort(["_last", "_det", "_order"], descending=[True, False, False], nulls_last=True)
+        .with_columns(pl.col("_bytes").cum_sum().alias("_upto"))
+        .filter(pl.col("_upto") <= room)
+    )
+    shed: dict[str, tuple[int, int]] = {}
+    for det_id, summary in summaries.items():
+        if summary.height == 0:
+            continue
+        state = states[det_id]
+        kept_orders = ranked.filter(pl.col("_det") == det_id).select("_order")
+        keep = summary.join(kept_orders, on="_order", how="semi")
+        n_keys = summary.height - keep.height
+        if n_keys == 0:
+            continue
+        rows = state.drop_keys(keep)
+        state.shed_keys += n_keys
+        state.shed_rows += rows
+        shed[det_id] = (n_keys, rows)
+    return shed

@@ -28,6 +28,9 @@ Event time is data an attacker controls, so no single event may move the engine'
   result depends on the events only. Detectors trim their windows against this clock
   (:attr:`KeyedState.clock`), and age eviction runs ``state_max_age_s`` behind the
   watermark (the clock less ``allowed_lateness_s``). Snapshots carry every source's clock.
+- **Memory.** All detector state together is held under ``state_max_bytes``: past it the
+  least recently seen keys are shed (:func:`shed_to_budget`), counted per detector in
+  ``stats.shed_keys`` / ``stats.shed_rows`` and ``shopwatch_detect_state_shed_*_total``.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ from shopwatch.contract import empty_alerts
 from shopwatch.detect.conditions import derived_column
 from shopwatch.detect.health import DetectorHealth
 from shopwatch.detect.registry import Detector
-from shopwatch.detect.state import EARLIEST, KeyedState, shift_time
+from shopwatch.detect.state import EARLIEST, KeyedState, shed_to_budget, shift_time
 from shopwatch.enrich.base import Enricher
 from shopwatch.parse.base import Parsed
 
@@ -74,6 +77,17 @@ FAILURES = Counter_(
     "shopwatch_detect_errors_total", "Detector calls that raised, by detector.", ["detector"]
 )
 STATE = Gauge("shopwatch_detect_state_bytes", "Memory held by detector state.")
+STATE_ROWS = Gauge("shopwatch_detect_state_rows", "Rows held by detector state.")
+SHED_KEYS = Counter_(
+    "shopwatch_detect_state_shed_keys_total",
+    "Keys shed to hold detector state under its byte budget, by detector.",
+    ["detector"],
+)
+SHED_ROWS = Counter_(
+    "shopwatch_detect_state_shed_rows_total",
+    "State rows shed to hold detector state under its byte budget, by detector.",
+    ["detector"],
+)
 
 AlertSink = Callable[[pl.DataFrame], None]
 
@@ -159,6 +173,10 @@ class EngineStats:
     detector_errors: Counter[str] = field(default_factory=Counter)
     detect_seconds: dict[str, float] = field(default_factory=dict)
     max_event_time: datetime | None = None
+    state_bytes: int = 0
+    state_rows: int = 0
+    shed_keys: Counter[str] = field(default_factory=Counter)
+    shed_rows: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready figures."""
@@ -172,6 +190,10 @@ class EngineStats:
             "alerts_by_category": dict(self.alerts_by_category),
             "detector_errors": dict(self.detector_errors),
             "max_event_time": self.max_event_time.isoformat() if self.max_event_time else None,
+            "state_bytes": self.state_bytes,
+            "state_rows": self.state_rows,
+            "shed_keys": dict(self.shed_keys),
+            "shed_rows": dict(self.shed_rows),
         }
 
 
@@ -293,6 +315,7 @@ class Engine:
         self.stats.batches += 1
         EVENTS.inc(batch.height)
         self._maybe_evict()
+        self._hold_budget()
         if not outputs:
             return empty_alerts()
         alerts = pl.concat(outputs, how="vertical").sort(["@timestamp", "rule.id", "alert.id"])
@@ -403,7 +426,7 @@ class Engine:
         candidates = [c.clock for c in active if c.clock is not None]
         return min(candidates) if candidates else self.clock
 
-    # -- eviction --------------------------------------------------------------------
+    # -- bounds ----------------------------------------------------------------------
 
     def _maybe_evict(self) -> None:
         watermark = self.watermark
@@ -415,7 +438,27 @@ class Engine:
         self._last_evict = watermark
         for state in self.states.values():
             state.evict(watermark)
-        STATE.set(self.state_bytes)
+
+    def _hold_budget(self) -> None:
+        """Shed the least recently seen keys when all state passes ``state_max_bytes``."""
+        shed = shed_to_budget(self.states, self.runtime.state_max_bytes)
+        for det_id, (keys, rows) in shed.items():
+            self.stats.shed_keys[det_id] += keys
+            self.stats.shed_rows[det_id] += rows
+            SHED_KEYS.labels(det_id).inc(keys)
+            SHED_ROWS.labels(det_id).inc(rows)
+        if shed:
+            log.warning(
+                "state_shed",
+                budget_bytes=self.runtime.state_max_bytes,
+                keys=sum(k for k, _ in shed.values()),
+                rows=sum(r for _, r in shed.values()),
+                detectors=sorted(shed),
+            )
+        self.stats.state_bytes = self.state_bytes
+        self.stats.state_rows = sum(s.rows for s in self.states.values())
+        STATE.set(self.stats.state_bytes)
+        STATE_ROWS.set(self.stats.state_rows)
 
     def warm_up(self) -> None:
         """Load the enrichers' tables now (geo ranges take a second), not on the first batch."""
@@ -479,6 +522,8 @@ class Engine:
         for name, reasons in saved.get("out_of_bounds", {}).items():
             self.stats.out_of_bounds.setdefault(name, Counter()).update(reasons)
         self.stats.alerts_by_category.update(saved.get("alerts_by_category", {}))
+        self.stats.shed_keys.update(saved.get("shed_keys", {}))
+        self.stats.shed_rows.update(saved.get("shed_rows", {}))
         if saved.get("max_event_time"):
             self.stats.max_event_time = datetime.fromisoformat(saved["max_event_time"])
         # Version 1 kept one global maximum, which one event could poison: it is not
@@ -489,6 +534,8 @@ class Engine:
         self.clock = datetime.fromisoformat(meta["clock"]) if meta.get("clock") else None
         for state in self.states.values():
             state.clock = self.clock
+        self.stats.state_bytes = self.state_bytes
+        self.stats.state_rows = sum(s.rows for s in self.states.values())
         extra: dict[str, Any] = meta.get("extra", {})
         return extra
 

@@ -274,6 +274,7 @@ class LiveRunner:
             "alerts_by_category": dict(self.engine.stats.alerts_by_category),
             "late_events": self.engine.stats.late_events,
             "out_of_bounds": sum(sum(c.values()) for c in self.engine.stats.out_of_bounds.values()),
+            "state_shed_rows": sum(self.engine.stats.shed_rows.values()),
             "latency_p50_ms": self.stats.latency_ms(0.5),
             "latency_p99_ms": self.stats.latency_ms(0.99),
             "state_bytes": self.engine.state_bytes,
