@@ -196,6 +196,13 @@ def test_live_metric_labels_name_the_source_kind_not_the_file() -> None:
     assert engine.stats.out_of_bounds == {"/var/log/auth.log": {"future_timestamp": 1}}
 
 
+def test_live_bounds_can_be_switched_off() -> None:
+    runtime = RuntimeSettings(max_future_skew_s=None, max_past_age_s=None)
+    engine = Engine([build(RULE)], runtime=runtime)
+    engine.process(events([FAR_PAST, T0 + timedelta(days=30)]), source="simulator-ecs", now=T0)
+    assert engine.stats.events == 2 and not engine.stats.out_of_bounds
+
+
 def test_live_an_idle_source_stops_holding_the_clock_back() -> None:
     runtime = RuntimeSettings(source_idle_s=60, max_past_age_s=None)
     engine = Engine([build(RULE)], runtime=runtime)

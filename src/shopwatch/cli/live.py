@@ -215,6 +215,8 @@ def demo_cmd(
     settings.web.port = port
     # Simulated crawlers sit in real crawler ranges; asking real DNS about them proves nothing.
     settings.enrich.setdefault("crawler_dns", {"enabled": False})
+    if speed > 1:  # simulated time runs ahead of the wall clock: do not reject it as forged
+        settings.runtime.max_future_skew_s = None
     if no_web:
         settings.web.enabled = False
     _warn_wildcards(settings)

@@ -55,7 +55,13 @@ from shopwatch.contract import empty_alerts
 from shopwatch.detect.conditions import derived_column
 from shopwatch.detect.health import DetectorHealth
 from shopwatch.detect.registry import Detector
-from shopwatch.detect.state import EARLIEST, KeyedState, shed_to_budget, shift_time
+from shopwatch.detect.state import (
+    EARLIEST,
+    LATEST,
+    KeyedState,
+    shed_to_budget,
+    shift_time,
+)
 from shopwatch.enrich.base import Enricher
 from shopwatch.parse.base import Parsed
 
@@ -333,8 +339,8 @@ class Engine:
     def _bound(self, batch: pl.DataFrame, now: datetime) -> pl.DataFrame:
         """Reject (and count) the rows too far from the arrival clock ``now``."""
         ts = pl.col("@timestamp")
-        upper = shift_time(now, timedelta(seconds=self.runtime.max_future_skew_s))
-        past = self.runtime.max_past_age_s
+        skew, past = self.runtime.max_future_skew_s, self.runtime.max_past_age_s
+        upper = shift_time(now, timedelta(seconds=skew)) if skew is not None else LATEST
         lower = shift_time(now, -timedelta(seconds=past)) if past is not None else EARLIEST
         reason = (
             pl.when(ts > upper)
