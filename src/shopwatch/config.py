@@ -152,7 +152,9 @@ class RuntimeSettings(_Strict):
     the engine's is the lowest of its active sources' (live, a source is active until it
     has been silent for ``source_idle_s``). Detector state is held under
     ``state_max_bytes`` in total: past it the least recently seen keys are shed, counted.
-    ``None`` switches a time bound off (the demo's simulator runs ahead of the clock).
+    The hand-off queue between the sources and the pipeline holds at most
+    ``queue_max_bytes`` characters of raw lines; past it sources wait (files) or are
+    refused (ingest answers 429, syslog counts a drop). ``None`` switches a time bound off (the demo's simulator runs ahead of the clock).
     """
 
     batch_max_events: int = 50_000
@@ -161,6 +163,7 @@ class RuntimeSettings(_Strict):
     state_max_keys: int = 200_000
     state_max_age_s: float = 3600.0
     state_max_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
+    queue_max_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
     snapshot_interval_s: float = 30.0
     max_future_skew_s: float | None = Field(default=300.0, ge=0)
     max_past_age_s: float | None = Field(default=366 * 86400.0, gt=0)

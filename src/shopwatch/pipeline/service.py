@@ -135,6 +135,7 @@ class Service:
             max_lines=max(
                 settings.sources.http.max_queued_events, settings.runtime.batch_max_events
             ),
+            max_bytes=settings.runtime.queue_max_bytes,
             metrics=self.metrics,
         )
         self.runner = LiveRunner(

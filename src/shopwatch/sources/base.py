@@ -164,14 +164,29 @@ class SourceMetrics:
         self.queued_lines = Gauge(
             "shopwatch_sources_queued_lines", "Lines waiting in the hand-off queue.", registry=r
         )
+        self.queued_bytes = Gauge(
+            "shopwatch_sources_queued_bytes",
+            "Characters of the lines waiting in the hand-off queue.",
+            registry=r,
+        )
+        self.queue_full = Counter(
+            "shopwatch_sources_queue_full",
+            "Chunks the hand-off queue could not take at once, by the bound that was reached.",
+            ["bound"],
+            registry=r,
+        )
 
 
 class ChunkQueue:
     """Bounded, thread-safe FIFO of RawChunks between the sources and the pipeline.
 
-    Bounded by chunk count and by total lines: a chunk is refused when either bound would
-    be passed, except that an empty queue always takes one chunk (so a single chunk larger
-    than ``max_lines`` cannot dead-lock its source). Producers on the event loop use
+    Bounded by chunk count, total lines and total characters of the lines (``max_bytes``;
+    so a flood of large syslog messages is bounded in memory as well as in count): a chunk
+    is refused when a bound would be passed, except that an empty queue always takes one
+    chunk, so a single chunk larger than a bound cannot dead-lock its source (the sources
+    bound their chunks: an ingest request by its body size and event cap, a tail read by
+    its block size, a syslog batch by its message size and count). Each refusal is counted
+    by the bound that was reached. Producers on the event loop use
     :meth:`offer` (never blocks) or ``await`` :meth:`put` (waits for room); the pipeline uses
     :meth:`get`.
     """
@@ -181,14 +196,17 @@ class ChunkQueue:
         max_chunks: int = 256,
         max_lines: int = 200_000,
         *,
+        max_bytes: int = 256 * 1024 * 1024,
         metrics: SourceMetrics | None = None,
     ) -> None:
-        if max_chunks < 1 or max_lines < 1:
-            raise ConfigError("ChunkQueue bounds must be at least 1 chunk and 1 line")
+        if max_chunks < 1 or max_lines < 1 or max_bytes < 1:
+            raise ConfigError("ChunkQueue bounds must be at least 1 chunk, 1 line and 1 byte")
         self.max_chunks = max_chunks
         self.max_lines = max_lines
-        self._items: deque[RawChunk] = deque()
+        self.max_bytes = max_bytes
+        self._items: deque[tuple[RawChunk, int]] = deque()
         self._lines = 0
+        self._bytes = 0
         self._cond = threading.Condition()
         self._metrics = metrics
 
@@ -200,24 +218,49 @@ class ChunkQueue:
         """Lines currently queued."""
         return self._lines
 
-    def offer(self, chunk: RawChunk) -> bool:
-        """Queue ``chunk`` if there is room; False (nothing queued) when full."""
+    @property
+    def bytes(self) -> int:
+        """Characters of the lines currently queued."""
+        return self._bytes
+
+    def _full(self, n: int, size: int) -> str | None:
+        """The bound that taking a chunk of ``n`` lines and ``size`` characters would pass."""
+        if not self._items:
+            return None
+        if len(self._items) >= self.max_chunks:
+            return "chunks"
+        if self._lines + n > self.max_lines:
+            return "lines"
+        if self._bytes + size > self.max_bytes:
+            return "bytes"
+        return None
+
+    def offer(self, chunk: RawChunk, *, count: bool = True) -> bool:
+        """Queue ``chunk`` if there is room; False (nothing queued) when full.
+
+        A refusal is counted unless ``count`` is False (a producer retrying the same chunk).
+        """
+        n = len(chunk.lines)
+        size = sum(map(len, chunk.lines))
         with self._cond:
-            n = len(chunk.lines)
-            if self._items and (
-                len(self._items) >= self.max_chunks or self._lines + n > self.max_lines
-            ):
-                return False
-            self._items.append(chunk)
-            self._lines += n
-            self._cond.notify()
+            bound = self._full(n, size)
+            if bound is None:
+                self._items.append((chunk, size))
+                self._lines += n
+                self._bytes += size
+                self._cond.notify()
         if self._metrics is not None:
+            if bound is not None and count:
+                self._metrics.queue_full.labels(bound).inc()
             self._metrics.queued_lines.set(self._lines)
-        return True
+            self._metrics.queued_bytes.set(self._bytes)
+        return bound is None
 
     async def put(self, chunk: RawChunk, stopping: asyncio.Event | None = None) -> bool:
         """Queue ``chunk``, waiting for room; False if ``stopping`` was set first."""
-        while not self.offer(chunk):
+        first = True
+        while not self.offer(chunk, count=first):
+            first = False
             if stopping is not None and stopping.is_set():
                 return False
             await asyncio.sleep(_PUT_POLL_S)
@@ -232,10 +275,12 @@ class ChunkQueue:
                 if remaining is not None and remaining <= 0:
                     return None
                 self._cond.wait(remaining)
-            chunk = self._items.popleft()
+            chunk, size = self._items.popleft()
             self._lines -= len(chunk.lines)
+            self._bytes -= size
         if self._metrics is not None:
             self._metrics.queued_lines.set(self._lines)
+            self._metrics.queued_bytes.set(self._bytes)
         return chunk
 
 
