@@ -316,3 +316,25 @@ def test_udp_syslog_message_from_the_far_future_or_past_blinds_nothing(
         assert second.runner.engine.stats.out_of_bounds == {"syslog-udp": {reason: 2}}
     finally:
         second.stop()
+
+
+def test_replay_gives_each_file_its_own_clock(tmp_path: Path) -> None:
+    """A file's clock is its own: another file running far ahead cannot set the engine's."""
+    from shopwatch.config import Settings
+    from shopwatch.pipeline.build import build_engine
+    from shopwatch.pipeline.replay import replay
+
+    ahead = tmp_path / "ahead.log"
+    behind = tmp_path / "behind.log"
+    line = (
+        '192.0.2.{n} - - [{day:02d}/Jun/{year}:08:00:{s:02d} +0000] "GET / HTTP/1.1" 200 5 "-" "curl/8"'
+    )
+    ahead.write_text("\n".join(line.format(n=1, day=3, year=2031, s=s) for s in range(30)) + "\n")
+    behind.write_text("\n".join(line.format(n=2, day=3, year=2025, s=s) for s in range(30)) + "\n")
+    engine = build_engine(Settings(data_dir=tmp_path / "data"))
+    try:
+        replay([str(ahead), str(behind)], engine)
+        assert set(engine.sources) == {"0:ahead.log", "1:behind.log"}
+        assert engine.clock is not None and engine.clock.year == 2025
+    finally:
+        engine.close()

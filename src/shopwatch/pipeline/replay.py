@@ -10,15 +10,16 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from pathlib import Path
 
 import polars as pl
 
 from shopwatch.parse import parse_file, sniff_format
 from shopwatch.parse.base import Parsed
 from shopwatch.parse.read import iter_chunks
-from shopwatch.pipeline.engine import Engine, merge_by_time
+from shopwatch.pipeline.engine import SOURCE, Engine, merge_by_time
 
 __all__ = ["FileReport", "ReplayReport", "infer_year", "replay"]
 
@@ -127,6 +128,9 @@ def replay(
     started = time.perf_counter()
 
     def stream(i: int) -> Iterator[Parsed]:
+        # Each file is a source with its own clock: a forged date in one file cannot evict
+        # the state that another file's events still need (see pipeline/engine.py).
+        name = f"{i}:{Path(paths[i]).name}"
         # Without a year, RFC 3164 dates are placed at or before the file's modification time.
         for parsed in parse_file(
             paths[i], formats[i], chunk_lines=chunk_lines, year=year, timezone=timezone
@@ -134,7 +138,7 @@ def replay(
             reports[i].add(parsed)
             if on_progress is not None:
                 on_progress(parsed.batch.height + parsed.rejects.height)
-            yield parsed
+            yield replace(parsed, batch=parsed.batch.with_columns(pl.lit(name).alias(SOURCE)))
 
     report = ReplayReport(files=reports)
     for batch in merge_by_time([stream(i) for i in range(len(paths))], engine.record_rejects):
