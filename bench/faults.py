@@ -154,6 +154,7 @@ class ServiceProcess:
     files: list[dict[str, Any]] = field(default_factory=list)
     http: dict[str, Any] | None = None
     snapshot_interval_s: float = 2.0
+    runtime: dict[str, Any] = field(default_factory=dict)
     store_url: str | None = None
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
@@ -167,7 +168,7 @@ class ServiceProcess:
             "data_dir": str(self.workdir / "data"),
             "sources": sources,
             "web": {"enabled": False},
-            "runtime": {"snapshot_interval_s": self.snapshot_interval_s},
+            "runtime": {"snapshot_interval_s": self.snapshot_interval_s, **self.runtime},
             "enrich": {
                 "crawler_dns": {"enabled": False},
                 "intel": {"enabled": False},
@@ -482,9 +483,19 @@ def _drive_all(
 
 
 def overload_run(
-    workdir: Path, *, seconds: float, clients: int, processes: int = 4
+    workdir: Path,
+    *,
+    seconds: float,
+    clients: int,
+    processes: int = 4,
+    state_max_mb: int = 64,
+    queue_max_mb: int = 64,
 ) -> dict[str, Any]:
-    """Measure ingest capacity, then offer 10x it for ``seconds``; status counts and peak RSS."""
+    """Measure ingest capacity, then offer 10x it for ``seconds``; status counts and peak RSS.
+
+    The service runs with its memory bounds set (``runtime.state_max_bytes`` and
+    ``runtime.queue_max_bytes``); the RSS it grows by under overload is set against them.
+    """
     import httpx
     import psutil
 
@@ -499,6 +510,10 @@ def overload_run(
             Path(tmp),
             http={"enabled": True, "host": "127.0.0.1", "port": port, "token": token},
             snapshot_interval_s=30.0,
+            runtime={
+                "state_max_bytes": state_max_mb * 2**20,
+                "queue_max_bytes": queue_max_mb * 2**20,
+            },
         )
         service.start()
         base = f"http://127.0.0.1:{port}"
@@ -550,6 +565,9 @@ def overload_run(
         "statuses": dict(sorted(statuses.items())),
         "rss_start_mb": round(peak[0] / 2**20),
         "rss_peak_mb": round(peak[1] / 2**20),
+        "rss_growth_mb": round((peak[1] - peak[0]) / 2**20),
+        "state_max_mb": state_max_mb,
+        "queue_max_mb": queue_max_mb,
         "service_alive": alive,
     }
 
@@ -566,21 +584,25 @@ def main() -> None:
     )
     parser.add_argument("--processes", type=int, default=4, help="client processes")
     parser.add_argument("--skip-overload", action="store_true")
+    parser.add_argument("--skip-crash", action="store_true")
+    parser.add_argument("--state-max-mb", type=int, default=64, help="runtime.state_max_bytes")
+    parser.add_argument("--queue-max-mb", type=int, default=64, help="runtime.queue_max_bytes")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="shopwatch-faults-") as tmp:
-        crash = crash_run(
-            Path(tmp), kills=args.kills, lines=args.lines, rate=args.rate, seed=args.seed
-        )
-        print(
-            f"crash: lines={crash['lines']} kills={crash['kills']} rotations={crash['rotations']} "
-            f"expected={crash['expected']} stored={crash['stored']} lost={crash['lost']} "
-            f"duplicated={crash['duplicated']} elapsed={crash['elapsed_s']}s "
-            f"exit={crash['exit_code']}",
-            flush=True,
-        )
+        if not args.skip_crash:
+            _print_crash(
+                crash_run(
+                    Path(tmp), kills=args.kills, lines=args.lines, rate=args.rate, seed=args.seed
+                )
+            )
         if not args.skip_overload:
             load = overload_run(
-                Path(tmp), seconds=args.overload_s, clients=args.clients, processes=args.processes
+                Path(tmp),
+                seconds=args.overload_s,
+                clients=args.clients,
+                processes=args.processes,
+                state_max_mb=args.state_max_mb,
+                queue_max_mb=args.queue_max_mb,
             )
             statuses = " ".join(f"{k}:{v}" for k, v in load["statuses"].items())
             print(
@@ -590,8 +612,19 @@ def main() -> None:
                 f"for {load['seconds']}s from {load['clients']} connections in {load['processes']} "
                 f"processes; statuses {statuses}; "
                 f"rss start={load['rss_start_mb']}MB peak={load['rss_peak_mb']}MB "
-                f"alive={load['service_alive']}"
+                f"growth={load['rss_growth_mb']}MB against bounds state={load['state_max_mb']}MB "
+                f"+ queue={load['queue_max_mb']}MB; alive={load['service_alive']}"
             )
+
+
+def _print_crash(crash: dict[str, Any]) -> None:
+    print(
+        f"crash: lines={crash['lines']} kills={crash['kills']} rotations={crash['rotations']} "
+        f"expected={crash['expected']} stored={crash['stored']} lost={crash['lost']} "
+        f"duplicated={crash['duplicated']} elapsed={crash['elapsed_s']}s "
+        f"exit={crash['exit_code']}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":
