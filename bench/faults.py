@@ -490,6 +490,7 @@ def overload_run(
     processes: int = 4,
     state_max_mb: int = 64,
     queue_max_mb: int = 64,
+    batch_max_events: int = 50_000,
 ) -> dict[str, Any]:
     """Measure ingest capacity, then offer 10x it for ``seconds``; status counts and peak RSS.
 
@@ -513,6 +514,7 @@ def overload_run(
             runtime={
                 "state_max_bytes": state_max_mb * 2**20,
                 "queue_max_bytes": queue_max_mb * 2**20,
+                "batch_max_events": batch_max_events,
             },
         )
         service.start()
@@ -568,6 +570,7 @@ def overload_run(
         "rss_growth_mb": round((peak[1] - peak[0]) / 2**20),
         "state_max_mb": state_max_mb,
         "queue_max_mb": queue_max_mb,
+        "batch_max_events": batch_max_events,
         "service_alive": alive,
     }
 
@@ -587,6 +590,9 @@ def main() -> None:
     parser.add_argument("--skip-crash", action="store_true")
     parser.add_argument("--state-max-mb", type=int, default=64, help="runtime.state_max_bytes")
     parser.add_argument("--queue-max-mb", type=int, default=64, help="runtime.queue_max_bytes")
+    parser.add_argument(
+        "--batch-max-events", type=int, default=50_000, help="runtime.batch_max_events"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="shopwatch-faults-") as tmp:
         if not args.skip_crash:
@@ -603,6 +609,7 @@ def main() -> None:
                 processes=args.processes,
                 state_max_mb=args.state_max_mb,
                 queue_max_mb=args.queue_max_mb,
+                batch_max_events=args.batch_max_events,
             )
             statuses = " ".join(f"{k}:{v}" for k, v in load["statuses"].items())
             print(
@@ -613,7 +620,8 @@ def main() -> None:
                 f"processes; statuses {statuses}; "
                 f"rss start={load['rss_start_mb']}MB peak={load['rss_peak_mb']}MB "
                 f"growth={load['rss_growth_mb']}MB against bounds state={load['state_max_mb']}MB "
-                f"+ queue={load['queue_max_mb']}MB; alive={load['service_alive']}"
+                f"+ queue={load['queue_max_mb']}MB, batches of {load['batch_max_events']}; "
+                f"alive={load['service_alive']}"
             )
 
 
