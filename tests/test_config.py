@@ -184,3 +184,12 @@ def test_a_mistyped_key_anywhere_names_it(tmp_path: Path) -> None:
     config.write_text("enrich: {gel: {enabled: false}}\n")
     with pytest.raises(ConfigError, match="gel"):
         load_settings(config)
+
+
+def test_an_unknown_time_zone_is_a_config_error(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("timezone: Europe/Berlinn\n")
+    with pytest.raises(ConfigError, match="unknown time zone 'Europe/Berlinn'"):
+        load_settings(config)
+    config.write_text("timezone: Europe/Berlin\n")
+    assert load_settings(config).timezone == "Europe/Berlin"

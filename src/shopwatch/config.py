@@ -145,9 +145,10 @@ class SourcesSettings(_Strict):
 class RuntimeSettings(_Strict):
     """Micro-batching, event time and keyed state bounds.
 
-    Event time is data an attacker controls. Live, an event later than its arrival by
-    more than ``max_future_skew_s``, or older than ``max_past_age_s``, is rejected and
-    counted (``shopwatch_pipeline_events_out_of_bounds_total``). Each source has its own
+    Event time is data an attacker controls. Live, an event from a network listener
+    (syslog, HTTP ingest) later than its arrival by more than ``max_future_skew_s``, or
+    older than ``max_past_age_s``, is rejected and counted (tailed files are not: they are
+    the shop's own servers' logs, often a backfill) (``shopwatch_pipeline_events_out_of_bounds_total``). Each source has its own
     watermark, which the newest ``watermark_outliers`` events of the source cannot move;
     the engine's is the lowest of its active sources' (live, a source is active until it
     has been silent for ``source_idle_s``). Detector state is held under
@@ -499,6 +500,20 @@ class Settings(BaseSettings):
     enrich: dict[str, dict[str, Any]] = Field(
         default={}, description="Options per enricher (each enricher checks its own)."
     )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        """A zone name the parsers can use (a typo would fail every zone-less line)."""
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as err:
+            raise ValueError(
+                f"unknown time zone {value!r}; use an IANA name such as UTC or Europe/Berlin"
+            ) from err
+        return value
 
     @field_validator("enrich")
     @classmethod

@@ -188,12 +188,21 @@ def test_live_events_too_far_from_arrival_are_rejected_and_counted() -> None:
     assert (after[0] - before[0], after[1] - before[1]) == (2, 1)
 
 
-def test_live_metric_labels_name_the_source_kind_not_the_file() -> None:
+def test_live_metric_labels_name_the_source_kind() -> None:
     engine = Engine([build(RULE)])
-    before = out_of_bounds("file", "future_timestamp")
-    engine.process(events([FAR_FUTURE]), source="/var/log/auth.log", now=T0)
-    assert out_of_bounds("file", "future_timestamp") - before == 1
-    assert engine.stats.out_of_bounds == {"/var/log/auth.log": {"future_timestamp": 1}}
+    before = out_of_bounds("http", "future_timestamp")
+    engine.process(events([FAR_FUTURE]), source="http", now=T0)
+    assert out_of_bounds("http", "future_timestamp") - before == 1
+    assert engine.stats.out_of_bounds == {"http": {"future_timestamp": 1}}
+
+
+def test_tailed_files_are_held_by_their_own_clock_not_by_arrival() -> None:
+    """A backfill of last year's logs, or a server logging in local time, is not rejected."""
+    engine = Engine([build(RULE)])
+    old = [T0 - timedelta(days=700), T0 - timedelta(days=700, seconds=-1)]
+    engine.process(events(old), source="/var/log/nginx/access.log", now=T0)
+    engine.process(events([T0 + timedelta(hours=2)]), source="/var/log/auth.log", now=T0)
+    assert engine.stats.events == 3 and engine.stats.out_of_bounds == {}
 
 
 def test_live_bounds_can_be_switched_off() -> None:
@@ -326,9 +335,7 @@ def test_replay_gives_each_file_its_own_clock(tmp_path: Path) -> None:
 
     ahead = tmp_path / "ahead.log"
     behind = tmp_path / "behind.log"
-    line = (
-        '192.0.2.{n} - - [{day:02d}/Jun/{year}:08:00:{s:02d} +0000] "GET / HTTP/1.1" 200 5 "-" "curl/8"'
-    )
+    line = '192.0.2.{n} - - [{day:02d}/Jun/{year}:08:00:{s:02d} +0000] "GET / HTTP/1.1" 200 5 "-" "curl/8"'
     ahead.write_text("\n".join(line.format(n=1, day=3, year=2031, s=s) for s in range(30)) + "\n")
     behind.write_text("\n".join(line.format(n=2, day=3, year=2025, s=s) for s in range(30)) + "\n")
     engine = build_engine(Settings(data_dir=tmp_path / "data"))
@@ -338,3 +345,25 @@ def test_replay_gives_each_file_its_own_clock(tmp_path: Path) -> None:
         assert engine.clock is not None and engine.clock.year == 2025
     finally:
         engine.close()
+
+
+def test_ingest_answers_the_events_the_bounds_will_reject() -> None:
+    """HTTP ingest tells the sender which events are out of bounds, not only the parser's."""
+    from shopwatch.pipeline.service import ingest_rejects
+
+    now = datetime.now(UTC)
+    line = '{{"@timestamp": "{}", "event.dataset": "shop.auth", "event.action": "login"}}'
+    lines = [
+        line.format((now - timedelta(days=800)).isoformat()),
+        '{"event.dataset": "shop.auth"}',
+        line.format((now + timedelta(days=2)).isoformat()),
+        line.format(now.isoformat()),
+    ]
+    assert ingest_rejects(lines) == [(1, "missing_field")]
+    assert ingest_rejects(lines, RuntimeSettings()) == [
+        (0, "past_timestamp"),
+        (1, "missing_field"),
+        (2, "future_timestamp"),
+    ]
+    unbounded = RuntimeSettings(max_future_skew_s=None, max_past_age_s=None)
+    assert ingest_rejects(lines, unbounded) == [(1, "missing_field")]

@@ -7,13 +7,15 @@ it the micro-batches of :class:`shopwatch.pipeline.live.LiveRunner`.
 
 Event time is data an attacker controls, so no single event may move the engine's clock:
 
-- **Bounds (live).** Given the arrival clock (``process(..., now=...)``), an event later
+- **Bounds (live, network sources).** Given the arrival clock (``process(..., now=...)``),
+  an event from a network listener (syslog, HTTP ingest: the sender sets its time) later
   than ``now + max_future_skew_s`` or earlier than ``now - max_past_age_s`` is rejected
   before enrichment and counted by source and reason (``future_timestamp``,
   ``past_timestamp``) in ``stats.out_of_bounds``, ``stats.rejected`` and
   ``shopwatch_pipeline_events_out_of_bounds_total``. Rejected rather than clamped: a
-  clamped event would count in a window at a time it never had. Replay has no arrival
-  clock and bounds nothing; there the clocks below are what protects the state.
+  clamped event would count in a window at a time it never had. Tailed files (written by
+  the shop's own servers, and often a backfill of last year's logs) and replay are not
+  bounded; there the clocks below are what protects the state.
 - **Per-source clocks.** Each row names its source (the ``_source`` helper column, or the
   ``source`` argument; ``-`` when neither is given, as in replay). A source's clock is the
   (``watermark_outliers`` + 1)-th newest event time it has shown, so up to
@@ -107,7 +109,11 @@ PAST = "past_timestamp"
 #: Age eviction runs again once the watermark moved this far (or went back).
 _EVICT_EVERY = timedelta(seconds=10)
 _SNAPSHOT_VERSION = 2
-_KNOWN_SOURCES = frozenset({"syslog-udp", "syslog-tcp", "http", DEFAULT_SOURCE})
+#: Sources whose senders set the event time themselves (network listeners): bounded
+#: against arrival. A tailed file is written by the shop's own servers and may be a
+#: backfill of old logs; it is held by its own clock only.
+BOUNDED_SOURCES = frozenset({"syslog-udp", "syslog-tcp", "http"})
+_KNOWN_SOURCES = frozenset({*BOUNDED_SOURCES, DEFAULT_SOURCE})
 
 
 def source_label(name: str) -> str:
@@ -339,11 +345,15 @@ class Engine:
     def _bound(self, batch: pl.DataFrame, now: datetime) -> pl.DataFrame:
         """Reject (and count) the rows too far from the arrival clock ``now``."""
         ts = pl.col("@timestamp")
+        if not batch[SOURCE].is_in(list(BOUNDED_SOURCES)).any():
+            return batch  # files and the simulator: the shop's own clocks (module docstring)
         skew, past = self.runtime.max_future_skew_s, self.runtime.max_past_age_s
         upper = shift_time(now, timedelta(seconds=skew)) if skew is not None else LATEST
         lower = shift_time(now, -timedelta(seconds=past)) if past is not None else EARLIEST
         reason = (
-            pl.when(ts > upper)
+            pl.when(~pl.col(SOURCE).is_in(list(BOUNDED_SOURCES)))
+            .then(pl.lit(None, pl.String))
+            .when(ts > upper)
             .then(pl.lit(FUTURE))
             .when(ts < lower)
             .then(pl.lit(PAST))

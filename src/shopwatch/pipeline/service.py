@@ -21,13 +21,15 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import structlog
 
-from shopwatch.config import Settings
+from shopwatch.config import RuntimeSettings, Settings
 from shopwatch.contract import Alert
 from shopwatch.pipeline.build import build_engine
 from shopwatch.pipeline.live import LiveRunner
@@ -62,20 +64,44 @@ def ensure_web_token(settings: Settings) -> str:
     return token
 
 
-def ingest_rejects(lines: list[str]) -> list[tuple[int, str]]:
-    """``(index, reason)`` of the ECS lines the parser would reject (HTTP ingest answers them).
+def ingest_rejects(
+    lines: list[str], runtime: RuntimeSettings | None = None
+) -> list[tuple[int, str]]:
+    """``(index, reason)`` of the ECS lines the pipeline would reject (HTTP ingest answers them).
 
-    The parser's own function, without its metrics: the pipeline counts when it parses.
+    The parser's own checks, without its metrics (the pipeline counts when it parses),
+    then, with ``runtime``, the engine's event-time bounds against the time of arrival
+    (``future_timestamp`` / ``past_timestamp``), so a sender is told what will not be run.
     """
     from shopwatch.parse import ParseContext  # registers every format
     from shopwatch.parse.base import FORMATS
+    from shopwatch.pipeline.engine import FUTURE, PAST
 
     frame = pl.DataFrame(
         {"line": lines, "line_no": list(range(1, len(lines) + 1))},
         schema={"line": pl.String, "line_no": pl.Int64},
     )
-    rejects = FORMATS["ecs"].parse(frame, ParseContext(source="http")).rejects
-    return [(int(n) - 1, str(r)) for n, r in rejects.select("line_no", "reason").iter_rows()]
+    parsed = FORMATS["ecs"].parse(frame, ParseContext(source="http"))
+    found = [
+        (int(n) - 1, str(r)) for n, r in parsed.rejects.select("line_no", "reason").iter_rows()
+    ]
+    if runtime is not None and parsed.batch.height:
+        # One event per accepted line, in line order: row i is the i-th line not rejected.
+        refused = {i for i, _ in found}
+        kept = pl.Series([i for i in range(len(lines)) if i not in refused], dtype=pl.Int64)
+        if kept.len() == parsed.batch.height:
+            now = datetime.now(UTC)
+            ts = parsed.batch["@timestamp"]
+            for bound, reason, late in (
+                (runtime.max_future_skew_s, FUTURE, False),
+                (runtime.max_past_age_s, PAST, True),
+            ):
+                if bound is None:
+                    continue
+                shift = timedelta(seconds=bound)
+                bad = (ts < now - shift) if late else (ts > now + shift)
+                found += [(int(i), reason) for i in kept.filter(bad.fill_null(False))]
+    return sorted(found)
 
 
 def _expose(registries: list[Any]) -> None:
@@ -196,7 +222,10 @@ class Service:
         if settings.sources.http.enabled:
             found.append(
                 HttpSource.from_settings(
-                    settings.sources.http, queue, self.metrics, validate=ingest_rejects
+                    settings.sources.http,
+                    queue,
+                    self.metrics,
+                    validate=partial(ingest_rejects, runtime=settings.runtime),
                 )
             )
         return found
