@@ -47,7 +47,7 @@ def render(service: Any, started: float, title: str) -> Group:
     head.add_row(
         f"[bold]{f['events_per_s']:,.0f}[/] events/s",
         f"{f['events']:,} events",
-        f"{f['rejected']:,} malformed",
+        f"{f['rejected']:,} malformed · {f['out_of_bounds']:,} out of time bounds",
         f"latency p50 {_fmt_ms(f['latency_p50_ms'])} · p99 {_fmt_ms(f['latency_p99_ms'])}",
     )
     head.add_row(
@@ -103,6 +103,16 @@ def run_feed(
         stop.wait(0.25)
 
 
+def _refused(f: dict[str, Any]) -> str:
+    """`` refused=N (...)``: lines no detector saw (unreadable, out of time bounds), or ''."""
+    parts = {"unreadable": f["rejected"], "out of time bounds": f["out_of_bounds"]}
+    total = sum(parts.values())
+    if not total:
+        return ""
+    detail = ", ".join(f"{v:,} {k}" for k, v in parts.items() if v)
+    return f" refused={total:,} ({detail})"
+
+
 def _watch(service: Any, title: str, duration: float | None, plain: bool) -> None:
     """Show the live summary until Ctrl-C, SIGTERM or ``duration`` seconds."""
     stop = threading.Event()
@@ -115,7 +125,7 @@ def _watch(service: Any, title: str, duration: float | None, plain: bool) -> Non
                 f = service.figures()
                 console.print(
                     f"{datetime.now(UTC):%H:%M:%S} events={f['events']:,} rate={f['events_per_s']:,.0f}/s "
-                    f"alerts={f['alerts']:,} {dict(f['alerts_by_category'])}",
+                    f"alerts={f['alerts']:,} {dict(f['alerts_by_category'])}{_refused(f)}",
                     highlight=False,
                 )
                 if duration is not None and time.monotonic() - started >= duration:
@@ -190,7 +200,10 @@ def run_cmd(
         _watch(service, "shopwatch run", duration, plain)
     finally:
         service.stop()
-    Console(stderr=True).print(f"stopped after {service.runner.stats.events:,} events")
+    Console(stderr=True).print(
+        f"stopped after {service.runner.stats.events:,} events{_refused(service.figures())}",
+        highlight=False,
+    )
 
 
 def demo_cmd(
