@@ -14,10 +14,16 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import time
 from collections.abc import Iterable
 
 import orjson
+import structlog
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+log = structlog.get_logger("shopwatch.hostcheck")
+#: Refusals are logged at most this often, with the count since the last line.
+_LOG_EVERY_S = 10.0
 
 __all__ = ["HostGuard", "allowed_hosts", "host_of"]
 
@@ -67,9 +73,28 @@ def allowed_hosts(bind_host: str, extra: Iterable[str] = ()) -> tuple[frozenset[
 class HostGuard:
     """ASGI middleware: 421 for a request whose ``Host`` is not served (see the module)."""
 
-    def __init__(self, app: ASGIApp, bind_host: str, extra: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        bind_host: str,
+        extra: Iterable[str] = (),
+        *,
+        setting: str = "allowed_hosts",
+    ) -> None:
         self.app = app
         self.names, self.any_ip = allowed_hosts(bind_host, extra)
+        self.setting = setting  # the settings key that allows more names, for the message
+        self.refused = 0
+        self._logged_at = 0.0
+        self._unlogged = 0
+
+    def _note(self, header: str | None) -> None:
+        self.refused += 1
+        self._unlogged += 1
+        now = time.monotonic()
+        if now - self._logged_at >= _LOG_EVERY_S:
+            log.warning("host_refused", host=header, refused=self._unlogged, setting=self.setting)
+            self._logged_at, self._unlogged = now, 0
 
     def allows(self, header: str | None) -> bool:
         """Whether a request with this ``Host`` header value is served."""
@@ -90,13 +115,14 @@ class HostGuard:
         if self.allows(header):
             await self.app(scope, receive, send)
             return
+        self._note(header)
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
             return
         body = orjson.dumps(
             {
-                "error": f"host {header!r} is not served here; use http://127.0.0.1 or "
-                "localhost, or add the name to the allowed hosts in the settings"
+                "error": f"host {header!r} is not served here; to serve it, add the name to "
+                f"{self.setting} in the settings (a reverse proxy's public name, for example)"
             }
         )
         await send(

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import secrets
 import socket
 import zlib
@@ -80,6 +81,20 @@ def _is_blank(line: str | bytes) -> bool:
     if isinstance(line, bytes):
         return not line.strip(b" \t\r\f\v")
     return not line.strip(" \t\r\f\v")
+
+
+def _loopback(host: str) -> bool:
+    """Whether ``host`` (a bind address) is loopback only.
+
+    >>> _loopback("127.0.0.1"), _loopback("localhost"), _loopback("0.0.0.0")
+    (True, True, False)
+    """
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class _TooLarge(Exception):
@@ -176,8 +191,17 @@ class HttpSource:
         sock.listen(128)
         sock.setblocking(False)
         self.port = sock.getsockname()[1]
+        # Bound to loopback, the Host check stops a rebinding page from reaching the listener's
+        # open routes. Bound for remote shippers, they call it by any name (a compose
+        # service, a load balancer); every ingest route needs the bearer token, which a
+        # rebinding page cannot have, so the check would refuse shippers and guard nothing.
+        served = (
+            HostGuard(self.app, self.host, self.allowed_hosts, setting="sources.http.allowed_hosts")
+            if _loopback(self.host)
+            else self.app
+        )
         config = uvicorn.Config(
-            HostGuard(self.app, self.host, self.allowed_hosts),
+            served,
             log_level="warning",
             access_log=False,
             lifespan="off",

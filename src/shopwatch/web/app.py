@@ -303,7 +303,7 @@ def serve(
     sock.listen(128)
     bound = sock.getsockname()[1]
     config = uvicorn.Config(
-        HostGuard(app, host, allowed_hosts),
+        HostGuard(app, host, allowed_hosts, setting="web.allowed_hosts"),
         log_level="warning",
         access_log=False,
         lifespan="off",
