@@ -367,3 +367,13 @@ def test_ingest_answers_the_events_the_bounds_will_reject() -> None:
     ]
     unbounded = RuntimeSettings(max_future_skew_s=None, max_past_age_s=None)
     assert ingest_rejects(lines, unbounded) == [(1, "missing_field")]
+
+
+def test_a_sender_hours_ahead_is_told_about_the_time_zone() -> None:
+    from shopwatch.pipeline.engine import zone_hint
+
+    now = T0
+    assert "set timezone" in (zone_hint(now + timedelta(hours=2, seconds=-30), now) or "")
+    assert "about 14 h" in (zone_hint(now + timedelta(hours=14, seconds=50), now) or "")
+    assert zone_hint(now + timedelta(hours=2, minutes=30), now) is None
+    assert zone_hint(now + timedelta(days=3000), now) is None

@@ -116,6 +116,26 @@ BOUNDED_SOURCES = frozenset({"syslog-udp", "syslog-tcp", "http"})
 _KNOWN_SOURCES = frozenset({*BOUNDED_SOURCES, DEFAULT_SOURCE})
 
 
+def zone_hint(event_time: datetime, now: datetime) -> str | None:
+    """A hint when an event runs ahead of its arrival by about a whole number of hours.
+
+    Zone-less timestamps (RFC 3164 syslog) read as UTC from a sender that logs local time
+    east of UTC arrive hours "in the future"; the cure is the ``timezone`` setting.
+
+    >>> from datetime import UTC
+    >>> t = datetime(2026, 12, 1, 8, 47, tzinfo=UTC)
+    >>> zone_hint(t + timedelta(hours=2, seconds=-20), t)
+    'about 2 h ahead: a sender logging local time without a zone? set timezone'
+    >>> zone_hint(t + timedelta(hours=2, minutes=20), t) is None
+    True
+    """
+    ahead = (event_time - now).total_seconds()
+    hours = round(ahead / 3600)
+    if 1 <= hours <= 14 and abs(ahead - hours * 3600) <= 120:
+        return f"about {hours} h ahead: a sender logging local time without a zone? set timezone"
+    return None
+
+
 def source_label(name: str) -> str:
     """The metric label of a source: its kind, never a file name (labels are a small set).
 
@@ -385,6 +405,7 @@ class Engine:
                 example_id=first_id,
                 example_time=first_ts.isoformat() if first_ts else None,
                 arrival=now.isoformat(),
+                hint=zone_hint(first_ts, now) if why == FUTURE and first_ts else None,
             )
         return marked.filter(pl.col("_oob").is_null()).drop("_oob")
 
