@@ -13,7 +13,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from shopwatch.contract import EVENT_SCHEMA
+from shopwatch.contract import CATEGORIES, EVENT_SCHEMA
 from shopwatch.sim import KINDS, Simulator, simulate
 from shopwatch.sim.data import CRAWLER_RANGES
 from tests.sim.formats import VPC, ecs_rows, nginx_rows, syslog_rows
@@ -21,26 +21,6 @@ from tests.sim.formats import VPC, ecs_rows, nginx_rows, syslog_rows
 START = datetime(2025, 6, 3, 8, 0, tzinfo=UTC)
 MINUTES = 20
 CUSTOMERS = 2000
-CATEGORIES = (
-    "web_attack",
-    "scanner",
-    "scraping",
-    "brute_force",
-    "credential_stuffing",
-    "account_takeover",
-    "card_testing",
-    "payment_fraud",
-    "promo_abuse",
-    "inventory_hoarding",
-    "data_exfiltration",
-    "threat_intel",
-    "dos",
-    "network",
-    "host",
-    "vendor_risk",
-    "data_leak",
-    "anomaly",
-)
 DATASETS = {
     "shop.auth",
     "shop.account",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 
@@ -26,9 +26,23 @@ __all__ = [
     "signup",
     "spread",
     "throwaway_email",
+    "visitor_fields",
 ]
 
 _ALPHA: Final = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+
+
+def visitor_fields(v: Visitor, email: str, user_id: str | None, sid: str) -> dict[str, Any]:
+    """The fields every storefront event of one visitor's session carries."""
+    return {
+        "source.ip": v.ip,
+        "user.name": email,
+        "user.id": user_id,
+        "user_agent.original": v.ua,
+        "shop.session.id": sid,
+        "shop.device.id": v.device_id,
+        "service.name": "storefront",
+    }
 
 
 def hex_id(rng: np.random.Generator, nbytes: int = 16) -> str:
@@ -150,13 +164,7 @@ def account_event(
             "event.category": "iam",
             "event.action": action,
             "event.outcome": "success",
-            "source.ip": v.ip,
-            "user.name": email,
-            "user.id": user_id,
-            "user_agent.original": v.ua,
-            "shop.session.id": sid,
-            "shop.device.id": v.device_id,
-            "service.name": "storefront",
+            **visitor_fields(v, email, user_id, sid),
         },
     )
 
@@ -183,13 +191,7 @@ def signup(
             "event.category": "authentication",
             "event.action": "signup",
             "event.outcome": "success",
-            "source.ip": v.ip,
-            "user.name": email,
-            "user.id": user_id,
-            "user_agent.original": v.ua,
-            "shop.session.id": sid,
-            "shop.device.id": v.device_id,
-            "service.name": "storefront",
+            **visitor_fields(v, email, user_id, sid),
         },
     )
     return t
@@ -215,15 +217,7 @@ def order(
 ) -> str:
     """Checkout, a successful card authorization and the order; returns the order id."""
     order_id = f"NH-{int(rng.integers(10_000_000, 99_999_999))}"
-    base = {
-        "source.ip": v.ip,
-        "user.name": email,
-        "user.id": user_id,
-        "user_agent.original": v.ua,
-        "shop.session.id": sid,
-        "shop.device.id": v.device_id,
-        "service.name": "storefront",
-    }
+    base = visitor_fields(v, email, user_id, sid)
     out.web(t, v.ip, "GET", "/checkout", 200, 33100, SITE + "/cart", v.ua, 0.09, v.proto)
     out.ecs(
         t + 0.2,
