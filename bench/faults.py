@@ -13,7 +13,8 @@ one alert, or an alert no burst explains).
 
 Part 2, overload: HTTP ingest is driven at 10x the capacity measured just before
 (events processed per second) for ``--overload-s`` seconds from loopback clients; prints
-the response status counts, the offered rate and the service's peak RSS (psutil).
+the response status counts, the offered rate and the service's peak RSS (psutil) against
+its configured ceiling (``--memory-max-mb``, ``runtime.memory_max_bytes``).
 
 The helpers (:func:`attack_mix`, :class:`ServiceProcess`, :func:`tally`) are shared with
 ``tests/pipeline/test_crash.py``.
@@ -490,12 +491,14 @@ def overload_run(
     processes: int = 4,
     state_max_mb: int = 64,
     queue_max_mb: int = 64,
+    memory_max_mb: int = 512,
     batch_max_events: int = 50_000,
 ) -> dict[str, Any]:
     """Measure ingest capacity, then offer 10x it for ``seconds``; status counts and peak RSS.
 
-    The service runs with its memory bounds set (``runtime.state_max_bytes`` and
-    ``runtime.queue_max_bytes``); the RSS it grows by under overload is set against them.
+    The service runs with its memory bounds set (``runtime.state_max_bytes``,
+    ``runtime.queue_max_bytes`` and the ceiling ``runtime.memory_max_bytes``); its peak RSS
+    under overload is set against the ceiling.
     """
     import httpx
     import psutil
@@ -514,6 +517,7 @@ def overload_run(
             runtime={
                 "state_max_bytes": state_max_mb * 2**20,
                 "queue_max_bytes": queue_max_mb * 2**20,
+                "memory_max_bytes": memory_max_mb * 2**20,
                 "batch_max_events": batch_max_events,
             },
         )
@@ -570,6 +574,8 @@ def overload_run(
         "rss_growth_mb": round((peak[1] - peak[0]) / 2**20),
         "state_max_mb": state_max_mb,
         "queue_max_mb": queue_max_mb,
+        "memory_max_mb": memory_max_mb,
+        "under_ceiling": peak[1] < memory_max_mb * 2**20,
         "batch_max_events": batch_max_events,
         "service_alive": alive,
     }
@@ -590,6 +596,7 @@ def main() -> None:
     parser.add_argument("--skip-crash", action="store_true")
     parser.add_argument("--state-max-mb", type=int, default=64, help="runtime.state_max_bytes")
     parser.add_argument("--queue-max-mb", type=int, default=64, help="runtime.queue_max_bytes")
+    parser.add_argument("--memory-max-mb", type=int, default=512, help="runtime.memory_max_bytes")
     parser.add_argument(
         "--batch-max-events", type=int, default=50_000, help="runtime.batch_max_events"
     )
@@ -609,6 +616,7 @@ def main() -> None:
                 processes=args.processes,
                 state_max_mb=args.state_max_mb,
                 queue_max_mb=args.queue_max_mb,
+                memory_max_mb=args.memory_max_mb,
                 batch_max_events=args.batch_max_events,
             )
             statuses = " ".join(f"{k}:{v}" for k, v in load["statuses"].items())
@@ -619,8 +627,9 @@ def main() -> None:
                 f"for {load['seconds']}s from {load['clients']} connections in {load['processes']} "
                 f"processes; statuses {statuses}; "
                 f"rss start={load['rss_start_mb']}MB peak={load['rss_peak_mb']}MB "
-                f"growth={load['rss_growth_mb']}MB against bounds state={load['state_max_mb']}MB "
-                f"+ queue={load['queue_max_mb']}MB, batches of {load['batch_max_events']}; "
+                f"growth={load['rss_growth_mb']}MB under ceiling={load['memory_max_mb']}MB: "
+                f"{'yes' if load['under_ceiling'] else 'NO'} (bounds state={load['state_max_mb']}MB "
+                f"+ queue={load['queue_max_mb']}MB, batches of {load['batch_max_events']}); "
                 f"alive={load['service_alive']}"
             )
 

@@ -90,6 +90,11 @@ class HttpIngestSettings(_Strict):
     port: int = 8081
     token: SecretStr | None = None
     max_body_bytes: int = 8 * 1024 * 1024
+    max_inflight_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        gt=0,
+        description="Bytes of request bodies being read and checked at once; past it, 429.",
+    )
     max_queued_events: int = 200_000
     max_events_per_request: int = Field(
         default=50_000,
@@ -155,7 +160,11 @@ class RuntimeSettings(_Strict):
     ``state_max_bytes`` in total: past it the least recently seen keys are shed, counted.
     The hand-off queue between the sources and the pipeline holds at most
     ``queue_max_bytes`` characters of raw lines; past it sources wait (files) or are
-    refused (ingest answers 429, syslog counts a drop). ``None`` switches a time bound off (the demo's simulator runs ahead of the clock).
+    refused (ingest answers 429, syslog counts a drop). ``None`` switches a time bound off
+    (the demo's simulator runs ahead of the clock). The whole process is held under
+    ``memory_max_bytes`` of resident memory (:mod:`shopwatch.pipeline.memory`: input is
+    held back near it, batches shrink, state is shed); ``None`` switches that off. The
+    state and queue bounds must leave room in it for the process itself and one batch.
     """
 
     batch_max_events: int = 50_000
@@ -165,11 +174,25 @@ class RuntimeSettings(_Strict):
     state_max_age_s: float = 3600.0
     state_max_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
     queue_max_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
+    memory_max_bytes: int | None = Field(default=2 * 1024**3, ge=256 * 1024**2)
     snapshot_interval_s: float = 30.0
     max_future_skew_s: float | None = Field(default=300.0, ge=0)
     max_past_age_s: float | None = Field(default=366 * 86400.0, gt=0)
     watermark_outliers: int = Field(default=8, ge=0, le=1000)
     source_idle_s: float = Field(default=300.0, gt=0)
+
+    @model_validator(mode="after")
+    def _bounds_fit_ceiling(self) -> RuntimeSettings:
+        ceiling = self.memory_max_bytes
+        if ceiling is not None and self.state_max_bytes + self.queue_max_bytes > 0.6 * ceiling:
+            mb = 2**20
+            raise ValueError(
+                f"runtime.state_max_bytes ({self.state_max_bytes // mb} MiB) + "
+                f"runtime.queue_max_bytes ({self.queue_max_bytes // mb} MiB) must stay under "
+                f"60% of runtime.memory_max_bytes ({ceiling // mb} MiB): the process and the "
+                "batch being run need the rest; raise the ceiling or lower the bounds"
+            )
+        return self
 
 
 class DetectorOverride(_Strict):

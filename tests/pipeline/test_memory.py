@@ -69,7 +69,8 @@ def batch(b: int, *, with_flood: bool) -> pl.DataFrame:
 
 
 def engine(budget: int) -> Engine:
-    return Engine([build(BY_IP), build(BY_USER)], runtime=RuntimeSettings(state_max_bytes=budget))
+    runtime = RuntimeSettings(state_max_bytes=budget, memory_max_bytes=None)
+    return Engine([build(BY_IP), build(BY_USER)], runtime=runtime)
 
 
 def shed_metric(detector: str) -> float:

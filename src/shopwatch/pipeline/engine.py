@@ -476,9 +476,20 @@ class Engine:
         for state in self.states.values():
             state.evict(watermark)
 
-    def _hold_budget(self) -> None:
+    def shed_state(self, max_bytes: int) -> int:
+        """Shed the least recently seen keys until all state fits ``max_bytes``; rows shed.
+
+        What the memory ceiling calls when the process stays over its mark with nothing
+        queued; counted like the budget's own sheds.
+        """
+        before = sum(self.stats.shed_rows.values())
+        self._hold_budget(max_bytes)
+        return sum(self.stats.shed_rows.values()) - before
+
+    def _hold_budget(self, budget: int | None = None) -> None:
         """Shed the least recently seen keys when all state passes ``state_max_bytes``."""
-        shed = shed_to_budget(self.states, self.runtime.state_max_bytes)
+        budget = self.runtime.state_max_bytes if budget is None else budget
+        shed = shed_to_budget(self.states, budget)
         for det_id, (keys, rows) in shed.items():
             self.stats.shed_keys[det_id] += keys
             self.stats.shed_rows[det_id] += rows
@@ -487,7 +498,7 @@ class Engine:
         if shed:
             log.warning(
                 "state_shed",
-                budget_bytes=self.runtime.state_max_bytes,
+                budget_bytes=budget,
                 keys=sum(k for k, _ in shed.values()),
                 rows=sum(r for _, r in shed.values()),
                 detectors=sorted(shed),

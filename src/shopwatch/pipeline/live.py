@@ -9,6 +9,13 @@ with its format, runs the batch through the Engine, stores the alerts, and only 
 the chunks, so a source's offset never runs ahead of what was processed. Checkpoints are
 written by the worker between batches, after those acks, so the checkpoint callback can
 save the engine snapshot and the acked offsets as one consistent pair.
+
+With a memory governor (``runtime.memory_max_bytes``) the worker sizes its batches by the
+peak memory of the last one (halved past the high mark, grown back by a quarter under the
+low one, never above ``batch_max_events``), gives freed memory back after each batch
+while the process is over its mark, and, once it has been idle and over the mark for
+:data:`SHED_AFTER_IDLE_S`, sheds half of the detector state (see
+:mod:`shopwatch.pipeline.memory`).
 """
 
 from __future__ import annotations
@@ -30,11 +37,22 @@ from shopwatch.contract import Alert
 from shopwatch.parse import parse_frame, sniff_format
 from shopwatch.parse.base import ParseContext
 from shopwatch.pipeline.engine import SOURCE, Engine
+from shopwatch.pipeline.memory import MemoryGovernor
 from shopwatch.sources.base import ChunkQueue, RawChunk, ack
 
 __all__ = ["LiveRunner", "LiveStats"]
 
 log = structlog.get_logger("shopwatch.live")
+
+#: Seconds the worker must be idle and over the memory mark before it sheds state (the
+#: allocators give back freed memory on their own within seconds; state is the last resort).
+SHED_AFTER_IDLE_S = 2.0
+#: Least seconds between two attempts to bring memory down.
+_RELIEF_EVERY_S = 0.5
+#: Below this much state there is nothing worth shedding.
+_SHED_FLOOR_BYTES = 1 << 20
+#: The smallest batch the memory governor shrinks batches to (events; chunks stay whole).
+MIN_BATCH_EVENTS = 500
 
 
 @dataclass
@@ -89,9 +107,14 @@ class LiveRunner:
         inbox: ChunkQueue | None = None,
         year: int | None = None,
         timezone: str = "UTC",
+        memory: MemoryGovernor | None = None,
     ) -> None:
         self.engine = engine
+        self.memory = memory
+        self._last_relief = 0.0
+        self._idle_pressed_since: float | None = None
         self.runtime = runtime or engine.runtime
+        self.batch_limit = self.runtime.batch_max_events
         self.save_alerts = save_alerts
         self.checkpoint = checkpoint
         self.on_alerts = on_alerts
@@ -171,7 +194,7 @@ class LiveRunner:
         arrivals = [first]
         count = len(first.lines)
         deadline = first.received + self.runtime.batch_max_latency_ms / 1000
-        while count < self.runtime.batch_max_events:
+        while count < self.batch_limit:
             nxt = self.inbox.get(timeout=max(deadline - time.monotonic(), 0.0))
             if nxt is None:
                 break
@@ -194,6 +217,7 @@ class LiveRunner:
         arrivals = self._collect(wait_s)
         if not arrivals:
             self._maybe_checkpoint()
+            self._relieve(idle=True)
             return 0
         # One parse per (source, format): the parsers' cost is mostly per call, not per line.
         groups: dict[tuple[str, str], list[RawChunk]] = {}
@@ -237,8 +261,53 @@ class LiveRunner:
         self.stats.events += events
         self.stats.batches += 1
         self.stats.recent.append((done, events))
+        del arrivals, groups, batches
+        self._size_batches()
         self._maybe_checkpoint()
+        self._relieve(idle=False)
         return events
+
+    def _size_batches(self) -> None:
+        """Halve the batch limit after a batch that passed the high mark; regrow it under the low."""
+        memory = self.memory
+        if memory is None:
+            return
+        peak = memory.take_peak()
+        limit, top = self.batch_limit, self.runtime.batch_max_events
+        if peak > memory.high:
+            self.batch_limit = max(min(MIN_BATCH_EVENTS, top), limit // 2)
+        elif peak < memory.low and limit < top:
+            self.batch_limit = min(top, limit + max(limit // 4, 1))
+        if self.batch_limit != limit:
+            log.info("batch_limit", events=self.batch_limit, peak_rss_mb=round(peak / 2**20))
+
+    def _relieve(self, *, idle: bool) -> None:
+        """Over the memory mark: give freed memory back; idle and still over, shed state."""
+        memory = self.memory
+        if memory is None or not memory.pressed:
+            self._idle_pressed_since = None
+            return
+        now = time.monotonic()
+        if not idle or len(self.inbox):
+            self._idle_pressed_since = None
+        elif self._idle_pressed_since is None:
+            self._idle_pressed_since = now
+        if now - self._last_relief < _RELIEF_EVERY_S:
+            return
+        self._last_relief = now
+        memory.trim()
+        since = self._idle_pressed_since
+        if not memory.pressed or since is None or now - since < SHED_AFTER_IDLE_S:
+            return
+        held = self.engine.state_bytes
+        if held <= _SHED_FLOOR_BYTES:
+            memory.at_rest_over()
+            return
+        rows = self.engine.shed_state(held // 2)
+        memory.relief.labels("shed_state").inc()
+        log.warning("memory_shed_state", rows=rows, state_bytes_before=held)
+        self._idle_pressed_since = now  # give the allocators time before shedding again
+        memory.trim()
 
     def request_checkpoint(self) -> None:
         """Have the worker write a checkpoint after its current batch (thread-safe)."""
@@ -278,5 +347,7 @@ class LiveRunner:
             "latency_p50_ms": self.stats.latency_ms(0.5),
             "latency_p99_ms": self.stats.latency_ms(0.99),
             "state_bytes": self.engine.state_bytes,
+            "rss_bytes": self.memory.rss() if self.memory is not None else None,
+            "memory_pressed": self.memory.pressed if self.memory is not None else None,
             "watermark": self.engine.watermark.isoformat() if self.engine.watermark else None,
         }

@@ -33,6 +33,7 @@ from shopwatch.config import RuntimeSettings, Settings
 from shopwatch.contract import Alert
 from shopwatch.pipeline.build import build_engine
 from shopwatch.pipeline.live import LiveRunner
+from shopwatch.pipeline.memory import MemoryGovernor
 from shopwatch.sources.base import ChunkQueue, SourceMetrics, SourceRunner
 from shopwatch.sources.registry import OffsetRegistry
 from shopwatch.store import Store
@@ -150,9 +151,12 @@ class Service:
                 log.exception("checkpoint_unreadable")
         self.offsets = self._load_offsets()
         self.metrics = SourceMetrics()
+        ceiling = settings.runtime.memory_max_bytes
+        self.memory = MemoryGovernor(ceiling) if ceiling is not None else None
         _expose(
             [
                 self.metrics.registry,
+                self.memory.registry if self.memory is not None else None,
                 *(getattr(e, "metrics_registry", None) for e in engine.enrichers),
             ]
         )
@@ -163,6 +167,7 @@ class Service:
             ),
             max_bytes=settings.runtime.queue_max_bytes,
             metrics=self.metrics,
+            memory=self.memory,
         )
         self.runner = LiveRunner(
             engine,
@@ -173,6 +178,7 @@ class Service:
             inbox=queue,
             year=settings.year,
             timezone=settings.timezone,
+            memory=self.memory,
         )
 
     def _load_offsets(self) -> OffsetRegistry:
@@ -232,6 +238,8 @@ class Service:
 
     def start(self) -> None:
         """Start the runner, the sources and the web server."""
+        if self.memory is not None:
+            self.memory.start()
         self.runner.start()
         if self.with_sources:
             sources = self._build_sources()
@@ -270,6 +278,8 @@ class Service:
         if self._sources is not None:
             self._sources.stop()
         self.runner.stop()
+        if self.memory is not None:
+            self.memory.stop()
         self.runner.engine.close()
         if self._web is not None:
             self._web.stop()

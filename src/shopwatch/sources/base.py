@@ -41,6 +41,7 @@ from shopwatch.errors import ConfigError
 __all__ = [
     "AckToken",
     "ChunkQueue",
+    "Pressure",
     "RawChunk",
     "Source",
     "SourceMetrics",
@@ -54,6 +55,15 @@ log = structlog.get_logger("shopwatch.sources")
 
 #: How often a waiting producer re-checks a full queue (seconds).
 _PUT_POLL_S = 0.005
+
+
+class Pressure(Protocol):
+    """What the queue asks of a memory governor: is the process over its mark?"""
+
+    @property
+    def pressed(self) -> bool:
+        """True while input should be held back."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +179,13 @@ class SourceMetrics:
             "Characters of the lines waiting in the hand-off queue.",
             registry=r,
         )
+        self.busy = Counter(
+            "shopwatch_sources_http_busy",
+            "Ingest requests answered 429 before their body was read, by the bound that was "
+            "reached (a queue bound, memory, inflight).",
+            ["bound"],
+            registry=r,
+        )
         self.queue_full = Counter(
             "shopwatch_sources_queue_full",
             "Chunks the hand-off queue could not take at once, by the bound that was reached.",
@@ -185,10 +202,12 @@ class ChunkQueue:
     is refused when a bound would be passed, except that an empty queue always takes one
     chunk, so a single chunk larger than a bound cannot dead-lock its source (the sources
     bound their chunks: an ingest request by its body size and event cap, a tail read by
-    its block size, a syslog batch by its message size and count). Each refusal is counted
-    by the bound that was reached. Producers on the event loop use
-    :meth:`offer` (never blocks) or ``await`` :meth:`put` (waits for room); the pipeline uses
-    :meth:`get`.
+    its block size, a syslog batch by its message size and count). With a ``memory``
+    governor (:class:`~shopwatch.pipeline.memory.MemoryGovernor`) it holds at most an
+    eighth of ``max_bytes`` while the process is over its memory mark (bound ``memory``;
+    still one chunk when empty). Each refusal is counted by the bound that was reached. Producers on the
+    event loop use :meth:`offer` (never blocks) or ``await`` :meth:`put` (waits for room);
+    the pipeline uses :meth:`get`.
     """
 
     def __init__(
@@ -198,6 +217,7 @@ class ChunkQueue:
         *,
         max_bytes: int = 256 * 1024 * 1024,
         metrics: SourceMetrics | None = None,
+        memory: Pressure | None = None,
     ) -> None:
         if max_chunks < 1 or max_lines < 1 or max_bytes < 1:
             raise ConfigError("ChunkQueue bounds must be at least 1 chunk, 1 line and 1 byte")
@@ -209,6 +229,7 @@ class ChunkQueue:
         self._bytes = 0
         self._cond = threading.Condition()
         self._metrics = metrics
+        self.memory = memory
 
     def __len__(self) -> int:
         return len(self._items)
@@ -233,7 +254,20 @@ class ChunkQueue:
             return "lines"
         if self._bytes + size > self.max_bytes:
             return "bytes"
+        # Over the memory mark an eighth of the queue: still enough for the worker's batches.
+        memory = self.memory
+        if memory is not None and self._bytes + size > self.max_bytes // 8 and memory.pressed:
+            return "memory"
         return None
+
+    def refusal(self) -> str | None:
+        """The bound that would refuse even the smallest chunk now; None if there is room.
+
+        HTTP ingest asks before it reads a body, so a flood is answered 429 at once instead
+        of being read, decoded and checked only to be refused (it counts those itself).
+        """
+        with self._cond:
+            return self._full(1, 0)
 
     def offer(self, chunk: RawChunk, *, count: bool = True) -> bool:
         """Queue ``chunk`` if there is room; False (nothing queued) when full.

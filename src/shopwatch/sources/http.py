@@ -22,7 +22,11 @@ Answers, in the order they are checked:
   such as ``missing_field`` / ``bad_timestamp``; at most :data:`MAX_REJECTS_LISTED`
   listed, ``rejected_count`` has them all), with 200 when any line was accepted and 400
   when none was.
-- 429 with ``Retry-After`` when the hand-off queue is full: nothing of that request is
+- 429 with ``Retry-After`` when the hand-off queue is full or the process is over its
+  memory mark (checked before the body is read, and again before its events are queued),
+  or when request bodies being read and checked at once would pass
+  ``max_inflight_bytes`` (a body reserves its declared length, or ``max_body_bytes``
+  when it is gzipped or has none, until it is answered): nothing of that request is
   queued, and the client should send it again.
 
 200 means "queued for processing", not "processed": this source does not wait for acks.
@@ -112,6 +116,7 @@ class HttpSource:
         host: str = "127.0.0.1",
         port: int = 8081,
         max_body_bytes: int = 8 * 1024 * 1024,
+        max_inflight_bytes: int = 64 * 1024 * 1024,
         max_events_per_request: int = 50_000,
         validate: Validate | None = None,
         allowed_hosts: Sequence[str] = (),
@@ -132,6 +137,8 @@ class HttpSource:
         self.host = host
         self.port = port
         self.max_body_bytes = max_body_bytes
+        self.max_inflight_bytes = max_inflight_bytes
+        self._inflight = 0  # bytes reserved by bodies being read and checked (event loop only)
         # One request is one chunk: it must fit the queue, which takes a chunk of any size
         # when empty.
         self.max_events_per_request = min(max_events_per_request, out.max_lines)
@@ -169,6 +176,7 @@ class HttpSource:
             host=settings.host,
             port=settings.port,
             max_body_bytes=settings.max_body_bytes,
+            max_inflight_bytes=settings.max_inflight_bytes,
             max_events_per_request=settings.max_events_per_request,
             validate=validate,
             allowed_hosts=settings.allowed_hosts,
@@ -280,19 +288,41 @@ class HttpSource:
         if encoding not in ("identity", "gzip"):
             return self._answer(415, {"error": "content encoding must be gzip or identity"})
         declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+        length = int(declared) if declared is not None and declared.isdigit() else None
+        if length is not None and length > self.max_body_bytes:
             return self._too_large()
+        bound = self.out.refusal()
+        if bound is not None:  # answered before the body is read: a flood costs little
+            return self._busy(bound)
+        gzip = encoding == "gzip"
+        reserve = self.max_body_bytes if gzip or length is None else length
+        if self._inflight and self._inflight + reserve > self.max_inflight_bytes:
+            return self._busy("inflight")
+        self._inflight += reserve
         try:
-            body = await self._read_body(request, gzip=encoding == "gzip")
-        except _TooLarge:
-            return self._too_large()
-        except zlib.error:
-            return self._answer(400, {"error": "body is not a valid gzip stream"})
-        # Decoding and validating a large body takes a while: off the sources' event loop.
-        sorted_lines = await asyncio.to_thread(self._sort, body)
-        if sorted_lines is None:
-            return self._too_many()
-        return self._accept(*sorted_lines)
+            try:
+                body = await self._read_body(request, gzip=gzip)
+            except _TooLarge:
+                return self._too_large()
+            except zlib.error:
+                return self._answer(400, {"error": "body is not a valid gzip stream"})
+            # Decoding and validating a large body takes a while: off the sources' event loop.
+            sorted_lines = await asyncio.to_thread(self._sort, body)
+            del body
+            if sorted_lines is None:
+                return self._too_many()
+            return self._accept(*sorted_lines)
+        finally:
+            self._inflight -= reserve
+
+    def _busy(self, bound: str) -> Response:
+        """429 before reading the body: the queue, the memory mark or in-flight bodies are full."""
+        self.metrics.busy.labels(bound).inc()
+        return self._answer(
+            429,
+            {"error": f"ingest is busy ({bound}); retry later"},
+            {"Retry-After": _RETRY_AFTER_S},
+        )
 
     def _too_large(self) -> Response:
         log.warning("http_body_too_large", limit=self.max_body_bytes)
