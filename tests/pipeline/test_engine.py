@@ -116,6 +116,23 @@ def test_merge_by_time_interleaves_files_in_event_time() -> None:
         assert batch["@timestamp"].is_sorted()
 
 
+def test_a_far_future_line_does_not_hold_back_the_rest_of_its_file() -> None:
+    far = 10**9  # some thirty years ahead: a forged or broken timestamp
+    a = stream(frame([0, 10], tag="a"), frame([far], tag="a"), frame([20, 30], tag="a"))
+    b = stream(frame([5, 15], tag="b"), frame([25, 35], tag="b"))
+    order = pl.concat(list(merge_by_time([a, b], lambda r: None, outliers=1)))["event.id"]
+    # a20 and a30 stay interleaved with b; the far line comes last.
+    assert order.to_list() == ["a0", "b5", "a10", "b15", "a20", "b25", "a30", "b35", f"a{far}"]
+
+
+def test_without_outlier_room_a_far_future_line_holds_its_file_back() -> None:
+    far = 10**9
+    a = stream(frame([0, 10], tag="a"), frame([far], tag="a"), frame([20, 30], tag="a"))
+    b = stream(frame([5, 15], tag="b"), frame([25, 35], tag="b"))
+    order = pl.concat(list(merge_by_time([a, b], lambda r: None, outliers=0)))["event.id"]
+    assert order.to_list().index("a20") > order.to_list().index("b35")
+
+
 def test_merge_by_time_reports_rejects_and_survives_empty_streams() -> None:
     seen = []
     rejects = pl.DataFrame(

@@ -642,32 +642,41 @@ def raise_risk_by_reputation(alerts: pl.DataFrame, batch: pl.DataFrame) -> pl.Da
 
 
 def merge_by_time(
-    streams: Sequence[Iterator[Parsed]], on_rejects: Callable[[pl.DataFrame], None]
+    streams: Sequence[Iterator[Parsed]],
+    on_rejects: Callable[[pl.DataFrame], None],
+    *,
+    outliers: int = 8,
 ) -> Iterator[pl.DataFrame]:
     """Merge per-file chunk streams into batches in event-time order.
 
     Each stream is assumed roughly ordered in time (as a log file is). A batch releases
-    every buffered event up to the smallest "latest time read" among the streams not yet
-    exhausted, so no stream is ever behind another by more than one chunk. Ties keep the
-    stream order, then the line order: deterministic, run after run.
+    every buffered event up to the smallest horizon among the streams not yet exhausted,
+    so no stream is ever behind another by more than one chunk. A stream's horizon is the
+    ``outliers + 1``-th latest time it has buffered, and it is read on while it holds no
+    more than ``outliers`` events: a few lines dated far in the future (a forged or broken
+    timestamp) wait in its buffer, released at the end, instead of holding back every
+    later line of the file until the other files are done. Ties keep the stream order,
+    then the line order: deterministic, run after run.
     """
     buffers: list[pl.DataFrame | None] = [None] * len(streams)
     exhausted = [False] * len(streams)
     while True:
         for i, stream in enumerate(streams):
-            while not exhausted[i] and (buffers[i] is None or buffers[i].height == 0):  # type: ignore[union-attr]
+            while not exhausted[i] and (buffers[i] is None or buffers[i].height <= outliers):  # type: ignore[union-attr]
                 try:
                     parsed = next(stream)
                 except StopIteration:
                     exhausted[i] = True
                     break
                 on_rejects(parsed.rejects)
-                buffers[i] = parsed.batch.filter(pl.col("@timestamp").is_not_null())
+                fresh = parsed.batch.filter(pl.col("@timestamp").is_not_null())
+                held = buffers[i]
+                buffers[i] = fresh if held is None else pl.concat([held, fresh], how="vertical")
         live = [b for b in buffers if b is not None and b.height]
         if not live:
             return
         horizons = [
-            buffers[i]["@timestamp"].max()  # type: ignore[index]
+            buffers[i]["@timestamp"].top_k(outliers + 1).min()  # type: ignore[index]
             for i in range(len(streams))
             if not exhausted[i] and buffers[i] is not None and buffers[i].height  # type: ignore[union-attr]
         ]

@@ -141,7 +141,12 @@ def replay(
             yield replace(parsed, batch=parsed.batch.with_columns(pl.lit(name).alias(SOURCE)))
 
     report = ReplayReport(files=reports)
-    for batch in merge_by_time([stream(i) for i in range(len(paths))], engine.record_rejects):
+    merged = merge_by_time(
+        [stream(i) for i in range(len(paths))],
+        engine.record_rejects,
+        outliers=engine.runtime.watermark_outliers,
+    )
+    for batch in merged:
         if report.first_event is None:
             report.first_event = batch["@timestamp"].min()  # type: ignore[assignment]
         report.last_event = batch["@timestamp"].max()  # type: ignore[assignment]
