@@ -257,7 +257,7 @@ def test_idle_and_over_the_mark_sheds_half_the_state(tmp_path: object) -> None:
     assert 0 < runner.engine.state_bytes <= held // 2
     shed = sum(runner.engine.stats.shed_rows.values())
     assert shed > 0
-    assert runner.memory.relief.labels("shed_state")._value.get() >= 1
+    assert runner.memory.relief.labels("shed_state_idle")._value.get() >= 1
     reading.value = 100 * MB  # released: no more shedding
     runner.step(wait_s=0.0)
     runner.step(wait_s=0.0)
@@ -265,9 +265,36 @@ def test_idle_and_over_the_mark_sheds_half_the_state(tmp_path: object) -> None:
 
 
 @pytest.mark.usefixtures("eager_relief")
-def test_busy_but_over_the_mark_does_not_shed(tmp_path: object) -> None:
+def test_busy_over_the_mark_sheds_only_once_batches_are_at_their_floor(tmp_path: object) -> None:
     reading = Reading(900 * MB)
-    runner = runner_with(reading, tmp_path, max_past_age_s=None, max_future_skew_s=None)
-    for k in range(0, 3000, 500):  # batch after batch, never idle
-        feed(runner, k, 500)
+    runner = runner_with(
+        reading, tmp_path, batch_max_events=2000, max_past_age_s=None, max_future_skew_s=None
+    )
+    feed(runner, 0, 2000)  # 2000 -> 1000: batches can still shrink, nothing shed
+    feed(runner, 2000, 1000)  # 1000 -> 500
+    assert runner.batch_limit == live_mod.MIN_BATCH_EVENTS
     assert sum(runner.engine.stats.shed_rows.values()) == 0
+    held = runner.engine.state_bytes
+    feed(runner, 3000, 500)  # at the floor and still over: the state goes
+    assert sum(runner.engine.stats.shed_rows.values()) > 0
+    assert runner.engine.state_bytes < held
+    assert runner.memory.relief.labels("shed_state_batch_at_floor")._value.get() == 1
+
+
+def test_batches_are_capped_at_what_fits_under_the_mark(tmp_path: object) -> None:
+    reading = Reading(100 * MB)
+    runner = runner_with(reading, tmp_path, max_past_age_s=None, max_future_skew_s=None)
+    process = runner.engine.process
+
+    def heavy(*args: object, **kwargs: object) -> object:
+        reading.value = 600 * MB  # the batch's working memory: 500 MB for 2000 lines
+        runner.memory.refresh()
+        out = process(*args, **kwargs)
+        reading.value = 100 * MB
+        runner.memory.refresh()
+        return out
+
+    runner.engine.process = heavy  # type: ignore[method-assign]
+    assert feed(runner, 0, 2000) == 2000
+    # 250 KiB a line, 750 MiB under the high mark: 3000 lines, though 600 MB < low mark.
+    assert runner.batch_limit == 3000

@@ -12,10 +12,11 @@ save the engine snapshot and the acked offsets as one consistent pair.
 
 With a memory governor (``runtime.memory_max_bytes``) the worker sizes its batches by the
 peak memory of the last one (halved past the high mark, grown back by a quarter under the
-low one, never above ``batch_max_events``), gives freed memory back after each batch
-while the process is over its mark, and, once it has been idle and over the mark for
-:data:`SHED_AFTER_IDLE_S`, sheds half of the detector state (see
-:mod:`shopwatch.pipeline.memory`).
+low one, never above ``batch_max_events`` nor above what fits under the mark at the
+memory a line took in the last large batch), gives freed memory back after each batch
+while the process is over its mark, and sheds half of the detector state (at most every
+:data:`SHED_AFTER_IDLE_S`) once it has been idle and over the mark that long, or when
+batches of :data:`MIN_BATCH_EVENTS` still pass it (see :mod:`shopwatch.pipeline.memory`).
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ _RELIEF_EVERY_S = 0.5
 _SHED_FLOOR_BYTES = 1 << 20
 #: The smallest batch the memory governor shrinks batches to (events; chunks stay whole).
 MIN_BATCH_EVENTS = 500
+#: Batches of at least this many lines measure the working memory of a line.
+_MEASURE_LINES = 2000
 
 
 @dataclass
@@ -112,6 +115,8 @@ class LiveRunner:
         self.engine = engine
         self.memory = memory
         self._last_relief = 0.0
+        self._last_shed = -float("inf")
+        self._line_bytes = 0.0  # working memory per line, measured on the last large batch
         self._idle_pressed_since: float | None = None
         self.runtime = runtime or engine.runtime
         self.batch_limit = self.runtime.batch_max_events
@@ -219,6 +224,10 @@ class LiveRunner:
             self._maybe_checkpoint()
             self._relieve(idle=True)
             return 0
+        rss_before = 0
+        if self.memory is not None:
+            self.memory.take_peak()  # the batch's own peak is measured from here
+            rss_before = self.memory.rss()
         # One parse per (source, format): the parsers' cost is mostly per call, not per line.
         groups: dict[tuple[str, str], list[RawChunk]] = {}
         for arrival in arrivals:
@@ -261,25 +270,45 @@ class LiveRunner:
         self.stats.events += events
         self.stats.batches += 1
         self.stats.recent.append((done, events))
+        n_lines = sum(len(arrival.lines) for arrival in arrivals)
         del arrivals, groups, batches
-        self._size_batches()
+        self._size_batches(rss_before, n_lines)
         self._maybe_checkpoint()
         self._relieve(idle=False)
         return events
 
-    def _size_batches(self) -> None:
-        """Halve the batch limit after a batch that passed the high mark; regrow it under the low."""
+    def _size_batches(self, rss_before: int, n_lines: int) -> None:
+        """Size the next batches by what this one took (see the module docstring).
+
+        Halve the limit after a batch that passed the high mark, regrow it by a quarter
+        under the low one; and never let it exceed what fits under the high mark at the
+        memory one line took in the last batch of :data:`_MEASURE_LINES` or more (a batch's
+        working memory grows with its size), so a flood is met before it passes the mark.
+        """
         memory = self.memory
         if memory is None:
             return
         peak = memory.take_peak()
         limit, top = self.batch_limit, self.runtime.batch_max_events
+        floor = min(MIN_BATCH_EVENTS, top)
+        if peak > memory.high and limit <= floor:
+            # Batches are as small as they go and still pass the mark: what is left is the
+            # detectors' state and the temporaries that grow with it.
+            self._shed_half("batch_at_floor")
         if peak > memory.high:
-            self.batch_limit = max(min(MIN_BATCH_EVENTS, top), limit // 2)
+            new = max(floor, limit // 2)
         elif peak < memory.low and limit < top:
-            self.batch_limit = min(top, limit + max(limit // 4, 1))
-        if self.batch_limit != limit:
-            log.info("batch_limit", events=self.batch_limit, peak_rss_mb=round(peak / 2**20))
+            new = min(top, limit + max(limit // 4, 1))
+        else:
+            new = limit
+        if n_lines >= _MEASURE_LINES:
+            self._line_bytes = max(peak - rss_before, 0) / n_lines
+        if self._line_bytes:
+            fits = int((memory.high - memory.rss()) / self._line_bytes)
+            new = max(floor, min(new, fits))
+        self.batch_limit = new
+        if new != limit:
+            log.info("batch_limit", events=new, peak_rss_mb=round(peak / 2**20))
 
     def _relieve(self, *, idle: bool) -> None:
         """Over the memory mark: give freed memory back; idle and still over, shed state."""
@@ -299,15 +328,25 @@ class LiveRunner:
         since = self._idle_pressed_since
         if not memory.pressed or since is None or now - since < SHED_AFTER_IDLE_S:
             return
-        held = self.engine.state_bytes
-        if held <= _SHED_FLOOR_BYTES:
+        if not self._shed_half("idle"):
             memory.at_rest_over()
-            return
-        rows = self.engine.shed_state(held // 2)
-        memory.relief.labels("shed_state").inc()
-        log.warning("memory_shed_state", rows=rows, state_bytes_before=held)
         self._idle_pressed_since = now  # give the allocators time before shedding again
+
+    def _shed_half(self, why: str) -> bool:
+        """Shed half of the detector state (counted), at most every SHED_AFTER_IDLE_S."""
+        memory = self.memory
+        now = time.monotonic()
+        held = self.engine.state_bytes
+        if memory is None or held <= _SHED_FLOOR_BYTES:
+            return False
+        if now - self._last_shed < SHED_AFTER_IDLE_S:
+            return True
+        self._last_shed = now
+        rows = self.engine.shed_state(held // 2)
+        memory.relief.labels(f"shed_state_{why}").inc()
+        log.warning("memory_shed_state", why=why, rows=rows, state_bytes_before=held)
         memory.trim()
+        return True
 
     def request_checkpoint(self) -> None:
         """Have the worker write a checkpoint after its current batch (thread-safe)."""
