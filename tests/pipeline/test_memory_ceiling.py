@@ -251,7 +251,12 @@ def test_idle_and_over_the_mark_sheds_half_the_state(tmp_path: object) -> None:
     feed(runner, 0, 3000)
     held = runner.engine.state_bytes
     assert held > 0
-    reading.value = 900 * MB
+    reading.value = 900 * MB  # over the high mark, under critical: input held back only
+    for _ in range(3):
+        runner.step(wait_s=0.0)
+    assert runner.engine.state_bytes == held
+    assert runner.memory.relief.labels("none_left")._value.get() == 1  # told, once
+    reading.value = 960 * MB  # near the ceiling itself
     runner.step(wait_s=0.0)  # idle: starts the idle-and-pressed clock
     runner.step(wait_s=0.0)  # still idle and pressed: sheds
     assert 0 < runner.engine.state_bytes <= held // 2
@@ -266,7 +271,7 @@ def test_idle_and_over_the_mark_sheds_half_the_state(tmp_path: object) -> None:
 
 @pytest.mark.usefixtures("eager_relief")
 def test_busy_over_the_mark_sheds_only_once_batches_are_at_their_floor(tmp_path: object) -> None:
-    reading = Reading(900 * MB)
+    reading = Reading(960 * MB)
     runner = runner_with(
         reading, tmp_path, batch_max_events=2000, max_past_age_s=None, max_future_skew_s=None
     )
@@ -274,8 +279,12 @@ def test_busy_over_the_mark_sheds_only_once_batches_are_at_their_floor(tmp_path:
     feed(runner, 2000, 1000)  # 1000 -> 500
     assert runner.batch_limit == live_mod.MIN_BATCH_EVENTS
     assert sum(runner.engine.stats.shed_rows.values()) == 0
+    reading.value = 900 * MB  # at the floor, over the high mark but not near the ceiling
+    feed(runner, 3000, 500)
+    assert sum(runner.engine.stats.shed_rows.values()) == 0
     held = runner.engine.state_bytes
-    feed(runner, 3000, 500)  # at the floor and still over: the state goes
+    reading.value = 960 * MB
+    feed(runner, 3500, 500)  # at the floor and near the ceiling: the state goes
     assert sum(runner.engine.stats.shed_rows.values()) > 0
     assert runner.engine.state_bytes < held
     assert runner.memory.relief.labels("shed_state_batch_at_floor")._value.get() == 1

@@ -15,8 +15,9 @@ peak memory of the last one (halved past the high mark, grown back by a quarter 
 low one, never above ``batch_max_events`` nor above what fits under the mark at the
 memory a line took in the last large batch), gives freed memory back after each batch
 while the process is over its mark, and sheds half of the detector state (at most every
-:data:`SHED_AFTER_IDLE_S`) once it has been idle and over the mark that long, or when
-batches of :data:`MIN_BATCH_EVENTS` still pass it (see :mod:`shopwatch.pipeline.memory`).
+:data:`SHED_AFTER_IDLE_S`) only near the ceiling itself (``critical``): once it has been
+idle that long over it, or when batches of :data:`MIN_BATCH_EVENTS` still reach it (see
+:mod:`shopwatch.pipeline.memory`).
 """
 
 from __future__ import annotations
@@ -291,9 +292,9 @@ class LiveRunner:
         peak = memory.take_peak()
         limit, top = self.batch_limit, self.runtime.batch_max_events
         floor = min(MIN_BATCH_EVENTS, top)
-        if peak > memory.high and limit <= floor:
-            # Batches are as small as they go and still pass the mark: what is left is the
-            # detectors' state and the temporaries that grow with it.
+        if peak > memory.critical and limit <= floor:
+            # Batches are as small as they go and still reach the ceiling: what is left is
+            # the detectors' state and the temporaries that grow with it.
             self._shed_half("batch_at_floor")
         if peak > memory.high:
             new = max(floor, limit // 2)
@@ -328,7 +329,8 @@ class LiveRunner:
         since = self._idle_pressed_since
         if not memory.pressed or since is None or now - since < SHED_AFTER_IDLE_S:
             return
-        if not self._shed_half("idle"):
+        # Idle over the high mark only holds input back; state goes only near the ceiling.
+        if memory.rss() <= memory.critical or not self._shed_half("idle"):
             memory.at_rest_over()
         self._idle_pressed_since = now  # give the allocators time before shedding again
 

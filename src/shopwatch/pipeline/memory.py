@@ -10,9 +10,10 @@ against the ceiling and turns it into admission control, with hysteresis:
   eighth of its byte bound (so file tails wait, TCP syslog stops reading, UDP syslog
   drops and counts, HTTP ingest answers 429 before it reads a body), counted as
   ``shopwatch_sources_queue_full_total{bound="memory"}``; the live worker hands freed
-  memory back to the system after each batch and, when it has nothing queued and memory
-  is still high, sheds detector state (least recently seen keys first, counted like any
-  shed) down to half of what it holds.
+  memory back to the system after each batch. Only near the ceiling itself (``critical``
+  x ceiling), when it has been idle that long or its smallest batches still reach it, it
+  sheds detector state (least recently seen keys first, counted like any shed) down to
+  half of what it holds: shedding blinds detectors, so holding input back comes first.
 - Below ``low`` x ceiling it is released and everything runs at full size again.
 
 Besides, the worker sizes its batches by the peak RSS each one reached (:meth:`take_peak`):
@@ -90,14 +91,18 @@ class MemoryGovernor:
         *,
         high: float = 0.85,
         low: float = 0.7,
+        critical: float = 0.95,
         sample_s: float = 0.02,
         read_rss: Callable[[], int] = current_rss,
         registry: CollectorRegistry | None = None,
     ) -> None:
-        if ceiling_bytes < 1 or not 0 < low < high <= 1:
-            raise ValueError("a memory ceiling needs ceiling > 0 and 0 < low < high <= 1")
+        if ceiling_bytes < 1 or not 0 < low < high <= critical <= 1:
+            raise ValueError(
+                "a memory ceiling needs ceiling > 0 and 0 < low < high <= critical <= 1"
+            )
         self.ceiling = ceiling_bytes
         self.high = int(high * ceiling_bytes)
+        self.critical = int(critical * ceiling_bytes)
         self.low = int(low * ceiling_bytes)
         self.sample_s = sample_s
         self._read = read_rss
@@ -162,6 +167,7 @@ class MemoryGovernor:
 
     def take_peak(self) -> int:
         """The highest RSS seen since the last call (or since start), and start a new window."""
+        self.rss()  # a reading of its own when no sampler runs
         with self._lock:
             peak, self._window_peak = max(self._window_peak, self._rss), self._rss
         return peak
@@ -205,7 +211,7 @@ class MemoryGovernor:
         self.refresh()
 
     def at_rest_over(self) -> None:
-        """Report (at most once a minute) that memory stays over the mark with nothing to shed."""
+        """Report (at most once a minute) that memory stays over the mark while idle."""
         now = time.monotonic()
         if now - self._warned_rest >= 60.0:
             self._warned_rest = now
