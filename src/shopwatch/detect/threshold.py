@@ -135,7 +135,13 @@ class ThresholdDetector:
         )
         if new.height == 0:
             return empty_alerts()
-        tail = state.table("tail", self._tail_schema)
+        # Only the keys this batch touches are re-run: a batch costs in proportion to its
+        # own keys' windows, not to every key the state holds.
+        keys = list(self.keys)
+        stored = state.table("tail", self._tail_schema)
+        touched = new.select(keys).unique()
+        tail = stored.join(touched, on=keys, how="semi", nulls_equal=True)
+        rest = stored.join(touched, on=keys, how="anti", nulls_equal=True)
         events = pl.concat(
             [
                 tail.with_columns(pl.lit(False).alias("_new")),
@@ -162,7 +168,10 @@ class ThresholdDetector:
         horizon = shift_time(now, -(self.window + self.hop))
         kept = events.filter(pl.col("@timestamp") > horizon)
         kept = kept.group_by(self.keys, maintain_order=True).tail(TAIL_ROWS_PER_KEY)
-        state.put("tail", kept.select(list(self._tail_schema)))
+        # Untouched keys' rows past the horizon count in no window; dropped about once a hop.
+        if rest.height and rest["@timestamp"].min() <= shift_time(horizon, -self.hop):  # type: ignore[operator]
+            rest = rest.filter(pl.col("@timestamp") > horizon)
+        state.put("tail", pl.concat([rest, kept.select(list(self._tail_schema))], how="vertical"))
         state.put("fired", fired)
         return alerts
 
@@ -200,12 +209,15 @@ class ThresholdDetector:
         )
         if cand.height == 0:
             return empty_alerts(), fired
-        cand = cand.join(fired, on=keys, how="left", nulls_equal=True).filter(
+        cand_keys = cand.select(keys).unique()
+        mine = fired.join(cand_keys, on=keys, how="semi", nulls_equal=True)
+        others = fired.join(cand_keys, on=keys, how="anti", nulls_equal=True)
+        cand = cand.join(mine, on=keys, how="left", nulls_equal=True).filter(
             pl.col("_cb").is_null() | (pl.col("_bucket") > pl.col("_cb"))
         )
         last_fired: dict[tuple[Any, ...], tuple[datetime | None, datetime]] = {
             tuple(row[:-2]): (row[-2], row[-1])
-            for row in fired.select(*keys, "_ts", "_cb").iter_rows()
+            for row in mine.select(*keys, "_ts", "_cb").iter_rows()
         }
         chosen: list[int] = []
         for row in (
@@ -219,10 +231,16 @@ class ThresholdDetector:
                 chosen.append(index)
                 previous = at
             last_fired[key] = (previous, bucket)
-        fired_new = pl.DataFrame(
-            [(*key, at, bucket) for key, (at, bucket) in last_fired.items()],
-            schema=self._fired_schema,
-            orient="row",
+        fired_new = pl.concat(
+            [
+                others.select(list(self._fired_schema)),
+                pl.DataFrame(
+                    [(*key, at, bucket) for key, (at, bucket) in last_fired.items()],
+                    schema=self._fired_schema,
+                    orient="row",
+                ),
+            ],
+            how="vertical",
         )
         if not chosen:
             return empty_alerts(), fired_new
