@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import polars as pl
@@ -30,6 +31,7 @@ from shopwatch.contract import EVENT_SCHEMA
 __all__ = [
     "ConditionError",
     "PatternError",
+    "Where",
     "check_where",
     "compile_where",
     "derived_column",
@@ -307,3 +309,27 @@ def derived_of(clause: dict[str, Any] | None) -> set[str]:
 def fields_of(clause: dict[str, Any] | None) -> set[str]:
     """Every contract field a clause reads (for a detector's ``needs``)."""
     return {f.split("|", 1)[0] for f in _named_fields(clause)}
+
+
+class Where:
+    """A rule's ``where`` clause compiled once, picked per batch by what the batch carries.
+
+    :meth:`for_batch` is ``None`` when the batch lacks a field the clause reads (nothing
+    can match), the expression over the engine's precomputed helper columns when they are
+    all there, else the expression that derives them itself.
+    """
+
+    def __init__(self, clause: dict[str, Any] | None) -> None:
+        self.fields = frozenset(fields_of(clause))
+        self.derived = frozenset(derived_of(clause))
+        self._full = compile_where(clause)
+        self._fast = compile_where(clause, precomputed=True)
+
+    def for_batch(self, columns: Iterable[str]) -> pl.Expr | None:
+        """The expression to filter a batch with these columns by (None: no row can match)."""
+        have = set(columns)
+        if self.fields - have:
+            return None
+        if all(derived_name(f) in have for f in self.derived):
+            return self._fast
+        return self._full

@@ -34,7 +34,7 @@ from shopwatch.contract import (
     empty_alerts,
     stable_id,
 )
-from shopwatch.detect.conditions import compile_where, derived_name, derived_of, fields_of
+from shopwatch.detect.conditions import Where
 from shopwatch.detect.registry import (
     Duration,
     RuleSpec,
@@ -91,11 +91,10 @@ class IntelDetector:
         self.category = spec.category
         self.keys = tuple(spec.group_by)
         self.window = parse_duration(spec.window)
-        self._where = compile_where(spec.where)
-        self._where_fast = compile_where(spec.where, precomputed=True)
-        self.derived = frozenset(derived_of(spec.where))
+        self.where = Where(spec.where)
+        self.derived = self.where.derived
         self.needs = frozenset(
-            fields_of(spec.where)
+            self.where.fields
             | set(self.keys)
             | set(_INDICATOR_FIELDS)
             | {"@timestamp", "event.id", "source.reputation"}
@@ -111,16 +110,9 @@ class IntelDetector:
         """One alert per group per window, at the group's first matching event."""
         spec = self.spec
         required = {"@timestamp", _CONF, *self.keys}
-        if (
-            batch.height == 0
-            or required - set(batch.columns)
-            or fields_of(spec.where) - set(batch.columns)
-        ):
+        where = self.where.for_batch(batch.columns)
+        if batch.height == 0 or required - set(batch.columns) or where is None:
             return empty_alerts()
-        if all(derived_name(f) in batch.columns for f in self.derived):
-            where = self._where_fast
-        else:
-            where = self._where
         cond = where & (pl.col(_CONF) >= spec.min_confidence).fill_null(False)
         if spec.indicator_types and "threat.indicator.type" in batch.columns:
             cond = cond & pl.col("threat.indicator.type").is_in(

@@ -24,7 +24,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from shopwatch.contract import ALERT_SCHEMA, ENTITY_FIELDS, TIMESTAMP, empty_alerts, stable_id
-from shopwatch.detect.conditions import compile_where, derived_name, derived_of, fields_of
+from shopwatch.detect.conditions import Where
 from shopwatch.detect.registry import (
     Duration,
     RuleSpec,
@@ -79,10 +79,9 @@ class ThresholdDetector:
         self.suppress = parse_duration(spec.suppress) if spec.suppress else self.window
         hop = parse_duration(spec.hop) if spec.hop else max(self.window / 10, timedelta(seconds=1))
         self.hop = min(hop, self.window)
-        self._where = compile_where(spec.where)
-        self._where_fast = compile_where(spec.where, precomputed=True)
-        self.derived = frozenset(derived_of(spec.where))
-        needs = fields_of(spec.where) | set(self.keys) | {"@timestamp", "event.id"}
+        self.where = Where(spec.where)
+        self.derived = self.where.derived
+        needs = set(self.where.fields) | set(self.keys) | {"@timestamp", "event.id"}
         if spec.count.distinct:
             needs.add(spec.count.distinct)
         self.needs = frozenset(needs)
@@ -115,12 +114,9 @@ class ThresholdDetector:
             else pl.lit(None, pl.String)
         )
         event_id = pl.col("event.id") if "event.id" in batch.columns else pl.lit(None, pl.String)
-        if fields_of(spec.where) - set(batch.columns):
-            where = pl.lit(False)
-        elif all(derived_name(f) in batch.columns for f in self.derived):
-            where = self._where_fast
-        else:
-            where = self._where
+        where = self.where.for_batch(batch.columns)
+        if where is None:
+            return empty_alerts()
         new = (
             batch.lazy()
             .filter(where & pl.all_horizontal([pl.col(k).is_not_null() for k in self.keys]))
