@@ -1,6 +1,7 @@
 """Imports every module that registers a detector kind (the registry is filled on import)."""
 
 from shopwatch.detect import (
+    forms,  # noqa: F401
     intel,  # noqa: F401
     threshold,  # noqa: F401
 )

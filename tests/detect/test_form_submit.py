@@ -1,0 +1,125 @@
+"""Kind ``form_submit`` beyond its cases: batch cuts, state across batches, suppression, age."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+import pytest
+
+from shopwatch.contract import conform
+from shopwatch.detect import build
+from shopwatch.detect.state import KeyedState
+
+from .helpers import run
+
+T0 = datetime(2026, 3, 14, 9, 0, tzinfo=UTC)
+RULE = {
+    "id": "test.signup_bot",
+    "kind": "form_submit",
+    "category": "promo_abuse",
+    "form": "/register$",
+    "where": {"event.dataset": "http.access"},
+    "max_fill_s": 5,
+    "within": "30m",
+}
+
+
+def requests(*rows: tuple[int, str, str, str]) -> pl.DataFrame:
+    """(seconds after T0, ip, method, path) as access-log events."""
+    return conform(
+        pl.DataFrame(
+            {
+                "@timestamp": [T0 + timedelta(seconds=s) for s, *_ in rows],
+                "event.id": [f"e{i}" for i in range(len(rows))],
+                "event.dataset": ["http.access"] * len(rows),
+                "source.ip": [ip for _, ip, _, _ in rows],
+                "http.request.method": [m for _, _, m, _ in rows],
+                "url.path": [p for *_, p in rows],
+            }
+        )
+    )
+
+
+BOT = "203.0.113.5"
+TRAFFIC = requests(
+    (0, BOT, "GET", "/register"),
+    (1, "198.51.100.9", "GET", "/"),
+    (2, BOT, "POST", "/register"),  # 2 s after the fetch: fires
+    (3, "198.51.100.9", "GET", "/static/site.css"),
+    (40, "198.51.100.9", "GET", "/register"),
+    (41, BOT, "POST", "/register"),  # within suppress: quiet
+    (70, "198.51.100.9", "POST", "/register"),  # a person: 30 s, assets loaded
+)
+
+
+def test_fires_with_the_fetch_as_evidence() -> None:
+    alerts = run(build(RULE), [TRAFFIC])
+    assert alerts.height == 1
+    row = alerts.row(0, named=True)
+    assert row["entity"]["source.ip"] == BOT
+    assert row["event.ids"] == ["e0", "e2"]
+    details = json.loads(row["details"])
+    assert (details["fill_seconds"], details["fetched_first"]) == (2.0, True)
+    assert "2 s after fetching it" in row["message"]
+
+
+@pytest.mark.parametrize("size", [1, 2, 3])
+def test_alerts_do_not_depend_on_how_the_events_are_cut(size: int) -> None:
+    whole = run(build(RULE), [TRAFFIC])
+    cut = run(build(RULE), [TRAFFIC.slice(i, size) for i in range(0, TRAFFIC.height, size)])
+    assert cut.select("alert.id", "event.ids").equals(whole.select("alert.id", "event.ids"))
+
+
+def test_a_second_sign_up_after_the_quiet_period_fires_again() -> None:
+    events = requests(
+        (0, BOT, "GET", "/register"),
+        (1, BOT, "POST", "/register"),
+        (600, BOT, "POST", "/register"),  # 10 min later: still quiet
+        (2700, BOT, "GET", "/register"),
+        (2701, BOT, "POST", "/register"),  # 45 min later: a new alert
+    )
+    alerts = run(build(RULE), [events])
+    assert alerts["@timestamp"].to_list() == [
+        T0 + timedelta(seconds=1),
+        T0 + timedelta(seconds=2701),
+    ]
+
+
+def test_an_asset_older_than_the_window_does_not_vouch_for_the_client() -> None:
+    stale = requests((0, BOT, "GET", "/static/app.js"), (1900, BOT, "POST", "/register"))
+    fresh = requests((0, BOT, "GET", "/static/app.js"), (1700, BOT, "POST", "/register"))
+    assert run(build(RULE), [stale]).height == 1
+    assert run(build(RULE), [fresh]).height == 0
+
+
+def test_a_slow_fill_is_quiet_and_a_fetch_older_than_the_window_is_a_direct_post() -> None:
+    slow = requests((0, BOT, "GET", "/register"), (6, BOT, "POST", "/register"))
+    old_fetch = requests((0, BOT, "GET", "/register"), (1900, BOT, "POST", "/register"))
+    assert run(build(RULE), [slow]).height == 0
+    assert run(build(RULE), [old_fetch]).height == 1
+    no_direct = build({**RULE, "direct_posts": False})
+    assert run(no_direct, [old_fetch]).height == 0
+
+
+def test_the_state_carries_the_fetch_across_a_snapshot() -> None:
+    detector = build(RULE)
+    state = KeyedState(detector.keys)
+    assert run(detector, [requests((0, BOT, "GET", "/register"))], state).height == 0
+    restored = KeyedState(detector.keys)
+    restored.restore(state.snapshot())
+    alerts = run(build(RULE), [requests((3, BOT, "POST", "/register"))], restored)
+    assert alerts.height == 1
+    assert json.loads(alerts["details"][0])["fill_seconds"] == 3.0
+    # One row per client: the bot, with its last fetch and alert.
+    seen = restored._tables["seen"]
+    assert seen.height == 1
+    assert seen["_fired"][0] == T0 + timedelta(seconds=3)
+
+
+def test_rows_outside_the_where_clause_are_not_seen() -> None:
+    other = requests((0, BOT, "GET", "/register"), (1, BOT, "POST", "/register")).with_columns(
+        pl.lit("nginx.error").alias("event.dataset")
+    )
+    assert run(build(RULE), [other]).height == 0
