@@ -156,7 +156,9 @@ class RuntimeSettings(_Strict):
     the shop's own servers' logs, often a backfill) (``shopwatch_pipeline_events_out_of_bounds_total``). Each source has its own
     watermark, which the newest ``watermark_outliers`` events of the source cannot move;
     the engine's is the lowest of its active sources' (live, a source is active until it
-    has been silent for ``source_idle_s``). Detector state is held under
+    has been silent for ``source_idle_s``). A detector's state is kept for the longer of
+    ``state_max_age_s`` and the history its rule needs (its window), and a rule that needs
+    more than ``state_max_window_s`` is refused at load. Detector state is held under
     ``state_max_bytes`` in total: past it the least recently seen keys are shed, counted.
     The hand-off queue between the sources and the pipeline holds at most
     ``queue_max_bytes`` characters of raw lines; past it sources wait (files) or are
@@ -172,6 +174,7 @@ class RuntimeSettings(_Strict):
     allowed_lateness_s: float = 30.0
     state_max_keys: int = 200_000
     state_max_age_s: float = 3600.0
+    state_max_window_s: float = Field(default=7 * 86400.0, gt=0)
     state_max_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
     queue_max_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
     memory_max_bytes: int | None = Field(default=2 * 1024**3, ge=256 * 1024**2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import typer
@@ -32,7 +33,10 @@ def lint(
     """
     settings = settings_from(config)
     loaded = load_detectors(
-        [*settings.rules_dirs, *rules_dir], settings.detectors, include_disabled=True
+        [*settings.rules_dirs, *rules_dir],
+        settings.detectors,
+        include_disabled=True,
+        max_window=timedelta(seconds=settings.runtime.state_max_window_s),
     )
     console = Console(stderr=True, soft_wrap=True)  # one problem, one line: grep-able
     for problem in loaded.errors:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -82,7 +83,10 @@ def detectors(
     """
     settings = settings_from(config)
     loaded = load_detectors(
-        [*settings.rules_dirs, *rules_dir], settings.detectors, include_disabled=True
+        [*settings.rules_dirs, *rules_dir],
+        settings.detectors,
+        include_disabled=True,
+        max_window=timedelta(seconds=settings.runtime.state_max_window_s),
     )
     live = _live_status(url, _token(settings, token)) if url else None
     idle: dict[str, Any] = {"status": "not running", "errors": 0, "last_error": None}

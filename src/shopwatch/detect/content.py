@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from shopwatch.detect.registry import Detector, build
+from shopwatch.detect.registry import Detector, build, horizon_of, human_duration
 from shopwatch.errors import ContentError
 
 __all__ = ["Loaded", "RuleFile", "builtin_rules_dir", "load_detectors", "read_rule_files"]
@@ -111,11 +112,14 @@ def load_detectors(
     overrides: Mapping[str, Any] | None = None,
     *,
     include_disabled: bool = False,
+    max_window: timedelta | None = None,
 ) -> Loaded:
     """Build every enabled detector from the shipped rules and ``extra_dirs``.
 
     ``overrides`` maps a detector id to an object with ``enabled`` and ``params`` (the
-    config's ``detectors:`` section); params overlay the rule's top-level keys.
+    config's ``detectors:`` section); params overlay the rule's top-level keys. A rule that
+    reads more event-time history than ``max_window`` (``runtime.state_max_window_s``) is
+    refused: its state could not be held.
     """
     rules, errors = read_rule_files([builtin_rules_dir(), *extra_dirs])
     loaded = Loaded(errors=errors)
@@ -134,6 +138,16 @@ def load_detectors(
             detector = build(raw, where, lines)
         except ContentError as err:
             loaded.errors.append(err)
+            continue
+        if max_window is not None and horizon_of(detector) > max_window:
+            loaded.errors.append(
+                ContentError(
+                    f"rule {rule_id!r} reads {human_duration(horizon_of(detector))} of event "
+                    f"time; state is held for at most {human_duration(max_window)} "
+                    "(runtime.state_max_window_s): shorten its window or raise the limit",
+                    where,
+                )
+            )
             continue
         if detector.spec.enabled or include_disabled:
             loaded.detectors.append(detector)

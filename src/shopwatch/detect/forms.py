@@ -101,6 +101,8 @@ class FormSubmitDetector:
         self.within = parse_duration(spec.within)
         self.suppress = parse_duration(spec.suppress) if spec.suppress else self.within
         self.fill = timedelta(seconds=spec.max_fill_s)
+        #: Event-time history this rule reads: what came before a post, and the last alert.
+        self.horizon = max(self.within, self.suppress)
         self.where = Where(spec.where)
         self.derived = self.where.derived
         self.needs = frozenset(

@@ -91,6 +91,8 @@ class IntelDetector:
         self.category = spec.category
         self.keys = tuple(spec.group_by)
         self.window = parse_duration(spec.window)
+        #: Event-time history this rule reads: the last alert of each group.
+        self.horizon = self.window
         self.where = Where(spec.where)
         self.derived = self.where.derived
         self.needs = frozenset(

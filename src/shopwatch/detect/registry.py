@@ -26,6 +26,7 @@ __all__ = [
     "Detector",
     "RuleSpec",
     "build",
+    "horizon_of",
     "kind",
     "parse_duration",
 ]
@@ -143,6 +144,12 @@ class Detector(Protocol):
     spec: RuleSpec
 
     def detect(self, batch: pl.DataFrame, state: KeyedState) -> pl.DataFrame: ...
+
+
+def horizon_of(detector: Detector) -> timedelta:
+    """How much event-time history a detector reads (its ``horizon``; none when it has none)."""
+    horizon = getattr(detector, "horizon", None)
+    return horizon if isinstance(horizon, timedelta) else timedelta(0)
 
 
 class DetectorKind(Protocol):

@@ -79,6 +79,8 @@ class ThresholdDetector:
         self.suppress = parse_duration(spec.suppress) if spec.suppress else self.window
         hop = parse_duration(spec.hop) if spec.hop else max(self.window / 10, timedelta(seconds=1))
         self.hop = min(hop, self.window)
+        #: Event-time history this rule reads: its window and the hop of the last alert.
+        self.horizon = self.window + max(self.hop, self.suppress)
         self.where = Where(spec.where)
         self.derived = self.where.derived
         needs = set(self.where.fields) | set(self.keys) | {"@timestamp", "event.id"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import timedelta
 from types import SimpleNamespace
 
 import structlog
@@ -70,7 +71,11 @@ def build_engine(
     live: bool = False,
 ) -> Engine:
     """An Engine with every enabled detector; content errors are logged (raised if ``strict``)."""
-    loaded = load_detectors(settings.rules_dirs, settings.detectors)
+    loaded = load_detectors(
+        settings.rules_dirs,
+        settings.detectors,
+        max_window=timedelta(seconds=settings.runtime.state_max_window_s),
+    )
     for problem in loaded.errors:
         log.warning("rule_skipped", problem=str(problem))
     if strict and loaded.errors:

@@ -56,7 +56,7 @@ from shopwatch.config import RuntimeSettings
 from shopwatch.contract import empty_alerts
 from shopwatch.detect.conditions import derived_column
 from shopwatch.detect.health import DetectorHealth
-from shopwatch.detect.registry import Detector
+from shopwatch.detect.registry import Detector, horizon_of
 from shopwatch.detect.state import (
     EARLIEST,
     LATEST,
@@ -245,9 +245,14 @@ class Engine:
         self.enrichers = list(enrichers)
         self.sinks = list(sinks)
         self.lateness = timedelta(seconds=self.runtime.allowed_lateness_s)
-        max_age = timedelta(seconds=self.runtime.state_max_age_s)
+        floor = timedelta(seconds=self.runtime.state_max_age_s)
+        # A detector's state lives at least as long as the history its rule reads.
         self.states: dict[str, KeyedState] = {
-            d.id: KeyedState(d.keys, max_keys=self.runtime.state_max_keys, max_age=max_age)
+            d.id: KeyedState(
+                d.keys,
+                max_keys=self.runtime.state_max_keys,
+                max_age=max(floor, horizon_of(d) + self.lateness),
+            )
             for d in self.detectors
         }
         self.stats = EngineStats()
