@@ -10,7 +10,8 @@ A clause maps field names to conditions, all of which must hold:
 
 A field name may carry modifiers after ``|`` that transform the value first, as in Sigma:
 ``url.original|decoded`` percent-decodes (twice, so double encoding is seen through, and
-``+`` reads as a space) and lower-cases; ``|lower`` only lower-cases.
+``+`` reads as a space) and lower-cases; ``|lower`` only lower-cases; ``|net`` gives an
+address's /24 (IPv4) or /48 (IPv6) network, for keys above the single address.
 
 ``any_of`` (a list of clauses, at least one holds) and ``none_of`` (no listed clause holds)
 may appear beside the fields. A null field satisfies no condition except ``exists: false``
@@ -20,6 +21,7 @@ and ``ne``/``not_in``/``not_regex``.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -39,6 +41,7 @@ __all__ = [
     "derived_of",
     "engine_message",
     "fields_of",
+    "network_of",
     "percent_decoded",
     "shown",
 ]
@@ -129,7 +132,49 @@ def _check_regex(pattern: Any, field: str, path: tuple[str | int, ...] = ()) -> 
 
 _ESCAPES = [f"%{code:02x}" for code in range(0x20, 0x7F)]
 _CHARS = [chr(code).lower() for code in range(0x20, 0x7F)]
-_MODIFIERS = {"decoded", "lower"}
+_MODIFIERS = {"decoded", "lower", "net"}
+
+
+def _prefix(address: str | None) -> str | None:
+    """The /24 (IPv4) or /48 (IPv6) network of an address; None for what is not one."""
+    if address is None:
+        return None
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    bits = 24 if ip.version == 4 else 48
+    return str(ipaddress.ip_network(f"{ip}/{bits}", strict=False))
+
+
+def network_of(expr: pl.Expr) -> pl.Expr:
+    """``|net``: the /24 or /48 network of an address, computed once per distinct address.
+
+    Written with the standard library's ``ipaddress`` rather than string rules: IPv6's
+    ``::`` compression and IPv4-mapped forms make a regex wrong. Addresses repeat, so the
+    Python step runs on the batch's distinct values only.
+
+    >>> pl.select(network_of(pl.lit("198.51.100.7"))).item()
+    '198.51.100.0/24'
+    >>> pl.select(network_of(pl.lit("2a0b:f4c2::15"))).item()
+    '2a0b:f4c2::/48'
+    """
+
+    def prefixes(values: pl.Series) -> pl.Series:
+        unique = values.cast(pl.String).unique()
+        mapping = pl.DataFrame(
+            {
+                "_a": unique,
+                "_net": pl.Series([_prefix(v) for v in unique.to_list()], dtype=pl.String),
+            }
+        )
+        keyed = pl.DataFrame({"_a": values.cast(pl.String)}).with_row_index("_i")
+        joined = keyed.join(mapping, on="_a", how="left", nulls_equal=True).sort("_i")
+        return joined["_net"]
+
+    return expr.map_batches(prefixes, return_dtype=pl.String)
 
 
 def percent_decoded(expr: pl.Expr) -> pl.Expr:
@@ -159,6 +204,8 @@ def derived_column(field: str) -> pl.Expr:
             f"unknown modifier(s) {sorted(unknown)} in {field!r}; known: {sorted(_MODIFIERS)}"
         )
     col = pl.col(name)
+    if "net" in mods:
+        col = network_of(col)
     if "decoded" in mods:
         col = percent_decoded(col)
     elif "lower" in mods:

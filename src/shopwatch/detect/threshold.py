@@ -9,6 +9,11 @@ for values that do not recur within a window, a lower bound otherwise). After an
 key stays quiet for ``suppress`` (default: the window) of event time; an attack that goes
 on fires again after that (checked once per ``hop``), as a new alert.
 
+Keys may be fields, modified fields (``source.ip|net``: the address's /24 or /48, so one
+network counts as one group) or ``global`` (the whole shop is one group). With ``share``,
+a window also needs at least ``share.at_least`` of its events to match ``share.where``
+(say, failures among a network's logins: a mobile carrier's customers mostly succeed).
+
 State: ``tail`` (the matching events of the last window per key, capped per key) and
 ``fired`` (per key, the last alert and the last hop bucket judged).
 """
@@ -24,7 +29,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from shopwatch.contract import ALERT_SCHEMA, ENTITY_FIELDS, TIMESTAMP, empty_alerts, stable_id
-from shopwatch.detect.conditions import Where
+from shopwatch.detect.conditions import Where, derived_column, derived_name
 from shopwatch.detect.registry import (
     Duration,
     RuleSpec,
@@ -39,6 +44,8 @@ from shopwatch.detect.state import KeyedState, shift_time
 __all__ = ["CountSpec", "ThresholdDetector", "ThresholdSpec"]
 
 MAX_EVENT_IDS = 1000
+#: The group key that makes the whole shop one group.
+GLOBAL = "global"
 TAIL_ROWS_PER_KEY = 5000
 
 
@@ -53,12 +60,22 @@ class CountSpec(BaseModel):
     events_at_least: int | None = Field(default=None, ge=1)
 
 
+class ShareSpec(BaseModel):
+    """A share condition: at least ``at_least`` of the window's events also match ``where``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    where: WhereClause
+    at_least: float = Field(gt=0, le=1)
+
+
 class ThresholdSpec(RuleSpec):
     """A ``threshold`` rule."""
 
     where: WhereClause = Field(default_factory=dict)
     group_by: tuple[str, ...] = Field(min_length=1)
     count: CountSpec
+    share: ShareSpec | None = None
     suppress: Duration | None = None
     hop: Duration | None = None
     message: str | None = None
@@ -82,8 +99,17 @@ class ThresholdDetector:
         #: Event-time history this rule reads: its window and the hop of the last alert.
         self.horizon = self.window + max(self.hop, self.suppress)
         self.where = Where(spec.where)
-        self.derived = self.where.derived
-        needs = set(self.where.fields) | set(self.keys) | {"@timestamp", "event.id"}
+        self.share = Where(spec.share.where) if spec.share is not None else None
+        key_fields = {k.split("|", 1)[0] for k in self.keys if k != GLOBAL}
+        self._key_fields = frozenset(key_fields)
+        self.derived = (
+            self.where.derived
+            | (self.share.derived if self.share is not None else frozenset())
+            | {k for k in self.keys if "|" in k}
+        )
+        needs = set(self.where.fields) | key_fields | {"@timestamp", "event.id"}
+        if self.share is not None:
+            needs |= self.share.fields
         if spec.count.distinct:
             needs.add(spec.count.distinct)
         self.needs = frozenset(needs)
@@ -93,6 +119,7 @@ class ThresholdDetector:
             "event.id": pl.String(),
             "_v": pl.String(),
             "_fresh": pl.Boolean(),
+            "_m": pl.Boolean(),
             "_ts": TIMESTAMP,
         }
         self._fired_schema: dict[str, pl.DataType] = {
@@ -107,7 +134,7 @@ class ThresholdDetector:
         """Alerts for windows that crossed the threshold at an event of this batch."""
         spec = self.spec
         missing = self.needs - set(batch.columns)
-        if batch.height == 0 or missing & ({"@timestamp"} | set(self.keys)):
+        if batch.height == 0 or missing & ({"@timestamp"} | self._key_fields):
             return empty_alerts()
         distinct = spec.count.distinct
         value = (
@@ -119,15 +146,19 @@ class ThresholdDetector:
         where = self.where.for_batch(batch.columns)
         if where is None:
             return empty_alerts()
+        shared = self.share.for_batch(batch.columns) if self.share is not None else None
+        key_exprs = [self._key(k, batch.columns).cast(pl.String).alias(k) for k in self.keys]
         new = (
             batch.lazy()
-            .filter(where & pl.all_horizontal([pl.col(k).is_not_null() for k in self.keys]))
+            .filter(where)
             .select(
-                *[pl.col(k).cast(pl.String) for k in self.keys],
+                *key_exprs,
                 pl.col("@timestamp"),
                 event_id.alias("event.id"),
                 value.alias("_v"),
+                (shared if shared is not None else pl.lit(False)).alias("_m"),
             )
+            .filter(pl.all_horizontal([pl.col(k).is_not_null() for k in self.keys]))
             .with_columns(pl.col("@timestamp").alias("_ts"))
             .collect()
         )
@@ -173,6 +204,19 @@ class ThresholdDetector:
         state.put("fired", fired)
         return alerts
 
+    @staticmethod
+    def _key(name: str, columns: list[str]) -> pl.Expr:
+        """A group key: a field, a modified field (``source.ip|net``) or the whole shop."""
+        if name == GLOBAL:
+            return pl.lit("shop")
+        if "|" in name:
+            return (
+                pl.col(derived_name(name))
+                if derived_name(name) in columns
+                else (derived_column(name))
+            )
+        return pl.col(name)
+
     def _fire(self, events: pl.DataFrame, fired: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         """Alert rows for the new events at which a key's sliding window reached the threshold.
 
@@ -195,8 +239,16 @@ class ThresholdDetector:
             .over(keys)
             .alias("_d"),
             pl.col("_i").max().over([*keys, "@timestamp"]).alias("_end"),
+            pl.col("_m")
+            .fill_null(False)
+            .cast(pl.Int64)
+            .rolling_sum_by("@timestamp", window_size=self.window)
+            .over(keys)
+            .alias("_s"),
         )
         cond = pl.col("_new") & (pl.col("_n") >= need_n)
+        if spec.share is not None:
+            cond = cond & (pl.col("_s") >= spec.share.at_least * pl.col("_n"))
         if distinct:
             cond = cond & (pl.col("_d") >= spec.count.at_least)
         cand = (
@@ -270,6 +322,7 @@ class ThresholdDetector:
                 pl.col("@timestamp").alias("_c"),
                 pl.col("_n").alias("count"),
                 pl.col("_d").alias("distinct"),
+                (pl.col("_s") / pl.col("_n")).alias("_share"),
                 pl.col("_i").alias("_alert"),
             )
             .join(members, on="_alert")
@@ -298,6 +351,9 @@ class ThresholdDetector:
                 "window": within,
                 "threshold": spec.count.at_least,
             }
+            if spec.share is not None:
+                details["share"] = round(float(ev["_share"]), 4)
+                details["share_at_least"] = spec.share.at_least
             if spec.count.distinct:
                 details["distinct_field"] = spec.count.distinct
                 details["distinct"] = n_distinct
