@@ -37,6 +37,7 @@ A test id names the rule, the file (when a case has several), the line and the v
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -44,7 +45,7 @@ import polars as pl
 import pytest
 
 from shopwatch.contract import ALERT_SCHEMA, CATEGORIES, SEVERITIES
-from shopwatch.detect.conditions import compile_where
+from shopwatch.detect.conditions import compile_where, derived_column
 from shopwatch.detect.content import load_detectors
 from shopwatch.detect.registry import Detector
 
@@ -86,10 +87,17 @@ def _variant_name(expect: dict[str, Any], line: Line) -> str | None:
 
 
 def _entity_name(rule_id: str, expect: dict[str, Any], line: Line) -> str:
-    """The listed entity a line of an aggregate case belongs to (``unlisted`` if none)."""
-    row = line.events().row(0, named=True)
+    """The listed entity a line of an aggregate case belongs to (``unlisted`` if none).
+
+    An entity may be named by a modified field (``source.ip|net``): the line's value of it.
+    """
+    events = line.events()
+    row = events.row(0, named=True)
     for name, entity in (expect.get("entities") or {}).items():
-        if all(str(row.get(k)) == str(v) for k, v in entity.items()):
+        values = {
+            k: events.select(derived_column(k)).item() if "|" in k else row.get(k) for k in entity
+        }
+        if all(str(values[k]) == str(v) for k, v in entity.items()):
             return str(name)
     return "unlisted"
 
@@ -147,7 +155,12 @@ def _all_fires(rule_id: str) -> pl.DataFrame:
 
 
 def _entities(alerts: pl.DataFrame) -> list[dict[str, Any]]:
-    return [{k: v for k, v in e.items() if v is not None} for e in alerts["entity"].to_list()]
+    """Each alert's entity, with the group keys above one entity (``details.keys``) too."""
+    found = []
+    for entity, details in alerts.select("entity", "details").iter_rows():
+        keys = json.loads(details).get("keys", {}) if details else {}
+        found.append({**{k: v for k, v in entity.items() if v is not None}, **keys})
+    return found
 
 
 def test_every_detector_has_a_case_folder() -> None:

@@ -93,3 +93,15 @@ def test_the_engine_precomputes_the_network_key_with_the_same_result() -> None:
     assert through.select("alert.id", "event.ids").equals(alone.select("alert.id", "event.ids"))
     assert "source.ip" in build(BY_NETWORK).needs
     assert "_source.ip|net" not in through.columns
+
+
+def test_the_alert_lists_the_addresses_whose_logins_the_share_counts() -> None:
+    rule = {**BY_NETWORK, "members": ["source.ip"]}
+    rows = spread("203.0.113", 6)
+    rows.insert(2, ("203.0.113.99", "someone@example.org", "success"))
+    alerts = run(build(rule), [logins(*rows)])
+    assert alerts.height == 1
+    members = json.loads(alerts["details"][0])["members"]["source.ip"]
+    assert "203.0.113.99" not in members  # it logged in: not part of the attack
+    # It fired at the fifth account (four failures and the success: a share of 0.8).
+    assert members == ["203.0.113.10", "203.0.113.11", "203.0.113.12", "203.0.113.13"]

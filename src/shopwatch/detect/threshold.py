@@ -13,6 +13,9 @@ Keys may be fields, modified fields (``source.ip|net``: the address's /24 or /48
 network counts as one group) or ``global`` (the whole shop is one group). With ``share``,
 a window also needs at least ``share.at_least`` of its events to match ``share.where``
 (say, failures among a network's logins: a mobile carrier's customers mostly succeed).
+With ``members`` (fields such as ``source.ip``), the alert lists the distinct values of
+each in its window (``details.members``, at most :data:`MAX_MEMBERS`; with a share, of the
+events the share counts): one alert for a network names every address that took part.
 
 State: ``tail`` (the matching events of the last window per key, capped per key) and
 ``fired`` (per key, the last alert and the last hop bucket judged).
@@ -44,6 +47,8 @@ from shopwatch.detect.state import KeyedState, shift_time
 __all__ = ["CountSpec", "ThresholdDetector", "ThresholdSpec"]
 
 MAX_EVENT_IDS = 1000
+#: Most distinct values of each ``members`` field an alert lists.
+MAX_MEMBERS = 500
 #: The group key that makes the whole shop one group.
 GLOBAL = "global"
 TAIL_ROWS_PER_KEY = 5000
@@ -76,6 +81,7 @@ class ThresholdSpec(RuleSpec):
     group_by: tuple[str, ...] = Field(min_length=1)
     count: CountSpec
     share: ShareSpec | None = None
+    members: tuple[str, ...] = ()
     suppress: Duration | None = None
     hop: Duration | None = None
     message: str | None = None
@@ -112,7 +118,9 @@ class ThresholdDetector:
             needs |= self.share.fields
         if spec.count.distinct:
             needs.add(spec.count.distinct)
+        needs |= set(spec.members)
         self.needs = frozenset(needs)
+        self._members = {f"_member:{f}": f for f in spec.members}
         self._tail_schema: dict[str, pl.DataType] = {
             **{k: pl.String() for k in self.keys},
             "@timestamp": TIMESTAMP,
@@ -120,6 +128,7 @@ class ThresholdDetector:
             "_v": pl.String(),
             "_fresh": pl.Boolean(),
             "_m": pl.Boolean(),
+            **{column: pl.String() for column in self._members},
             "_ts": TIMESTAMP,
         }
         self._fired_schema: dict[str, pl.DataType] = {
@@ -157,6 +166,12 @@ class ThresholdDetector:
                 event_id.alias("event.id"),
                 value.alias("_v"),
                 (shared if shared is not None else pl.lit(False)).alias("_m"),
+                *[
+                    (
+                        pl.col(f).cast(pl.String) if f in batch.columns else pl.lit(None, pl.String)
+                    ).alias(column)
+                    for column, f in self._members.items()
+                ],
             )
             .filter(pl.all_horizontal([pl.col(k).is_not_null() for k in self.keys]))
             .with_columns(pl.col("@timestamp").alias("_ts"))
@@ -297,13 +312,20 @@ class ThresholdDetector:
         hits = scored.filter(pl.col("_i").is_in(chosen)).with_columns(
             (pl.col("_end") - pl.col("_n") + 1).alias("_start")
         )
+        # With a share, the members are those of the events it counts (the failures).
+        member = pl.col("_m").fill_null(False) if spec.share is not None else pl.lit(True)
         members = (
             hits.select(
                 pl.col("_i").alias("_alert"),
                 pl.int_ranges("_start", pl.col("_end") + 1).alias("_row"),
             )
             .explode("_row")
-            .join(scored.select(pl.col("_i").alias("_row"), "event.id", "_v", "_fresh"), on="_row")
+            .join(
+                scored.select(
+                    pl.col("_i").alias("_row"), "event.id", "_v", "_fresh", "_m", *self._members
+                ),
+                on="_row",
+            )
             .sort("_alert", "_row")
             .group_by("_alert", maintain_order=True)
             .agg(
@@ -314,6 +336,14 @@ class ThresholdDetector:
                 .unique(maintain_order=True)
                 .head(20)
                 .alias("_examples"),
+                *[
+                    pl.col(column)
+                    .filter(member)
+                    .drop_nulls()
+                    .unique(maintain_order=True)
+                    .head(MAX_MEMBERS)
+                    for column in self._members
+                ],
             )
         )
         evidence = (
@@ -351,6 +381,8 @@ class ThresholdDetector:
                 "window": within,
                 "threshold": spec.count.at_least,
             }
+            if self._members:
+                details["members"] = {f: list(ev[c]) for c, f in self._members.items()}
             if spec.share is not None:
                 details["share"] = round(float(ev["_share"]), 4)
                 details["share_at_least"] = spec.share.at_least

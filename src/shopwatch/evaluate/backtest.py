@@ -92,12 +92,25 @@ def backtest(
 def named(alert: Alert) -> set[tuple[str, str]]:
     """The (field, value) pairs an alert is about: its entity, shared infrastructure aside.
 
+    An alert about a group above one entity (a network, the whole shop) names the members
+    it lists (``details.members``): each counts as named, attacker or not.
+
     >>> a = Alert("a", datetime(2025, 1, 1, tzinfo=UTC), "r", "R", "scanner", "low", 10,
     ...           {"source.ip": "192.0.2.1", "host.name": "web-1"}, (), "m")
     >>> sorted(named(a))
     [('source.ip', '192.0.2.1')]
+    >>> b = Alert("b", datetime(2025, 1, 1, tzinfo=UTC), "r", "R", "scanner", "low", 10,
+    ...           {}, (), "m", details={"members": {"source.ip": ["192.0.2.7", "192.0.2.8"]}})
+    >>> sorted(named(b))
+    [('source.ip', '192.0.2.7'), ('source.ip', '192.0.2.8')]
     """
-    return {(k, v) for k, v in alert.entity.items() if v and k not in SHARED_FIELDS}
+    pairs = {(k, v) for k, v in alert.entity.items() if v and k not in SHARED_FIELDS}
+    members = alert.details.get("members") if isinstance(alert.details, dict) else None
+    if isinstance(members, dict):
+        for k, values in members.items():
+            if k not in SHARED_FIELDS and isinstance(values, list):
+                pairs |= {(k, str(v)) for v in values if v}
+    return pairs
 
 
 @dataclass(frozen=True, slots=True)
