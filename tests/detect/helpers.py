@@ -21,12 +21,35 @@ CASES = Path(__file__).resolve().parent / "cases"
 CASE_YEAR = 2026
 
 
+@functools.cache
+def _enrichers() -> tuple[Any, ...]:
+    """The offline enrichment a batch gets before detection: geo/ASN, then user agent."""
+    from types import SimpleNamespace
+
+    from shopwatch.enrich.geo import GeoEnricher
+    from shopwatch.enrich.useragent import UserAgentEnricher
+
+    return (
+        GeoEnricher.from_settings(SimpleNamespace(enrich={"geo": {}})),
+        UserAgentEnricher.from_settings(SimpleNamespace(enrich={"user_agent": {}})),
+    )
+
+
 def read_events(path: Path) -> pl.DataFrame:
-    """Every event of a case file (format sniffed), in event-time order; no rejects allowed."""
+    """Every event of a case file (format sniffed), in event-time order; no rejects allowed.
+
+    Enriched as the pipeline does before detection (network, organisation and user-agent
+    fields a rule may read), fields the file gives itself kept.
+    """
     parts = list(parse_file(path, "auto", year=CASE_YEAR))
     rejects = pl.concat([p.rejects for p in parts])
     assert rejects.height == 0, f"{path} has lines the parser rejects: {rejects.head(3)}"
-    return pl.concat([p.batch for p in parts]).sort("@timestamp", maintain_order=True)
+    events = pl.concat([p.batch for p in parts]).sort("@timestamp", maintain_order=True)
+    enriched = events
+    for enricher in _enrichers():
+        enriched = enricher.enrich(enriched)
+    given = [c for c in events.columns if events[c].null_count() < events.height]
+    return enriched.with_columns(events.select(given))
 
 
 def case_file(case: str, stem: str) -> Path:
