@@ -45,7 +45,8 @@ import yaml
 #: burst (12) does not, so a burst split by a crash whose first half is forgotten is lost.
 ATTEMPTS = 24
 #: Accounts one burst cycles through: under auth.brute_force_account (10 per account)
-#: and auth.credential_stuffing (20 distinct), so each burst gives one alert only.
+#: and auth.credential_stuffing (20 distinct), so each burst gives one alert only (and
+#: ATTEMPTS is under auth.brute_force_ip_slow's 40).
 ACCOUNTS_PER_BURST = 10
 RULE = "auth.brute_force_ip"
 
@@ -92,7 +93,9 @@ def attack_mix(
         raise ValueError(f"a burst needs at least {ATTEMPTS} lines")
     rng = random.Random(seed)
     lines: list[str] = []
-    attackers = [_ip(45, 1000 + k) for k in range(bursts)]
+    # Each attacker in a /24 of its own: neighbours failing together would (rightly) be
+    # one more alert, of auth.credential_stuffing_network.
+    attackers = [_ip(45, (1000 + k) * 256 + 7) for k in range(bursts)]
     benign = 0
     for k, attacker in enumerate(attackers):
         spots = {round(j * lines_per_burst / ATTEMPTS) for j in range(ATTEMPTS)}

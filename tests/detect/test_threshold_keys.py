@@ -105,3 +105,16 @@ def test_the_alert_lists_the_addresses_whose_logins_the_share_counts() -> None:
     assert "203.0.113.99" not in members  # it logged in: not part of the attack
     # It fired at the fifth account (four failures and the success: a share of 0.8).
     assert members == ["203.0.113.10", "203.0.113.11", "203.0.113.12", "203.0.113.13"]
+
+
+def test_spread_wants_several_addresses_of_the_network() -> None:
+    rule = {**BY_NETWORK, "spread": {"distinct": "source.ip", "at_least": 3}}
+    one = [("203.0.113.10", f"victim{i}@example.org", "failure") for i in range(8)]
+    assert run(build(BY_NETWORK), [logins(*one)]).height == 1  # without spread: one address
+    assert run(build(rule), [logins(*one)]).height == 0
+    two = [(f"203.0.113.{10 + i % 2}", f"victim{i}@example.org", "failure") for i in range(8)]
+    assert run(build(rule), [logins(*two)]).height == 0
+    three = [(f"203.0.113.{10 + i % 3}", f"victim{i}@example.org", "failure") for i in range(8)]
+    alerts = run(build(rule), [logins(*three)])
+    assert alerts.height == 1
+    assert json.loads(alerts["details"][0])["spread"] == {"source.ip": 3}

@@ -13,6 +13,8 @@ Keys may be fields, modified fields (``source.ip|net``: the address's /24 or /48
 network counts as one group) or ``global`` (the whole shop is one group). With ``share``,
 a window also needs at least ``share.at_least`` of its events to match ``share.where``
 (say, failures among a network's logins: a mobile carrier's customers mostly succeed).
+With ``spread``, the window also needs events from at least ``spread.at_least`` distinct
+values of another field (a network's rule wants several addresses, not one).
 With ``members`` (fields such as ``source.ip``), the alert lists the distinct values of
 each in its window (``details.members``, at most :data:`MAX_MEMBERS`; with a share, of the
 events the share counts): one alert for a network names every address that took part.
@@ -65,6 +67,15 @@ class CountSpec(BaseModel):
     events_at_least: int | None = Field(default=None, ge=1)
 
 
+class SpreadSpec(BaseModel):
+    """A second distinct count: the window's events come from ``at_least`` values of ``distinct``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    distinct: str
+    at_least: int = Field(ge=2)
+
+
 class ShareSpec(BaseModel):
     """A share condition: at least ``at_least`` of the window's events also match ``where``."""
 
@@ -81,6 +92,7 @@ class ThresholdSpec(RuleSpec):
     group_by: tuple[str, ...] = Field(min_length=1)
     count: CountSpec
     share: ShareSpec | None = None
+    spread: SpreadSpec | None = None
     members: tuple[str, ...] = ()
     suppress: Duration | None = None
     hop: Duration | None = None
@@ -119,6 +131,8 @@ class ThresholdDetector:
         if spec.count.distinct:
             needs.add(spec.count.distinct)
         needs |= set(spec.members)
+        if spec.spread is not None:
+            needs.add(spec.spread.distinct)
         self.needs = frozenset(needs)
         self._members = {f"_member:{f}": f for f in spec.members}
         self._tail_schema: dict[str, pl.DataType] = {
@@ -127,6 +141,8 @@ class ThresholdDetector:
             "event.id": pl.String(),
             "_v": pl.String(),
             "_fresh": pl.Boolean(),
+            "_w": pl.String(),
+            "_fresh_w": pl.Boolean(),
             "_m": pl.Boolean(),
             **{column: pl.String() for column in self._members},
             "_ts": TIMESTAMP,
@@ -165,6 +181,11 @@ class ThresholdDetector:
                 pl.col("@timestamp"),
                 event_id.alias("event.id"),
                 value.alias("_v"),
+                (
+                    pl.col(spec.spread.distinct).cast(pl.String)
+                    if spec.spread is not None and spec.spread.distinct in batch.columns
+                    else pl.lit(None, pl.String)
+                ).alias("_w"),
                 (shared if shared is not None else pl.lit(False)).alias("_m"),
                 *[
                     (
@@ -190,19 +211,28 @@ class ThresholdDetector:
             [
                 tail.with_columns(pl.lit(False).alias("_new")),
                 new.with_columns(
-                    pl.lit(None, pl.Boolean).alias("_fresh"), pl.lit(True).alias("_new")
+                    pl.lit(None, pl.Boolean).alias("_fresh"),
+                    pl.lit(None, pl.Boolean).alias("_fresh_w"),
+                    pl.lit(True).alias("_new"),
                 ),
             ],
             how="diagonal",
         ).sort([*self.keys, "@timestamp"], maintain_order=True)
+
         # A value is fresh when the key has not seen it in the window before it: distinct
         # counts are sums of fresh marks. Old rows keep the mark they got when they were new.
-        previous = pl.col("@timestamp").shift(1).over([*self.keys, "_v"])
-        fresh = pl.col("_v").is_not_null() & (
-            previous.is_null() | ((pl.col("@timestamp") - previous) >= self.window)
-        )
+        def fresh(value: str) -> pl.Expr:
+            previous = pl.col("@timestamp").shift(1).over([*self.keys, value])
+            return pl.col(value).is_not_null() & (
+                previous.is_null() | ((pl.col("@timestamp") - previous) >= self.window)
+            )
+
         events = events.with_columns(
-            pl.when(pl.col("_new")).then(fresh).otherwise(pl.col("_fresh")).alias("_fresh"),
+            pl.when(pl.col("_new")).then(fresh("_v")).otherwise(pl.col("_fresh")).alias("_fresh"),
+            pl.when(pl.col("_new"))
+            .then(fresh("_w"))
+            .otherwise(pl.col("_fresh_w"))
+            .alias("_fresh_w"),
         ).with_row_index("_i")
         events = events.with_columns(pl.col("_i").cast(pl.Int64))
         alerts, fired = self._fire(events, state.table("fired", self._fired_schema))
@@ -260,10 +290,18 @@ class ThresholdDetector:
             .rolling_sum_by("@timestamp", window_size=self.window)
             .over(keys)
             .alias("_s"),
+            pl.col("_fresh_w")
+            .fill_null(False)
+            .cast(pl.Int64)
+            .rolling_sum_by("@timestamp", window_size=self.window)
+            .over(keys)
+            .alias("_e"),
         )
         cond = pl.col("_new") & (pl.col("_n") >= need_n)
         if spec.share is not None:
             cond = cond & (pl.col("_s") >= spec.share.at_least * pl.col("_n"))
+        if spec.spread is not None:
+            cond = cond & (pl.col("_e") >= spec.spread.at_least)
         if distinct:
             cond = cond & (pl.col("_d") >= spec.count.at_least)
         cand = (
@@ -353,6 +391,7 @@ class ThresholdDetector:
                 pl.col("_n").alias("count"),
                 pl.col("_d").alias("distinct"),
                 (pl.col("_s") / pl.col("_n")).alias("_share"),
+                pl.col("_e").alias("_spread"),
                 pl.col("_i").alias("_alert"),
             )
             .join(members, on="_alert")
@@ -383,6 +422,8 @@ class ThresholdDetector:
             }
             if self._members:
                 details["members"] = {f: list(ev[c]) for c, f in self._members.items()}
+            if spec.spread is not None:
+                details["spread"] = {spec.spread.distinct: int(ev["_spread"])}
             if spec.share is not None:
                 details["share"] = round(float(ev["_share"]), 4)
                 details["share_at_least"] = spec.share.at_least
