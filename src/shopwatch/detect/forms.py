@@ -160,6 +160,14 @@ class FormSubmitDetector:
         if rows.height == 0:
             return empty_alerts()
         seen = state.table("seen", self._seen_schema)
+        # Only clients that post a form in this batch need their rows in order; the others
+        # (nearly all traffic) only update what the state knows of them, by one group-by.
+        posting = rows.filter(pl.col("_k") == _KINDS["post"]).select(key).unique()
+        quiet = self._quiet_latest(rows.join(posting, on=key, how="anti"), seen, key)
+        rows = rows.join(posting, on=key, how="semi")
+        if rows.height == 0:
+            self._store(state, seen, quiet, key)
+            return empty_alerts()
         # Each client's rows in time order, after a row that carries what the state knew.
         prior = seen.join(rows.select(key).unique(), on=key, how="semi").select(
             key,
@@ -222,7 +230,8 @@ class FormSubmitDetector:
             "_fired_before",
         )
         chosen, last_fired = self._choose(candidates, key)
-        self._remember(state, seen, timeline, key, last_fired)
+        latest = self._posting_latest(timeline, key, last_fired)
+        self._store(state, seen, pl.concat([quiet, latest], how="vertical_relaxed"), key)
         if not chosen:
             return empty_alerts()
         return self._alert_rows(candidates[chosen].sort(["@timestamp", key], maintain_order=True))
@@ -240,15 +249,49 @@ class FormSubmitDetector:
                 last[client] = at
         return chosen, last
 
-    def _remember(
-        self,
-        state: KeyedState,
-        seen: pl.DataFrame,
-        timeline: pl.DataFrame,
-        key: str,
-        last_fired: dict[str, datetime],
-    ) -> None:
-        """Each touched client's latest fetch, asset, page and alert; the others as they were."""
+    def _quiet_latest(self, rows: pl.DataFrame, seen: pl.DataFrame, key: str) -> pl.DataFrame:
+        """The state of clients that posted nothing: their latest fetch, asset and page."""
+        at = pl.col("@timestamp")
+        batch = rows.group_by(key).agg(
+            at.filter(pl.col("_k") == _KINDS["get"]).max().alias("_get_new"),
+            pl.col("event.id")
+            .filter(pl.col("_k") == _KINDS["get"])
+            .sort_by(at.filter(pl.col("_k") == _KINDS["get"]))
+            .last()
+            .alias("_get_id_new"),
+            at.filter(pl.col("_k") == _KINDS["asset"]).max().alias("_asset_new"),
+            at.filter(pl.col("_k") == _KINDS["page"]).max().alias("_page_new"),
+            at.max().alias("_ts_new"),
+        )
+        merged = batch.join(seen, on=key, how="left")
+        newer = pl.col("_get_new").is_not_null() & (
+            pl.col("_get").is_null() | (pl.col("_get_new") >= pl.col("_get"))
+        )
+        return merged.select(
+            key,
+            pl.max_horizontal("_get", "_get_new").alias("_get"),
+            pl.when(newer).then("_get_id_new").otherwise("_get_id").alias("_get_id"),
+            pl.max_horizontal("_asset", "_asset_new").alias("_asset"),
+            pl.max_horizontal("_page", "_page_new").alias("_page"),
+            "_fired",
+            pl.max_horizontal("_ts", "_ts_new").alias("_ts"),
+        )
+
+    def _store(self, state: KeyedState, seen: pl.DataFrame, latest: pl.DataFrame, key: str) -> None:
+        """Replace the touched clients' rows of the state with ``latest``; the others stay."""
+        others = seen.join(latest.select(key), on=key, how="anti")
+        state.put(
+            "seen",
+            pl.concat(
+                [others, latest.select(list(self._seen_schema)).cast(pl.Schema(self._seen_schema))],
+                how="vertical",
+            ),
+        )
+
+    def _posting_latest(
+        self, timeline: pl.DataFrame, key: str, last_fired: dict[str, datetime]
+    ) -> pl.DataFrame:
+        """Each posting client's latest fetch, asset, page and alert (its state included)."""
         latest = timeline.group_by(key).agg(
             pl.col("_get").drop_nulls().last(),
             pl.col("_get_id").filter(pl.col("_get").is_not_null()).last(),
@@ -267,14 +310,7 @@ class FormSubmitDetector:
                 .with_columns(pl.coalesce("_new_fired", "_fired").alias("_fired"))
                 .drop("_new_fired")
             )
-        others = seen.join(latest.select(key), on=key, how="anti")
-        state.put(
-            "seen",
-            pl.concat(
-                [others, latest.select(list(self._seen_schema)).cast(pl.Schema(self._seen_schema))],
-                how="vertical",
-            ),
-        )
+        return latest
 
     def _alert_rows(self, hits: pl.DataFrame) -> pl.DataFrame:
         spec = self.spec
