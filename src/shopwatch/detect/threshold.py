@@ -120,10 +120,10 @@ class ThresholdDetector:
         self.share = Where(spec.share.where) if spec.share is not None else None
         key_fields = {k.split("|", 1)[0] for k in self.keys if k != GLOBAL}
         self._key_fields = frozenset(key_fields)
-        self.derived = (
-            self.where.derived
-            | (self.share.derived if self.share is not None else frozenset())
-            | {k for k in self.keys if "|" in k}
+        # Modified group keys (``source.ip|net``) are derived here, on the rows the where
+        # clause kept, not by the engine on every row of every batch.
+        self.derived = self.where.derived | (
+            self.share.derived if self.share is not None else frozenset()
         )
         needs = set(self.where.fields) | key_fields | {"@timestamp", "event.id"}
         if self.share is not None:
@@ -207,6 +207,29 @@ class ThresholdDetector:
         touched = new.select(keys).unique()
         tail = stored.join(touched, on=keys, how="semi", nulls_equal=True)
         rest = stored.join(touched, on=keys, how="anti", nulls_equal=True)
+        # A key with fewer events in its tail and batch than the rule needs cannot fire:
+        # its new rows are only kept, marked later (fresh marks are computed when the key
+        # first has enough rows, in order, exactly as they would have been on arrival).
+        need = max(spec.count.at_least, spec.count.events_at_least or 0)
+        if need > 1:
+            sizes = pl.concat([tail.select(keys), new.select(keys)]).group_by(keys).len()
+            hot = sizes.filter(pl.col("len") >= need).select(keys)
+            waiting = new.join(hot, on=keys, how="anti", nulls_equal=True).with_columns(
+                pl.lit(None, pl.Boolean).alias("_fresh"), pl.lit(None, pl.Boolean).alias("_fresh_w")
+            )
+            rest = pl.concat(
+                [
+                    rest,
+                    tail.join(hot, on=keys, how="anti", nulls_equal=True),
+                    waiting.select(list(self._tail_schema)),
+                ],
+                how="vertical_relaxed",
+            )
+            tail = tail.join(hot, on=keys, how="semi", nulls_equal=True)
+            new = new.join(hot, on=keys, how="semi", nulls_equal=True)
+            if new.height == 0:
+                state.put("tail", rest.select(list(self._tail_schema)))
+                return empty_alerts()
         events = pl.concat(
             [
                 tail.with_columns(pl.lit(False).alias("_new")),
@@ -220,7 +243,7 @@ class ThresholdDetector:
         ).sort([*self.keys, "@timestamp"], maintain_order=True)
 
         # A value is fresh when the key has not seen it in the window before it: distinct
-        # counts are sums of fresh marks. Old rows keep the mark they got when they were new.
+        # counts are sums of fresh marks. Rows keep the mark they got once marked.
         def fresh(value: str) -> pl.Expr:
             previous = pl.col("@timestamp").shift(1).over([*self.keys, value])
             return pl.col(value).is_not_null() & (
@@ -228,8 +251,11 @@ class ThresholdDetector:
             )
 
         events = events.with_columns(
-            pl.when(pl.col("_new")).then(fresh("_v")).otherwise(pl.col("_fresh")).alias("_fresh"),
-            pl.when(pl.col("_new"))
+            pl.when(pl.col("_fresh").is_null())
+            .then(fresh("_v"))
+            .otherwise(pl.col("_fresh"))
+            .alias("_fresh"),
+            pl.when(pl.col("_fresh_w").is_null())
             .then(fresh("_w"))
             .otherwise(pl.col("_fresh_w"))
             .alias("_fresh_w"),
