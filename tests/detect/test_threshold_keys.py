@@ -118,3 +118,20 @@ def test_spread_wants_several_addresses_of_the_network() -> None:
     alerts = run(build(rule), [logins(*three)])
     assert alerts.height == 1
     assert json.loads(alerts["details"][0])["spread"] == {"source.ip": 3}
+
+
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [
+        ("/static/css/site.css", "asset"),
+        ("/media/catalog/42.JPG", "asset"),
+        ("/wp-content/uploads/2026/03/banner", "asset"),
+        ("/products/linen-shirt", "page"),
+        ("/api/cart/items", "page"),
+    ],
+)
+def test_asset_modifier_reads_a_path_as_asset_or_page(path: str, kind: str) -> None:
+    from shopwatch.detect.conditions import derived_column
+
+    got = pl.DataFrame({"url.path": [path]}).select(derived_column("url.path|asset")).item()
+    assert got == kind

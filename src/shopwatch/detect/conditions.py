@@ -11,7 +11,8 @@ A clause maps field names to conditions, all of which must hold:
 A field name may carry modifiers after ``|`` that transform the value first, as in Sigma:
 ``url.original|decoded`` percent-decodes (twice, so double encoding is seen through, and
 ``+`` reads as a space) and lower-cases; ``|lower`` only lower-cases; ``|net`` gives an
-address's /24 (IPv4) or /48 (IPv6) network, for keys above the single address.
+address's /24 (IPv4) or /48 (IPv6) network, for keys above the single address; ``|asset``
+reads a URL path as ``asset`` (a style sheet, script, image or font) or ``page``.
 
 ``any_of`` (a list of clauses, at least one holds) and ``none_of`` (no listed clause holds)
 may appear beside the fields. A null field satisfies no condition except ``exists: false``
@@ -31,6 +32,7 @@ import polars as pl
 from shopwatch.contract import EVENT_SCHEMA
 
 __all__ = [
+    "ASSET_PATH",
     "ConditionError",
     "PatternError",
     "Where",
@@ -132,7 +134,14 @@ def _check_regex(pattern: Any, field: str, path: tuple[str | int, ...] = ()) -> 
 
 _ESCAPES = [f"%{code:02x}" for code in range(0x20, 0x7F)]
 _CHARS = [chr(code).lower() for code in range(0x20, 0x7F)]
-_MODIFIERS = {"decoded", "lower", "net"}
+_MODIFIERS = {"asset", "decoded", "lower", "net"}
+
+#: Paths of static page assets, what a browser loads with every page it renders
+#: (``|asset`` reads a path as ``asset`` or ``page``).
+ASSET_PATH = (
+    r"(?i)(\.(css|js|mjs|png|jpe?g|gif|svg|webp|avif|ico|woff2?|ttf|eot|map)$"
+    r"|/(static|assets|media|_next|wp-content|wp-includes|skin|pub/static|themes)/)"
+)
 
 
 def _prefix(address: str | None) -> str | None:
@@ -204,6 +213,14 @@ def derived_column(field: str) -> pl.Expr:
             f"unknown modifier(s) {sorted(unknown)} in {field!r}; known: {sorted(_MODIFIERS)}"
         )
     col = pl.col(name)
+    if "asset" in mods:
+        return (
+            pl.when(col.str.contains(ASSET_PATH))
+            .then(pl.lit("asset"))
+            .when(col.is_not_null())
+            .then(pl.lit("page"))
+            .alias(derived_name(field))
+        )
     if "net" in mods:
         col = network_of(col)
     if "decoded" in mods:

@@ -39,7 +39,7 @@ import polars as pl
 from pydantic import Field, field_validator
 
 from shopwatch.contract import ALERT_SCHEMA, ENTITY_FIELDS, TIMESTAMP, empty_alerts, stable_id
-from shopwatch.detect.conditions import Where
+from shopwatch.detect.conditions import ASSET_PATH, Where
 from shopwatch.detect.registry import (
     Duration,
     RuleSpec,
@@ -53,11 +53,6 @@ from shopwatch.detect.state import KeyedState
 
 __all__ = ["FormSubmitDetector", "FormSubmitSpec"]
 
-#: Paths of static page assets: what a browser loads with every page it renders.
-DEFAULT_ASSET = (
-    r"(?i)(\.(css|js|mjs|png|jpe?g|gif|svg|webp|avif|ico|woff2?|ttf|eot|map)$"
-    r"|/(static|assets|media|_next|wp-content|wp-includes|skin|pub/static|themes)/)"
-)
 
 _KINDS = {"get": 1, "post": 2, "asset": 3, "page": 4}
 
@@ -74,7 +69,7 @@ class FormSubmitSpec(RuleSpec):
     without_assets: bool = True
     only_forms: bool = False
     direct_posts: bool = True
-    asset: str = DEFAULT_ASSET
+    asset: str = ASSET_PATH
     message: str | None = None
 
     @field_validator("form", "asset")
@@ -103,6 +98,7 @@ class FormSubmitDetector:
         self.fill = timedelta(seconds=spec.max_fill_s)
         #: Event-time history this rule reads: what came before a post, and the last alert.
         self.horizon = max(self.within, self.suppress)
+        self.single_event = False  # a fetch, then a post
         self.where = Where(spec.where)
         self.derived = self.where.derived
         self.needs = frozenset(
