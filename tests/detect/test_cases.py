@@ -56,11 +56,7 @@ DETECTORS = {d.id: d for d in load_detectors().detectors}
 
 def is_signature(detector: Detector) -> bool:
     """Whether one matching event is enough for the rule to alert."""
-    spec = getattr(detector, "spec", None)
-    if getattr(spec, "kind", None) == "form_submit":  # a fetch then a post: a sequence
-        return False
-    count = getattr(spec, "count", None)
-    return count is None or count.at_least == 1
+    return detector.single_event
 
 
 def _slug(text: str) -> str:

@@ -93,6 +93,7 @@ class IntelDetector:
         self.window = parse_duration(spec.window)
         #: Event-time history this rule reads: the last alert of each group.
         self.horizon = self.window
+        self.single_event = True
         self.where = Where(spec.where)
         self.derived = self.where.derived
         self.needs = frozenset(

@@ -143,6 +143,10 @@ class Detector(Protocol):
     needs: frozenset[str]
     spec: RuleSpec
 
+    #: True when one matching event alone can raise an alert (a signature), False when
+    #: an alert needs several (a count, a sequence).
+    single_event: bool
+
     def detect(self, batch: pl.DataFrame, state: KeyedState) -> pl.DataFrame: ...
 
 

@@ -116,6 +116,7 @@ class ThresholdDetector:
         self.hop = min(hop, self.window)
         #: Event-time history this rule reads: its window and the hop of the last alert.
         self.horizon = self.window + max(self.hop, self.suppress)
+        self.single_event = spec.count.at_least == 1
         self.where = Where(spec.where)
         self.share = Where(spec.share.where) if spec.share is not None else None
         key_fields = {k.split("|", 1)[0] for k in self.keys if k != GLOBAL}
