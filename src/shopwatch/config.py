@@ -167,6 +167,11 @@ class RuntimeSettings(_Strict):
     ``memory_max_bytes`` of resident memory (:mod:`shopwatch.pipeline.memory`: input is
     held back near it, batches shrink, state is shed); ``None`` switches that off. The
     state and queue bounds must leave room in it for the process itself and one batch.
+    Account profiles (:mod:`shopwatch.detect.profiles`, built only when a rule reads a
+    ``shop.profile.*`` field) live ``profile_max_age_s`` after an account's last activity,
+    call nothing new before an account is ``profile_settle_s`` old, count a value as new for
+    ``profile_recent_s`` after it was first used, and keep ``profile_max_values`` values per
+    account and attribute; they count towards ``state_max_bytes``.
     """
 
     batch_max_events: int = 50_000
@@ -183,6 +188,10 @@ class RuntimeSettings(_Strict):
     max_past_age_s: float | None = Field(default=366 * 86400.0, gt=0)
     watermark_outliers: int = Field(default=8, ge=0, le=1000)
     source_idle_s: float = Field(default=300.0, gt=0)
+    profile_max_age_s: float = Field(default=90 * 86400.0, gt=0)
+    profile_settle_s: float = Field(default=7 * 86400.0, ge=0)
+    profile_recent_s: float = Field(default=86400.0, gt=0)
+    profile_max_values: int = Field(default=20, ge=1, le=1000)
 
     @model_validator(mode="after")
     def _bounds_fit_ceiling(self) -> RuntimeSettings:

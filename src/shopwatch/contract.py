@@ -138,6 +138,9 @@ EVENT_SCHEMA: Final[dict[str, pl.DataType]] = {
     "observer.ingress.interface.name": _S,
     "shop.session.id": _S,
     "shop.device.id": _S,
+    # The shop platform (content/platforms) whose login endpoint an access-log request
+    # matched; set with event.action "login" by shopwatch.enrich.logins.
+    "shop.platform": _S,
     "shop.product.id": _S,
     "shop.product.price": _F,
     "shop.cart.quantity": _I,
@@ -167,6 +170,14 @@ EVENT_SCHEMA: Final[dict[str, pl.DataType]] = {
     "client.geo.country_iso_code": _S,
     "client.as.number": _I,
     "client.as.organization.name": _S,
+    # What the account's profile knew before the event (shopwatch.detect.profiles): days
+    # since the account was first seen, and whether each value is new to the account.
+    "shop.profile.known_days": _F,
+    "shop.profile.new_device": pl.Boolean(),
+    "shop.profile.new_country": pl.Boolean(),
+    "shop.profile.new_as": pl.Boolean(),
+    "shop.profile.new_address": pl.Boolean(),
+    "shop.profile.new_card": pl.Boolean(),
 }
 
 #: The keys an alert's ``entity`` may carry (contract: "Output: alerts").

@@ -56,6 +56,7 @@ from shopwatch.config import RuntimeSettings
 from shopwatch.contract import empty_alerts
 from shopwatch.detect.conditions import derived_column
 from shopwatch.detect.health import DetectorHealth
+from shopwatch.detect.profiles import PROFILE_FIELDS, PROFILE_STATE, Profiler, ProfileSettings
 from shopwatch.detect.registry import Detector, horizon_of
 from shopwatch.detect.state import (
     EARLIEST,
@@ -255,6 +256,19 @@ class Engine:
             )
             for d in self.detectors
         }
+        # Account profiles, kept only when a rule reads what they say.
+        self.profiler: Profiler | None = None
+        if any(set(PROFILE_FIELDS) & d.needs for d in self.detectors):
+            self.profiler = Profiler(
+                ProfileSettings(
+                    max_age=timedelta(seconds=self.runtime.profile_max_age_s),
+                    settle=timedelta(seconds=self.runtime.profile_settle_s),
+                    recent=timedelta(seconds=self.runtime.profile_recent_s),
+                    max_values=self.runtime.profile_max_values,
+                    max_accounts=self.runtime.state_max_keys,
+                )
+            )
+            self.states[PROFILE_STATE] = self.profiler.new_state()
         self.stats = EngineStats()
         self.health = DetectorHealth([d.id for d in self.detectors])
         self.sources: dict[str, SourceClock] = {}
@@ -313,6 +327,12 @@ class Engine:
         derived = [f for f in self._derived if f.split("|", 1)[0] in batch.columns]
         if derived:  # modified fields (url.original|decoded) computed once for every detector
             batch = batch.with_columns([derived_column(f) for f in derived])
+        if self.profiler is not None:
+            started = time.perf_counter()
+            batch = self.profiler.annotate(batch, self.states[PROFILE_STATE])
+            self.stats.detect_seconds[PROFILE_STATE] = (
+                self.stats.detect_seconds.get(PROFILE_STATE, 0.0) + time.perf_counter() - started
+            )
         outputs: list[pl.DataFrame] = []
         for detector in self.detectors:
             started = time.perf_counter()
