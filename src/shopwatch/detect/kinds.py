@@ -3,5 +3,6 @@
 from shopwatch.detect import (
     forms,  # noqa: F401
     intel,  # noqa: F401
+    sequence,  # noqa: F401
     threshold,  # noqa: F401
 )
