@@ -50,6 +50,12 @@ def simulate_cmd(
         "--campaigns",
         help="Comma-separated campaign kinds (each runs loud and low-and-slow), 'all' (default) or 'none'.",
     ),
+    history_days: float = typer.Option(
+        90.0,
+        "--history-days",
+        min=0.0,
+        help="Days of the customers' past logins and orders written first (0: none).",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary."),
 ) -> None:
     """Write access.log, events.ndjson, auth.log, vpcflow.log and ground_truth.json."""
@@ -62,7 +68,15 @@ def simulate_cmd(
             fail(f"unknown campaign kind(s) {', '.join(unknown)}; known: {', '.join(KINDS)}")
     begin = _parse_start(start) or DEFAULT_START
     try:
-        result = simulate(out, minutes, seed, start=begin, customers=customers, campaigns=kinds)
+        result = simulate(
+            out,
+            minutes,
+            seed,
+            start=begin,
+            customers=customers,
+            campaigns=kinds,
+            history_days=history_days,
+        )
     except ShopwatchError as err:
         fail(str(err))
     if quiet:

@@ -184,9 +184,13 @@ class Population:
 
     customers: set[str] = field(default_factory=set)
     addresses: set[str] = field(default_factory=set)
+    #: Events before this time (a simulated shop's past weeks) make nobody part of the run.
+    since: datetime | None = None
 
     def observe(self, batch: pl.DataFrame) -> None:
         """Add the accounts and addresses of one parsed batch (``backtest``'s ``on_batch``)."""
+        if self.since is not None and "@timestamp" in batch.columns:
+            batch = batch.filter(pl.col("@timestamp") >= self.since)
         if {"user.name", "event.dataset", "event.outcome"} <= set(batch.columns):
             ok = batch.filter(
                 pl.col("event.dataset").str.starts_with("shop.")

@@ -34,6 +34,7 @@ import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,8 @@ __all__ = [
 #: How long after a campaign's end an alert still counts for it (windows close late).
 DEFAULT_GRACE_S = 300.0
 TRUTH_FILE = "ground_truth.json"
+#: What ``simulate`` records of the run itself (its start, end and weeks of history).
+RUN_FILE = "run.json"
 
 
 def _category(record: dict[str, Any]) -> str | None:
@@ -203,11 +206,14 @@ def _score(
     covering: dict[str, list[Alert]] = {c["id"]: [] for c in truth}
     tally = Tally(alerts=len(alerts))
     for alert in alerts:
-        hit = False
-        for c in truth:
-            if spans[c["id"]].covers(alert):
+        covered = [c for c in truth if spans[c["id"]].covers(alert)]
+        hit = any(not c["benign"] for c in covered)
+        # An alert an attack explains is the attack's, even where a look-alike's entity is
+        # the same (a customer behind a carrier's shared address whose account is the one
+        # being guessed): a look-alike is charged only with alerts no attack explains.
+        for c in covered:
+            if not (hit and c["benign"]):
                 covering[c["id"]].append(alert)
-                hit = hit or not c["benign"]
         tally.by_category[alert.category] += 1
         if hit:
             tally.true_by_category[alert.category] += 1
@@ -315,7 +321,7 @@ def _run(
             f"{directory} has no {TRUTH_FILE} (a 'shopwatch simulate' output has one)"
         )
     truth = load_truth(truth_path)
-    population = Population()
+    population = Population(since=_run_start(directory))
     files = _log_files(directory)
     run = backtest(files, settings, on_batch=population.observe)
     records, tally = _score(truth, run.alerts, population, grace_s)
@@ -325,6 +331,17 @@ def _run(
         "files": [p.name for p in files],
     }
     return records, tally, extra
+
+
+def _run_start(directory: Path) -> datetime | None:
+    """When a ``simulate`` run began (its ``run.json``; None for folders without one)."""
+    path = directory / RUN_FILE
+    if not path.is_file():
+        return None
+    try:
+        return datetime.fromisoformat(json.loads(path.read_text(encoding="utf-8"))["start"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise ConfigError(f"{path}: not a simulate run record ({err})") from err
 
 
 def evaluate_dir(

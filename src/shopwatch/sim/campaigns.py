@@ -92,6 +92,9 @@ KINDS: Final[dict[str, CampaignKind]] = {
             _ONE,
         ),
         CampaignKind("moving_house", True, "account_takeover", ("account_takeover",), _ONE),
+        CampaignKind(
+            "account_upkeep", True, "account_takeover", ("account_takeover", "payment_fraud"), _ONE
+        ),
     )
 }
 

@@ -10,11 +10,12 @@ import numpy as np
 from shopwatch.sim import data
 from shopwatch.sim.emit import Out
 from shopwatch.sim.traffic import SITE, Traffic, Visitor
-from shopwatch.sim.world import IpPool, Shop
+from shopwatch.sim.world import Card, IpPool, Shop
 
 __all__ = [
     "account_event",
     "bot_device",
+    "card_fields",
     "dc_ips",
     "hex_id",
     "hosting_block",
@@ -296,6 +297,16 @@ def order(
         v.proto,
     )
     return order_id
+
+
+def card_fields(card: Card) -> dict[str, str]:
+    """A customer's own card as :func:`order` takes it."""
+    return {
+        "bin": card.bin,
+        "last4": card.last4,
+        "fingerprint": card.fingerprint,
+        "country": card.country,
+    }
 
 
 def new_card(rng: np.random.Generator, country: str) -> dict[str, str]:

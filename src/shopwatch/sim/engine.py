@@ -26,6 +26,7 @@ import structlog
 from shopwatch.errors import ConfigError
 from shopwatch.sim.campaigns import KINDS, Campaign, generate, tr_base_rate
 from shopwatch.sim.emit import FORMATS, VPCFLOW_HEADER, Out, Sink, p95, render_vpcflow
+from shopwatch.sim.history import history
 from shopwatch.sim.traffic import Traffic
 from shopwatch.sim.world import Shop, build_shop
 
@@ -367,14 +368,16 @@ def simulate(
     customers: int = 5000,
     campaigns: Sequence[str] | None = None,
     step_s: float = 60.0,
+    history_days: float = 90.0,
 ) -> SimulationResult:
     """Write ``minutes`` of shop traffic from ``start`` into ``out_dir``.
 
     Files: ``access.log`` (nginx combined + request time), ``events.ndjson`` (ECS),
     ``auth.log`` (RFC 3164 sshd), ``vpcflow.log`` (v2, with header) and
-    ``ground_truth.json`` (one record per campaign). ``campaigns`` lists kinds (default:
-    all of :data:`KINDS`; empty: none); each kind runs in every one of its variants. Same
-    arguments, same bytes.
+    ``ground_truth.json`` (one record per campaign) and ``run.json`` (start, end, seed). ``campaigns`` lists kinds (default:
+    all of :data:`KINDS`; empty: none); each kind runs in every one of its variants.
+    ``events.ndjson`` starts with the customers' logins and orders of the ``history_days``
+    before ``start`` (:mod:`shopwatch.sim.history`; 0 for none). Same arguments, same bytes.
     """
     directory = Path(out_dir)
     directory.mkdir(parents=True, exist_ok=True)
@@ -387,6 +390,10 @@ def simulate(
     handles = {fmt: path.open("w", encoding="utf-8", newline="\n") for fmt, path in paths.items()}
     try:
         handles["vpcflow"].write(VPCFLOW_HEADER + "\n")
+        past = history(sim.shop, sim.traffic, seed, t0, history_days)
+        if past:
+            handles["ecs"].write("\n".join(past) + "\n")
+            counts["ecs"] += len(past)
         t = t0
         while t < t_end:
             t = min(t + step_s, t_end)
@@ -401,6 +408,14 @@ def simulate(
     truth = sim.ground_truth
     truth_path = directory / "ground_truth.json"
     truth_path.write_text(json.dumps(truth, indent=2) + "\n", encoding="utf-8")
+    run = {
+        "start": datetime.fromtimestamp(t0, UTC).isoformat(),
+        "end": datetime.fromtimestamp(t_end, UTC).isoformat(),
+        "history_days": history_days,
+        "seed": seed,
+        "customers": customers,
+    }
+    (directory / "run.json").write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
     log.info("simulation_written", out_dir=str(directory), campaigns=len(truth), **counts)
     return SimulationResult(
         out_dir=directory,

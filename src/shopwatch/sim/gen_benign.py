@@ -2,7 +2,8 @@
 
 A flash sale, an office behind one NAT address, verified search crawlers, a customer who
 forgot a password, a staff member's bigger-than-usual export, a customer retrying a declined
-card, a mobile carrier's shared address, and a customer who moved house. Their sizes come
+card, a mobile carrier's shared address, a customer who moved house, and customers tending
+their accounts (a new password or e-mail address, a new card). Their sizes come
 from the same kind of ranges as the attacks' (:mod:`shopwatch.sim.ranges`), never from a
 detector's threshold.
 """
@@ -15,7 +16,15 @@ from typing import TYPE_CHECKING, Final
 import numpy as np
 
 from shopwatch.sim import data
-from shopwatch.sim.draw import account_event, hex_id, order, residential_ips, spread
+from shopwatch.sim.draw import (
+    account_event,
+    card_fields,
+    hex_id,
+    new_card,
+    order,
+    residential_ips,
+    spread,
+)
 from shopwatch.sim.emit import Out
 from shopwatch.sim.gen_data import local_hour
 from shopwatch.sim.ranges import draw
@@ -405,12 +414,7 @@ def _moving_house(out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, t
                 float(np.exp(rng.uniform(np.log(30), np.log(300)))) * FX[cust.currency], 2
             ),
             currency=cust.currency,
-            card={
-                "bin": card.bin,
-                "last4": card.last4,
-                "fingerprint": card.fingerprint,
-                "country": card.country,
-            },
+            card=card_fields(card),
             address_hash=new_home,
             ship_country=cust.country,
         )
@@ -418,6 +422,50 @@ def _moving_house(out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, t
         c.add("user.name", cust.email)
         c.add("shop.device.id", v.device_id)
         t += gap * float(np.exp(rng.normal(0.0, 0.5)))
+    c.last(t - c.start)
+    c.params.update({"customers": int(p["customers"]), "step_gap_s": round(gap, 1)})
+
+
+def _account_upkeep(
+    out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, tr: Traffic
+) -> None:
+    """Customers on their own devices change a password or e-mail, add a card, and order."""
+    p = draw(rng, c.kind, c.variant, c.params)
+    gap = p["step_gap_s"]
+    t = c.start
+    for _ in range(int(p["customers"])):
+        cust = shop.customers[int(rng.integers(0, len(shop.customers)))]
+        v = tr.visitor_for(rng, cust)
+        sid = _sid(rng)
+        t, _ = tr.login(out, rng, t, v, sid)
+        changes = [a for a in ("password_change", "email_change") if rng.random() < 0.5]
+        for action in changes or ["password_change"]:
+            t += gap * float(np.exp(rng.normal(0.0, 0.5)))
+            account_event(out, t, v, sid, cust.email, cust.user_id, action)
+        t += gap * float(np.exp(rng.normal(0.0, 0.5)))
+        card = new_card(rng, cust.country)  # a renewed or second card
+        account_event(out, t, v, sid, cust.email, cust.user_id, "payment_method_add")
+        order(
+            out,
+            rng,
+            tr,
+            t + 60.0,
+            v,
+            sid,
+            cust.email,
+            cust.user_id,
+            amount=round(
+                float(np.exp(rng.uniform(np.log(20), np.log(400)))) * FX[cust.currency], 2
+            ),
+            currency=cust.currency,
+            card=card,
+            address_hash=cust.address_hash,
+            ship_country=cust.country,
+        )
+        c.add("source.ip", v.ip)
+        c.add("user.name", cust.email)
+        c.add("shop.device.id", v.device_id)
+        t += 120.0 + gap * float(np.exp(rng.normal(0.0, 0.5)))
     c.last(t - c.start)
     c.params.update({"customers": int(p["customers"]), "step_gap_s": round(gap, 1)})
 
@@ -431,4 +479,5 @@ GENERATORS: Final[dict[str, Generator]] = {
     "declined_card_retry": _declined_card_retry,
     "mobile_cgnat": _mobile_cgnat,
     "moving_house": _moving_house,
+    "account_upkeep": _account_upkeep,
 }

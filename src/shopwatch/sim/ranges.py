@@ -257,6 +257,10 @@ RANGES: Final[dict[tuple[str, str], dict[str, Range]]] = {
         "customers": _iu(1, 3, _MODEL),
         "step_gap_s": _lu(60.0, 7_200.0, _MODEL),
     },
+    ("account_upkeep", "loud"): {
+        "customers": _iu(1, 5, _MODEL),
+        "step_gap_s": _lu(20.0, 1_800.0, _MODEL),
+    },
 }
 
 

@@ -1,0 +1,75 @@
+"""The shop's past weeks: each customer's earlier logins and orders, before a run starts.
+
+A shop that has run shopwatch for a while has seen its customers before: the devices and
+networks they log in from, the cards and addresses they order with. A run starting from
+nothing would make every customer a stranger, so account-history detections could only be
+measured on a shop seen for the first time. :func:`history` writes that past as the shop's
+own ECS events (``shop.auth`` logins, ``shop.order`` checkouts and ``shop.payment``
+authorizations; the access log of those weeks is not written), drawn from the customers'
+own devices, addresses and cards by the same helpers as live traffic.
+
+How much past (documented in ``docs/simulator.md``): logged-in visits per customer over
+``days`` are Poisson with a mean drawn per customer log-uniformly from 0.5 to 8 visits per
+28 days (repeat-visit figures of e-commerce benchmarks: most customers return a few times
+a month, a few weekly, some not at all); a visit ends in an order with probability 0.3
+(the share of logged-in visits that convert, an assumption of this simulator). Visits
+are spread uniformly over the weeks; each comes from one of the customer's devices, on
+their home or mobile network, as in live traffic.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import numpy as np
+
+from shopwatch.sim.draw import card_fields, hex_id, order
+from shopwatch.sim.emit import Out, Sink
+from shopwatch.sim.traffic import Traffic, emit_login
+from shopwatch.sim.world import FX, Shop
+
+__all__ = ["history"]
+
+#: Mean logged-in visits per customer per 28 days: log-uniform over this range.
+VISITS_PER_28D: Final = (0.5, 8.0)
+#: Probability that a logged-in visit of the past ends in an order.
+ORDER_SHARE: Final = 0.3
+
+
+def history(shop: Shop, traffic: Traffic, seed: int, start: float, days: float) -> list[str]:
+    """ECS lines of the ``days`` before ``start`` (epoch seconds), oldest first."""
+    if days <= 0:
+        return []
+    begin = start - days * 86400.0
+    sink = Sink(seed, begin, keep=frozenset({"ecs"}))
+    out = Out(sink, "history")
+    rng = np.random.default_rng([seed, 3])
+    lo, hi = np.log(VISITS_PER_28D[0]), np.log(VISITS_PER_28D[1])
+    for cust in shop.customers:
+        mean = float(np.exp(rng.uniform(lo, hi))) * days / 28.0
+        # The last hour before the run is left out: the run's own traffic starts there.
+        for t in np.sort(rng.uniform(begin, start - 3600.0, int(rng.poisson(mean)))):
+            v = traffic.visitor_for(rng, cust)
+            sid = hex_id(rng)
+            emit_login(out, float(t), v, cust.email, cust.user_id, True, None, sid)
+            if rng.random() >= ORDER_SHARE:
+                continue
+            card = cust.cards[int(rng.integers(0, len(cust.cards)))]
+            price = float(np.exp(rng.uniform(np.log(15), np.log(250))))
+            order(
+                out,
+                rng,
+                traffic,
+                float(t) + float(rng.uniform(120, 1500)),
+                v,
+                sid,
+                cust.email,
+                cust.user_id,
+                amount=round(price * FX[cust.currency], 2),
+                currency=cust.currency,
+                card=card_fields(card),
+                address_hash=cust.address_hash,
+                ship_country=cust.country,
+                items=max(1, int(rng.poisson(cust.basket))),
+            )
+    return sink.release(start - 1e-3)["ecs"]

@@ -1,0 +1,71 @@
+"""The shop's past weeks written before a run: the customers' own logins and orders."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from shopwatch.detect.profiles import Profiler, ProfileSettings
+from shopwatch.parse import parse_file
+from shopwatch.sim import simulate
+from shopwatch.sim.world import build_shop
+
+START = datetime(2025, 6, 3, 8, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("history")
+    simulate(out, 20, seed=4, start=START, customers=1500, campaigns=[], history_days=30)
+    return out
+
+
+def _events(path: Path) -> pl.DataFrame:
+    return pl.concat([p.batch for p in parse_file(path, "auto")]).sort("@timestamp")
+
+
+def test_the_past_comes_first_and_stays_before_the_run(run: Path) -> None:
+    events = _events(run / "events.ndjson")
+    past = events.filter(pl.col("@timestamp") < START)
+    assert past.height > 200
+    assert past["@timestamp"].min() >= START - timedelta(days=30)
+    assert past["@timestamp"].max() < START
+    record = json.loads((run / "run.json").read_text())
+    assert record["history_days"] == 30 and record["start"] == START.isoformat()
+
+
+def test_the_past_is_the_customers_own_logins_and_orders(run: Path) -> None:
+    shop = build_shop(4, 1500)
+    past = _events(run / "events.ndjson").filter(pl.col("@timestamp") < START)
+    assert set(past["event.dataset"].unique()) >= {"shop.auth", "shop.order", "shop.payment"}
+    logins = past.filter(pl.col("event.action") == "login")
+    assert logins["event.outcome"].unique().to_list() == ["success"]
+    devices = {d.id for c in shop.customers for d in c.devices}
+    cards = {card.fingerprint for c in shop.customers for card in c.cards}
+    assert set(logins["shop.device.id"].unique()) <= devices
+    paid = past.filter(pl.col("event.dataset") == "shop.payment")
+    assert paid.height and set(paid["shop.payment.card.fingerprint"].unique()) <= cards
+    # Some customers come back often, some not at all.
+    per = logins.group_by("user.name").len()["len"]
+    assert per.max() >= 4 and per.len() < len(shop.customers)
+
+
+def test_no_history_writes_none(tmp_path: Path) -> None:
+    simulate(tmp_path, 2, seed=4, start=START, customers=60, campaigns=[], history_days=0)
+    events = _events(tmp_path / "events.ndjson")
+    assert events.filter(pl.col("@timestamp") < START).height == 0
+
+
+def test_profiles_know_a_returning_customer_from_the_past(run: Path) -> None:
+    """The run's events of customers seen in the past mostly come from known devices."""
+    events = _events(run / "events.ndjson")
+    profiler = Profiler(ProfileSettings())
+    annotated = profiler.annotate(events, profiler.new_state())
+    now = annotated.filter(pl.col("@timestamp") >= START)
+    judged = now["shop.profile.new_device"].drop_nulls()
+    assert judged.len() > 0
+    assert judged.sum() < judged.len()  # most returning customers use a known device
