@@ -5,4 +5,5 @@ from shopwatch.detect import (
     intel,  # noqa: F401
     sequence,  # noqa: F401
     threshold,  # noqa: F401
+    travel,  # noqa: F401
 )
