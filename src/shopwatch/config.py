@@ -28,6 +28,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from shopwatch.errors import ConfigError
 
 __all__ = [
+    "DetectSettings",
     "DetectorOverride",
     "FeedConfig",
     "FileSource",
@@ -205,6 +206,19 @@ class RuntimeSettings(_Strict):
                 "batch being run need the rest; raise the ceiling or lower the bounds"
             )
         return self
+
+
+class DetectSettings(_Strict):
+    """How access logs are read before detection (the ``detect:`` section)."""
+
+    login_platforms: list[str] | None = Field(
+        default=None,
+        description="Shop platforms whose login endpoints are read from access logs "
+        "(content/platforms, by id, e.g. [magento, api]); all known when unset, none when [].",
+    )
+    platforms_dirs: list[Path] = Field(
+        default=[], description="Folders of your own platform files (overlay ours by id)."
+    )
 
 
 class DetectorOverride(_Strict):
@@ -530,6 +544,7 @@ class Settings(BaseSettings):
     sources: SourcesSettings = SourcesSettings()
     runtime: RuntimeSettings = RuntimeSettings()
     detectors: dict[str, DetectorOverride] = {}
+    detect: DetectSettings = DetectSettings()
     rules_dirs: list[Path] = []
     intel: IntelSettings = IntelSettings()
     enrich: dict[str, dict[str, Any]] = Field(

@@ -1,4 +1,5 @@
-"""Building an Engine from Settings: detectors from content and config, enrichers in order."""
+"""Building an Engine from Settings: detectors from content and config, enrichers in order,
+the login reading of the configured shop platforms."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ import structlog
 from shopwatch.config import Settings
 from shopwatch.detect.content import load_detectors
 from shopwatch.enrich.base import Enricher
+from shopwatch.enrich.logins import LoginReader
+from shopwatch.enrich.platforms import load_platforms, select_platforms
 from shopwatch.errors import ConfigError
 from shopwatch.pipeline.engine import AlertSink, Engine
 
-__all__ = ["build_engine", "build_enrichers"]
+__all__ = ["build_engine", "build_enrichers", "build_login_reader"]
 
 log = structlog.get_logger("shopwatch.pipeline")
 
@@ -62,6 +65,24 @@ def build_enrichers(settings: Settings, *, live: bool = False) -> list[Enricher]
     return chain
 
 
+def build_login_reader(settings: Settings, *, strict: bool = False) -> LoginReader | None:
+    """The login reading of ``detect.login_platforms`` (all known platforms by default).
+
+    A platform file that cannot be used is logged and skipped (raised if ``strict``); a
+    name no file carries is a :class:`ConfigError`. ``None`` when no platform is chosen.
+    """
+    loaded = load_platforms(settings.detect.platforms_dirs)
+    for problem in loaded.errors:
+        log.warning("platform_skipped", problem=str(problem))
+    if strict and loaded.errors:
+        raise ConfigError("; ".join(str(e) for e in loaded.errors))
+    platforms = select_platforms(loaded, settings.detect.login_platforms)
+    if not platforms:
+        return None
+    log.info("login_platforms_loaded", platforms=[p.id for p in platforms])
+    return LoginReader(platforms)
+
+
 def build_engine(
     settings: Settings,
     *,
@@ -84,4 +105,10 @@ def build_engine(
         raise ConfigError("no detector is enabled: check the rules folders and detectors: config")
     log.info("detectors_loaded", loaded=len(loaded.detectors), skipped=len(loaded.errors))
     chain = build_enrichers(settings, live=live) if enrichers is None else list(enrichers)
-    return Engine(loaded.detectors, chain, runtime=settings.runtime, sinks=sinks)
+    return Engine(
+        loaded.detectors,
+        chain,
+        runtime=settings.runtime,
+        sinks=sinks,
+        logins=build_login_reader(settings, strict=strict),
+    )

@@ -33,6 +33,12 @@ Event time is data an attacker controls, so no single event may move the engine'
 - **Memory.** All detector state together is held under ``state_max_bytes``: past it the
   least recently seen keys are shed (:func:`shed_to_budget`), counted per detector in
   ``stats.shed_keys`` / ``stats.shed_rows`` and ``shopwatch_detect_state_shed_*_total``.
+
+Before enrichment, access-log logins are read per shop platform
+(:class:`shopwatch.enrich.logins.LoginReader`). A login whose outcome only the client's
+next request tells is held back until that request (or ``within`` of event time without
+one) and run with a later batch; :meth:`Engine.flush` runs what is still held at the end
+of a replay, and snapshots carry it.
 """
 
 from __future__ import annotations
@@ -66,6 +72,7 @@ from shopwatch.detect.state import (
     shift_time,
 )
 from shopwatch.enrich.base import Enricher
+from shopwatch.enrich.logins import LoginReader
 from shopwatch.parse.base import Parsed
 
 __all__ = ["DEFAULT_SOURCE", "SOURCE", "Engine", "EngineStats", "SourceClock", "merge_by_time"]
@@ -240,10 +247,12 @@ class Engine:
         *,
         runtime: RuntimeSettings | None = None,
         sinks: Iterable[AlertSink] = (),
+        logins: LoginReader | None = None,
     ) -> None:
         self.runtime = runtime or RuntimeSettings()
         self.detectors = list(detectors)
         self.enrichers = list(enrichers)
+        self.logins = logins
         self.sinks = list(sinks)
         self.lateness = timedelta(seconds=self.runtime.allowed_lateness_s)
         floor = timedelta(seconds=self.runtime.state_max_age_s)
@@ -321,6 +330,11 @@ class Engine:
             batch = batch.sort("@timestamp", maintain_order=True)
         self._count_late(batch)
         self._advance_clocks(batch, now)
+        if self.logins is not None:  # logins read per platform; some held for a next request
+            clocks = {n: c.clock for n, c in self.sources.items() if c.clock is not None}
+            batch = self.logins.read(batch, self.clock, clocks=clocks, source=SOURCE)
+            if batch.height == 0:
+                return empty_alerts()
         batch = batch.drop(SOURCE)
         for enricher in self.enrichers:
             batch = enricher.enrich(batch)
@@ -533,6 +547,16 @@ class Engine:
         STATE.set(self.stats.state_bytes)
         STATE_ROWS.set(self.stats.state_rows)
 
+    def flush(self) -> pl.DataFrame:
+        """Run the logins still held for a next request (the end of a replay); their alerts.
+
+        Each is released with its endpoint's ``unanswered`` outcome. Live monitoring does
+        not flush: the held logins go on waiting, in snapshots too, for events to come.
+        """
+        if self.logins is None or not self.logins.held:
+            return empty_alerts()
+        return self.process(self.logins.flush())
+
     def warm_up(self) -> None:
         """Load the enrichers' tables now (geo ranges take a second), not on the first batch."""
         from shopwatch.contract import conform
@@ -573,6 +597,9 @@ class Engine:
             for det_id, state in self.states.items():
                 for name, blob in state.snapshot().items():
                     archive.writestr(f"state/{det_id}/{name}", blob)
+            if self.logins is not None:
+                for name, blob in self.logins.snapshot().items():
+                    archive.writestr(f"logins/{name}", blob)
         return buf.getvalue()
 
     def restore(self, blob: bytes) -> dict[str, Any]:
@@ -580,10 +607,15 @@ class Engine:
         with zipfile.ZipFile(io.BytesIO(blob)) as archive:
             meta = json.loads(archive.read("meta.json"))
             per_detector: dict[str, dict[str, bytes]] = {}
+            held: dict[str, bytes] = {}
             for name in archive.namelist():
                 if name.startswith("state/"):
                     _, det_id, table = name.split("/", 2)
                     per_detector.setdefault(det_id, {})[table] = archive.read(name)
+                elif name.startswith("logins/"):
+                    held[name.split("/", 1)[1]] = archive.read(name)
+        if self.logins is not None:
+            self.logins.restore(held)
         for det_id, tables in per_detector.items():
             if det_id in self.states:
                 self.states[det_id].restore(tables)

@@ -146,13 +146,8 @@ def replay(
         engine.record_rejects,
         outliers=engine.runtime.watermark_outliers,
     )
-    for batch in merged:
-        if report.first_event is None:
-            report.first_event = batch["@timestamp"].min()  # type: ignore[assignment]
-        report.last_event = batch["@timestamp"].max()  # type: ignore[assignment]
-        if on_batch is not None:
-            on_batch(batch)
-        alerts = engine.process(batch)
+
+    def account(alerts: pl.DataFrame) -> None:
         if alerts.height:
             report.alerts += alerts.height
             for rule_id, n in alerts.group_by("rule.id").len().iter_rows():
@@ -161,5 +156,14 @@ def replay(
                 report.alerts_by_category[str(category)] += int(n)
             if on_alerts is not None:
                 on_alerts(alerts)
+
+    for batch in merged:
+        if report.first_event is None:
+            report.first_event = batch["@timestamp"].min()  # type: ignore[assignment]
+        report.last_event = batch["@timestamp"].max()  # type: ignore[assignment]
+        if on_batch is not None:
+            on_batch(batch)
+        account(engine.process(batch))
+    account(engine.flush())  # logins still waiting for a next request: the files have ended
     report.elapsed_s = time.perf_counter() - started
     return report
