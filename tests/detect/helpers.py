@@ -15,6 +15,8 @@ import yaml
 from shopwatch.contract import ALERT_SCHEMA
 from shopwatch.detect.registry import Detector
 from shopwatch.detect.state import KeyedState
+from shopwatch.enrich.logins import LoginReader
+from shopwatch.enrich.platforms import Platform, load_platforms, select_platforms
 from shopwatch.parse import parse_file
 
 CASES = Path(__file__).resolve().parent / "cases"
@@ -35,11 +37,22 @@ def _enrichers() -> tuple[Any, ...]:
     )
 
 
+@functools.cache
+def _platforms() -> tuple[Platform, ...]:
+    return tuple(select_platforms(load_platforms(), None))
+
+
+def _logins() -> LoginReader:
+    """The pipeline's login reading of every shipped platform (a fresh one: it holds rows)."""
+    return LoginReader(_platforms())
+
+
 def read_events(path: Path) -> pl.DataFrame:
     """Every event of a case file (format sniffed), in event-time order; no rejects allowed.
 
     Enriched as the pipeline does before detection (network, organisation and user-agent
-    fields a rule may read), fields the file gives itself kept.
+    fields a rule may read), fields the file gives itself kept, and its access-log logins
+    read by the shipped platform files (the file is the whole stream).
     """
     parts = list(parse_file(path, "auto", year=CASE_YEAR))
     rejects = pl.concat([p.rejects for p in parts])
@@ -49,7 +62,7 @@ def read_events(path: Path) -> pl.DataFrame:
     for enricher in _enrichers():
         enriched = enricher.enrich(enriched)
     given = [c for c in events.columns if events[c].null_count() < events.height]
-    return enriched.with_columns(events.select(given))
+    return _logins().read_all(enriched.with_columns(events.select(given)))
 
 
 def case_file(case: str, stem: str) -> Path:
