@@ -27,7 +27,8 @@ from shopwatch.sim import simulate
 
 pytestmark = pytest.mark.slow
 
-#: Attack kinds whose loud form the shipped rules cover (signatures and per-IP/account rates).
+#: Attack kinds whose loud form the shipped rules cover (signatures, per-IP/account rates and
+#: a flood's rate on one path).
 COVERED_LOUD = {
     "brute_force",
     "credential_stuffing",
@@ -35,6 +36,7 @@ COVERED_LOUD = {
     "sqli_probe",
     "xss_probe",
     "ssh_brute_force",
+    "http_flood",
 }
 #: Seeds to replay; SIM_SEEDS=1,2,3 tries others.
 SEEDS = [int(s) for s in os.environ.get("SIM_SEEDS", "5,29,4242").split(",")]
