@@ -43,7 +43,8 @@ def test_the_past_is_the_customers_own_logins_and_orders(run: Path) -> None:
     past = _events(run / "events.ndjson").filter(pl.col("@timestamp") < START)
     assert set(past["event.dataset"].unique()) >= {"shop.auth", "shop.order", "shop.payment"}
     logins = past.filter(pl.col("event.action") == "login")
-    assert logins["event.outcome"].unique().to_list() == ["success"]
+    failed = logins.filter(pl.col("event.outcome") == "failure").height
+    assert 0 < failed < 0.2 * logins.height  # typos, as in live traffic, but few
     devices = {d.id for c in shop.customers for d in c.devices}
     cards = {card.fingerprint for c in shop.customers for card in c.cards}
     assert set(logins["shop.device.id"].unique()) <= devices

@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shopwatch.contract import ALERT_SCHEMA, ENTITY_FIELDS, TIMESTAMP, empty_alerts, stable_id
 from shopwatch.detect.conditions import Where, derived_column, derived_name
@@ -85,6 +85,23 @@ class ShareSpec(BaseModel):
     at_least: float = Field(gt=0, le=1)
 
 
+class BaselineSpec(BaseModel):
+    """This window against the key's own recent normal: ``factor`` times its usual count.
+
+    The usual count is the key's mean per window over the ``over`` before the window (or
+    over the part of it since the key was first seen), from counts kept per ``bucket`` (so
+    a busy key's baseline costs a row per bucket, not a row per event). A key with less
+    than a window of history has a usual count of zero: the rule is then a plain threshold
+    until its history fills.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    over: Duration
+    factor: float = Field(gt=1)
+    bucket: Duration = "5m"
+
+
 class ThresholdSpec(RuleSpec):
     """A ``threshold`` rule."""
 
@@ -94,9 +111,23 @@ class ThresholdSpec(RuleSpec):
     share: ShareSpec | None = None
     spread: SpreadSpec | None = None
     members: tuple[str, ...] = ()
+    baseline: BaselineSpec | None = None
     suppress: Duration | None = None
     hop: Duration | None = None
     message: str | None = None
+
+    @model_validator(mode="after")
+    def _baseline_fits(self) -> ThresholdSpec:
+        if self.baseline is not None:
+            bucket, window = parse_duration(self.baseline.bucket), parse_duration(self.count.within)
+            if bucket > window:
+                raise ValueError(
+                    f"baseline.bucket ({self.baseline.bucket}) is longer than the window "
+                    f"({self.count.within})"
+                )
+            if parse_duration(self.baseline.over) < window:
+                raise ValueError("baseline.over must be at least the window")
+        return self
 
 
 @kind("threshold")
@@ -114,8 +145,14 @@ class ThresholdDetector:
         self.suppress = parse_duration(spec.suppress) if spec.suppress else self.window
         hop = parse_duration(spec.hop) if spec.hop else max(self.window / 10, timedelta(seconds=1))
         self.hop = min(hop, self.window)
-        #: Event-time history this rule reads: its window and the hop of the last alert.
+        self.baseline = spec.baseline
+        self.bucket = parse_duration(spec.baseline.bucket) if spec.baseline else self.window
+        self.over = parse_duration(spec.baseline.over) if spec.baseline else timedelta(0)
+        #: Event-time history this rule reads: its window and the hop of the last alert
+        #: (and, with a baseline, the weeks or hours of bucket counts before the window).
         self.horizon = self.window + max(self.hop, self.suppress)
+        if spec.baseline is not None:
+            self.horizon += self.over + self.bucket
         self.single_event = spec.count.at_least == 1
         self.where = Where(spec.where)
         self.share = Where(spec.share.where) if spec.share is not None else None
@@ -147,6 +184,12 @@ class ThresholdDetector:
             "_m": pl.Boolean(),
             **{column: pl.String() for column in self._members},
             "_ts": TIMESTAMP,
+        }
+        self._bucket_schema: dict[str, pl.DataType] = {
+            **{k: pl.String() for k in self.keys},
+            "_b": TIMESTAMP,  # bucket start
+            "_c": pl.Int64(),  # matching events in the bucket
+            "_ts": TIMESTAMP,  # the bucket's end (its age for eviction)
         }
         self._fired_schema: dict[str, pl.DataType] = {
             **{k: pl.String() for k in self.keys},
@@ -201,6 +244,8 @@ class ThresholdDetector:
         )
         if new.height == 0:
             return empty_alerts()
+        if self.baseline is not None:
+            self._count_buckets(new, state)
         # Only the keys this batch touches are re-run: a batch costs in proportion to its
         # own keys' windows, not to every key the state holds.
         keys = list(self.keys)
@@ -262,6 +307,8 @@ class ThresholdDetector:
             .alias("_fresh_w"),
         ).with_row_index("_i")
         events = events.with_columns(pl.col("_i").cast(pl.Int64))
+        if self.baseline is not None:
+            events = self._expected(events, state)
         alerts, fired = self._fire(events, state.table("fired", self._fired_schema))
         # Trim against the engine's clock, not the newest event alone: one event dated
         # 9999 must not drop the window of every other key (it only stays in its own).
@@ -275,6 +322,76 @@ class ThresholdDetector:
         state.put("tail", pl.concat([rest, kept.select(list(self._tail_schema))], how="vertical"))
         state.put("fired", fired)
         return alerts
+
+    # -- the baseline -------------------------------------------------------------------
+
+    def _count_buckets(self, new: pl.DataFrame, state: KeyedState) -> None:
+        """Add this batch's matching events to their keys' bucket counts."""
+        keys = list(self.keys)
+        counted = (
+            new.group_by(*keys, pl.col("@timestamp").dt.truncate(self.bucket).alias("_b"))
+            .agg(pl.len().cast(pl.Int64).alias("_c"))
+            .with_columns((pl.col("_b") + self.bucket).alias("_ts"))
+        )
+        held = state.table("buckets", self._bucket_schema)
+        touched = counted.select(keys).unique()
+        mine = held.join(touched, on=keys, how="semi", nulls_equal=True)
+        rest = held.join(touched, on=keys, how="anti", nulls_equal=True)
+        merged = (
+            pl.concat([mine, counted.select(list(self._bucket_schema))], how="vertical")
+            .group_by(*keys, "_b")
+            .agg(pl.col("_c").sum(), pl.col("_ts").max())
+        )
+        state.put("buckets", pl.concat([rest, merged.select(list(self._bucket_schema))]))
+
+    def _expected(self, events: pl.DataFrame, state: KeyedState) -> pl.DataFrame:
+        """``events`` with ``_exp``: the key's usual count per window before each event's.
+
+        For an event in bucket ``b`` the baseline is the buckets that start in
+        ``[b - window - over, b - window)``, scaled from ``over`` to one window.
+        """
+        keys = list(self.keys)
+        own = events.select(*keys, pl.col("@timestamp").dt.truncate(self.bucket).alias("_at"))
+        pairs = own.unique()
+        held = state.table("buckets", self._bucket_schema).join(
+            pairs.select(keys).unique(), on=keys, how="semi", nulls_equal=True
+        )
+        # A key seen for less than ``over`` is judged on the history it has (at least a
+        # window of it): a new deployment's baseline is not diluted by days it never saw.
+        since = held.group_by(keys).agg(pl.col("_b").min().alias("_first"))
+        window_us = self.window / timedelta(microseconds=1)
+        usual = (
+            pairs.join(held, on=keys, how="inner", nulls_equal=True)
+            .filter(
+                (pl.col("_b") < pl.col("_at") - self.window)
+                & (pl.col("_b") >= pl.col("_at") - self.window - self.over)
+            )
+            .group_by(*keys, "_at")
+            .agg(pl.col("_c").sum().alias("_sum"))
+            .join(since, on=keys, how="left", nulls_equal=True)
+            .with_columns(
+                (
+                    (pl.col("_at") - self.window - pl.col("_first")).dt.total_microseconds()
+                    / window_us
+                )
+                .clip(0.0, self.over / self.window)
+                .alias("_span")
+            )
+            .with_columns(
+                pl.when(pl.col("_span") >= 1.0)
+                .then(pl.col("_sum") / pl.col("_span"))
+                .otherwise(0.0)
+                .alias("_exp")
+            )
+            .select(*keys, "_at", "_exp")
+        )
+        return (
+            events.with_columns(pl.col("@timestamp").dt.truncate(self.bucket).alias("_at"))
+            .join(usual, on=[*keys, "_at"], how="left", nulls_equal=True)
+            .with_columns(pl.col("_exp").fill_null(0.0))
+            .drop("_at")
+            .sort("_i")
+        )
 
     @staticmethod
     def _key(name: str, columns: list[str]) -> pl.Expr:
@@ -331,6 +448,9 @@ class ThresholdDetector:
             cond = cond & (pl.col("_e") >= spec.spread.at_least)
         if distinct:
             cond = cond & (pl.col("_d") >= spec.count.at_least)
+        if spec.baseline is not None:
+            measured = pl.col("_d") if distinct else pl.col("_n")
+            cond = cond & (measured >= spec.baseline.factor * pl.col("_exp"))
         cand = (
             scored.filter(cond)
             .with_columns(pl.col("@timestamp").dt.truncate(self.hop).alias("_bucket"))
@@ -419,6 +539,9 @@ class ThresholdDetector:
                 pl.col("_d").alias("distinct"),
                 (pl.col("_s") / pl.col("_n")).alias("_share"),
                 pl.col("_e").alias("_spread"),
+                (pl.col("_exp") if spec.baseline is not None else pl.lit(None, pl.Float64)).alias(
+                    "_exp"
+                ),
                 pl.col("_i").alias("_alert"),
             )
             .join(members, on="_alert")
@@ -454,6 +577,12 @@ class ThresholdDetector:
             if spec.share is not None:
                 details["share"] = round(float(ev["_share"]), 4)
                 details["share_at_least"] = spec.share.at_least
+            if spec.baseline is not None:
+                details["usual"] = round(float(ev["_exp"]), 3)
+                details["baseline"] = {
+                    "over": spec.baseline.over,
+                    "factor": spec.baseline.factor,
+                }
             if spec.count.distinct:
                 details["distinct_field"] = spec.count.distinct
                 details["distinct"] = n_distinct

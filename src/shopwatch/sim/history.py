@@ -4,9 +4,10 @@ A shop that has run shopwatch for a while has seen its customers before: the dev
 networks they log in from, the cards and addresses they order with. A run starting from
 nothing would make every customer a stranger, so account-history detections could only be
 measured on a shop seen for the first time. :func:`history` writes that past as the shop's
-own ECS events (``shop.auth`` logins, ``shop.order`` checkouts and ``shop.payment``
-authorizations; the access log of those weeks is not written), drawn from the customers'
-own devices, addresses and cards by the same helpers as live traffic.
+own ECS events (``shop.auth`` logins with their typos and password resets, ``shop.order``
+checkouts and ``shop.payment`` authorizations with their declines; the access log of those
+weeks is not written), drawn from the customers' own devices, addresses and cards by the
+same login and checkout code as live traffic.
 
 How much past (documented in ``docs/simulator.md``): logged-in visits per customer over
 ``days`` are Poisson with a mean drawn per customer log-uniformly from 0.5 to 8 visits per
@@ -23,10 +24,10 @@ from typing import Final
 
 import numpy as np
 
-from shopwatch.sim.draw import card_fields, hex_id, order
+from shopwatch.sim.draw import hex_id
 from shopwatch.sim.emit import Out, Sink
-from shopwatch.sim.traffic import Traffic, emit_login
-from shopwatch.sim.world import FX, Shop
+from shopwatch.sim.traffic import Traffic
+from shopwatch.sim.world import Shop
 
 __all__ = ["history"]
 
@@ -51,25 +52,9 @@ def history(shop: Shop, traffic: Traffic, seed: int, start: float, days: float) 
         for t in np.sort(rng.uniform(begin, start - 3600.0, int(rng.poisson(mean)))):
             v = traffic.visitor_for(rng, cust)
             sid = hex_id(rng)
-            emit_login(out, float(t), v, cust.email, cust.user_id, True, None, sid)
-            if rng.random() >= ORDER_SHARE:
-                continue
-            card = cust.cards[int(rng.integers(0, len(cust.cards)))]
-            price = float(np.exp(rng.uniform(np.log(15), np.log(250))))
-            order(
-                out,
-                rng,
-                traffic,
-                float(t) + float(rng.uniform(120, 1500)),
-                v,
-                sid,
-                cust.email,
-                cust.user_id,
-                amount=round(price * FX[cust.currency], 2),
-                currency=cust.currency,
-                card=card_fields(card),
-                address_hash=cust.address_hash,
-                ship_country=cust.country,
-                items=max(1, int(rng.poisson(cust.basket))),
-            )
+            # Logins with their typos and resets, checkouts with their declines, as live.
+            after, _ = traffic.login(out, rng, float(t), v, sid)
+            if rng.random() < ORDER_SHARE:
+                cart = [(shop.pick_product(rng), max(1, int(rng.poisson(cust.basket))))]
+                traffic.checkout(out, rng, after + float(rng.uniform(120, 1500)), v, sid, cart)
     return sink.release(start - 1e-3)["ecs"]
