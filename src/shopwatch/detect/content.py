@@ -67,6 +67,8 @@ def _documents(text: str) -> list[tuple[Any, dict[tuple[str | int, ...], int]]]:
         out = []
         while loader.check_node():
             node = loader.get_node()
+            if node is None:  # typing only: check_node() said there is one
+                break
             out.append((loader.construct_document(node), _key_lines(node)))
         return out
     finally:
