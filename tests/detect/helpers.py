@@ -13,6 +13,7 @@ import polars as pl
 import yaml
 
 from shopwatch.contract import ALERT_SCHEMA
+from shopwatch.detect.profiles import PROFILE_FIELDS, Profiler
 from shopwatch.detect.registry import Detector
 from shopwatch.detect.state import KeyedState
 from shopwatch.enrich.logins import LoginReader
@@ -62,7 +63,23 @@ def read_events(path: Path) -> pl.DataFrame:
     for enricher in _enrichers():
         enriched = enricher.enrich(enriched)
     given = [c for c in events.columns if events[c].null_count() < events.height]
-    return _logins().read_all(enriched.with_columns(events.select(given)))
+    enriched = _logins().read_all(enriched.with_columns(events.select(given)))
+    # What the accounts' profiles say, learnt over the file in event time as the engine does.
+    profiler = Profiler()
+    return profiler.annotate(enriched, profiler.new_state())
+
+
+def reads_profiles(detector: Detector) -> bool:
+    """Whether a rule reads what account profiles say (``shop.profile.*``)."""
+    return bool(detector.needs & set(PROFILE_FIELDS))
+
+
+def clauses(detector: Detector) -> list[dict[str, Any]]:
+    """The ``where`` clauses that decide whether an event counts (a sequence's: its steps)."""
+    steps = getattr(detector.spec, "steps", None)
+    if steps is not None:
+        return [step.where for step in steps]
+    return [detector.spec.where]
 
 
 def case_file(case: str, stem: str) -> Path:
@@ -96,8 +113,29 @@ class Line:
     text: str
 
     def events(self) -> pl.DataFrame:
-        """The events of this line alone, parsed as its file would be."""
-        return _parse_alone(self.file, self.text)
+        """The events of this line alone, parsed as its file would be.
+
+        For rules that read account profiles, the line's event as the whole file leaves
+        it (its profile fields learnt from the lines before it): those need the history.
+        """
+        alone = _parse_alone(self.file, self.text)
+        if not _profiled_case(self.case) or "event.id" not in alone.columns:
+            return alone
+        whole = _read_cached(CASES / self.case / self.file)
+        return whole.filter(pl.col("event.id").is_in(alone["event.id"].to_list()))
+
+
+@functools.cache
+def _read_cached(path: Path) -> pl.DataFrame:
+    return read_events(path)
+
+
+@functools.cache
+def _profiled_case(case: str) -> bool:
+    from shopwatch.detect.content import load_detectors
+
+    found = [d for d in load_detectors().detectors if d.id == case]
+    return bool(found) and reads_profiles(found[0])
 
 
 def fires_lines(case: str) -> list[Line]:

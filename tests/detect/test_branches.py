@@ -23,7 +23,7 @@ import pytest
 
 from shopwatch.detect.conditions import compile_where
 
-from .helpers import fires_lines, read_expect
+from .helpers import clauses, fires_lines, read_expect
 from .test_cases import DETECTORS
 
 _FLAGS = re.compile(r"\(\?[a-zA-Z]+\)")
@@ -118,8 +118,9 @@ def _counted_events(rule_id: str) -> pl.DataFrame:
     return pl.concat(frames, how="diagonal_relaxed")
 
 
-def _where(rule_id: str) -> dict[str, Any]:
-    return dict(DETECTORS[rule_id].spec.where)
+def _wheres(rule_id: str) -> list[dict[str, Any]]:
+    """The rule's where clauses: its where, or each step of a sequence."""
+    return [dict(clause) for clause in clauses(DETECTORS[rule_id])]
 
 
 def _matches(events: pl.DataFrame, clause: dict[str, Any]) -> pl.Series:
@@ -149,8 +150,9 @@ def _alternative_cases(*, needed: bool = False) -> list[Any]:
     params = []
     for rule_id in sorted(DETECTORS):
         by_pattern: dict[str, list[str]] = {}
-        for field, pattern in _regexes(_where(rule_id)):
-            by_pattern.setdefault(pattern, []).append(field)
+        for where in _wheres(rule_id):
+            for field, pattern in _regexes(where):
+                by_pattern.setdefault(pattern, []).append(field)
         for p_no, (pattern, fields) in enumerate(by_pattern.items(), start=1):
             alternatives = split_alternatives(pattern)
             if needed and len(alternatives) == 1:
@@ -193,9 +195,14 @@ def test_alternatives_rejoin_to_the_pattern(rule_id: str, pattern: str) -> None:
 def _any_of_cases() -> list[Any]:
     params = []
     for rule_id in sorted(DETECTORS):
-        for e_no, entry in enumerate(_where(rule_id).get("any_of", []), start=1):
-            name = "+".join(entry)
-            params.append(pytest.param(rule_id, e_no - 1, id=f"{rule_id}-entry{e_no}-{name}"))
+        wheres = _wheres(rule_id)
+        for w_no, where in enumerate(wheres):
+            step = f"step{w_no + 1}-" if len(wheres) > 1 else ""
+            for e_no, entry in enumerate(where.get("any_of", []), start=1):
+                name = "+".join(entry)
+                params.append(
+                    pytest.param(rule_id, w_no, e_no - 1, id=f"{rule_id}-{step}entry{e_no}-{name}")
+                )
     return params
 
 
@@ -223,17 +230,18 @@ def test_alternative_is_needed(
     alternatives = split_alternatives(pattern)
     rest = "|".join(a for i, a in enumerate(alternatives) if i != index)
     events = _counted_events(rule_id)
-    where = _where(rule_id)
-    full = _matches(events, where)
-    cut = _matches(events, _replace_pattern(where, pattern, rest))
-    lost = int((full & ~cut).sum())
+    lost = 0
+    for where in _wheres(rule_id):
+        full = _matches(events, where)
+        cut = _matches(events, _replace_pattern(where, pattern, rest))
+        lost += int((full & ~cut).sum())
     assert lost, f"deleting {alternatives[index]!r} from {rule_id} loses no fires line"
 
 
-@pytest.mark.parametrize(("rule_id", "index"), _any_of_cases())
-def test_any_of_entry_is_exercised_and_needed(rule_id: str, index: int) -> None:
+@pytest.mark.parametrize(("rule_id", "clause", "index"), _any_of_cases())
+def test_any_of_entry_is_exercised_and_needed(rule_id: str, clause: int, index: int) -> None:
     """The entry alone matches a fires line, and dropping it loses one."""
-    where = _where(rule_id)
+    where = _wheres(rule_id)[clause]
     entries = where["any_of"]
     events = _counted_events(rule_id)
     assert int(_matches(events, entries[index]).sum()), "no fires line exercises this entry"
