@@ -12,7 +12,8 @@ A field name may carry modifiers after ``|`` that transform the value first, as 
 ``url.original|decoded`` percent-decodes (twice, so double encoding is seen through, and
 ``+`` reads as a space) and lower-cases; ``|lower`` only lower-cases; ``|net`` gives an
 address's /24 (IPv4) or /48 (IPv6) network, for keys above the single address; ``|asset``
-reads a URL path as ``asset`` (a style sheet, script, image or font) or ``page``.
+reads a URL path as ``asset`` (a style sheet, script, image or font) or ``page``; ``|text``
+reads a number as its decimal text (a Sigma wildcard on ``http.response.status_code``).
 
 ``any_of`` (a list of clauses, at least one holds) and ``none_of`` (no listed clause holds)
 may appear beside the fields. A null field satisfies no condition except ``exists: false``
@@ -134,7 +135,7 @@ def _check_regex(pattern: Any, field: str, path: tuple[str | int, ...] = ()) -> 
 
 _ESCAPES = [f"%{code:02x}" for code in range(0x20, 0x7F)]
 _CHARS = [chr(code).lower() for code in range(0x20, 0x7F)]
-_MODIFIERS = {"asset", "decoded", "lower", "net"}
+_MODIFIERS = {"asset", "decoded", "lower", "net", "text"}
 
 #: Paths of static page assets, what a browser loads with every page it renders
 #: (``|asset`` reads a path as ``asset`` or ``page``).
@@ -213,6 +214,8 @@ def derived_column(field: str) -> pl.Expr:
             f"unknown modifier(s) {sorted(unknown)} in {field!r}; known: {sorted(_MODIFIERS)}"
         )
     col = pl.col(name)
+    if "text" in mods:
+        col = col.cast(pl.String)
     if "asset" in mods:
         return (
             pl.when(col.str.contains(ASSET_PATH))

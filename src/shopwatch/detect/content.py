@@ -1,5 +1,8 @@
 """Loading rule files: the shipped ``content/rules`` overlaid by a user's folders, by id.
 
+Sigma rules (documents with ``detection:`` or ``correlation:``) may sit beside ours in
+any rules folder; they are converted to rule mappings of ours on the way in.
+
 One bad file is reported (with file and line) and skipped; it never stops the others.
 """
 
@@ -18,6 +21,10 @@ from shopwatch.detect.registry import Detector, build, horizon_of, human_duratio
 from shopwatch.errors import ContentError
 
 __all__ = ["Loaded", "RuleFile", "builtin_rules_dir", "load_detectors", "read_rule_files"]
+
+
+#: Keys that make a document a Sigma rule (see :mod:`shopwatch.detect.sigma`), not one of ours.
+_SIGMA_KEYS = frozenset({"detection", "correlation", "filter", "action"})
 
 
 def builtin_rules_dir() -> Path:
@@ -81,6 +88,7 @@ def read_rule_files(
     """Rule mappings by id (later folders overlay earlier ones) and the errors met."""
     rules: dict[str, RuleFile] = {}
     errors: list[ContentError] = []
+    sigma: list[RuleFile] = []
     for folder in dirs:
         if not folder.is_dir():
             errors.append(ContentError("rules folder does not exist", str(folder)))
@@ -98,6 +106,9 @@ def read_rule_files(
             for doc, lines in docs:
                 if doc is None:
                     continue
+                if isinstance(doc, dict) and "kind" not in doc and _SIGMA_KEYS & doc.keys():
+                    sigma.append(RuleFile(doc, str(path), lines))
+                    continue
                 if not isinstance(doc, dict) or "id" not in doc or "kind" not in doc:
                     errors.append(
                         ContentError(
@@ -106,6 +117,12 @@ def read_rule_files(
                     )
                     continue
                 rules[str(doc["id"])] = RuleFile(doc, str(path), lines)
+    if sigma:  # converted together: a correlation may refer to rules in other files
+        from shopwatch.detect.sigma import convert_sigma
+
+        converted, sigma_errors = convert_sigma(sigma)
+        rules.update((str(rule.raw["id"]), rule) for rule in converted)
+        errors.extend(sigma_errors)
     return rules, errors
 
 
