@@ -7,15 +7,23 @@ are errors naming the file) and returns a Detector with frozen parameters.
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Callable, Mapping
-from datetime import timedelta
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Annotated, Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 import polars as pl
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from shopwatch.contract import CATEGORIES, EVENT_SCHEMA, Category, Severity
+from shopwatch.contract import (
+    CATEGORIES,
+    ENTITY_FIELDS,
+    EVENT_SCHEMA,
+    Category,
+    Severity,
+    stable_id,
+)
 from shopwatch.detect.conditions import ConditionError, check_where
 from shopwatch.detect.state import KeyedState
 from shopwatch.errors import ContentError, RegistryError
@@ -25,6 +33,7 @@ __all__ = [
     "KINDS",
     "Detector",
     "RuleSpec",
+    "alert_record",
     "build",
     "horizon_of",
     "kind",
@@ -97,6 +106,39 @@ def render_message(template: str, values: dict[str, Any]) -> str:
         return str(values[name]) if name in values else found.group(0)
 
     return _PLACEHOLDER.sub(sub, template)
+
+
+def alert_record(
+    spec: RuleSpec,
+    *,
+    at: datetime,
+    key: Sequence[Any],
+    entity: Mapping[str, Any],
+    event_ids: Sequence[str],
+    message: str,
+    details: Mapping[str, Any],
+    risk: int | None = None,
+    severity: str | None = None,
+) -> dict[str, Any]:
+    """One ALERT_SCHEMA row of ``spec``'s rule: its id from the rule, ``key`` and ``at``.
+
+    ``entity`` names some entity fields (the others are null); ``details`` is written as
+    sorted JSON.
+    """
+    return {
+        "alert.id": stable_id(spec.id, *key, at.isoformat()),
+        "@timestamp": at,
+        "rule.id": spec.id,
+        "rule.name": spec.title,
+        "rule.category": spec.category,
+        "severity": severity or spec.severity,
+        "risk_score": spec.base_risk if risk is None else risk,
+        "entity": {f: entity.get(f) for f in ENTITY_FIELDS},
+        "event.ids": list(event_ids),
+        "threat.technique.id": spec.technique,
+        "message": message,
+        "details": json.dumps(details, sort_keys=True),
+    }
 
 
 class RuleSpec(BaseModel):

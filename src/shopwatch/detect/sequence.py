@@ -22,19 +22,19 @@ of the key's last alert, and its last activity).
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shopwatch.contract import ALERT_SCHEMA, ENTITY_FIELDS, TIMESTAMP, empty_alerts, stable_id
+from shopwatch.contract import ALERT_SCHEMA, ENTITY_FIELDS, TIMESTAMP, empty_alerts
 from shopwatch.detect.conditions import Where
 from shopwatch.detect.registry import (
     Duration,
     RuleSpec,
     WhereClause,
+    alert_record,
     human_duration,
     kind,
     parse_duration,
@@ -279,7 +279,7 @@ class SequenceDetector:
             starter = min(range(n), key=lambda s: ev[_s(s)])
             firsts = {f: ev[_x(starter, f)] for f in self.extra}
         key_values = dict(zip(self.keys, key, strict=True))
-        entity = {f: key_values.get(f, firsts.get(f)) for f in ENTITY_FIELDS}
+        entity = {**firsts, **key_values}
         began: datetime = ev["_began"]
         within = human_duration(self.window)
         steps = [s.name for s in spec.steps]
@@ -303,20 +303,15 @@ class SequenceDetector:
         extra_keys = {k: v for k, v in key_values.items() if k not in ENTITY_FIELDS}
         if extra_keys:
             details["keys"] = extra_keys
-        return {
-            "alert.id": stable_id(spec.id, *key, at.isoformat()),
-            "@timestamp": at,
-            "rule.id": spec.id,
-            "rule.name": spec.title,
-            "rule.category": spec.category,
-            "severity": spec.severity,
-            "risk_score": spec.base_risk,
-            "entity": entity,
-            "event.ids": ids,
-            "threat.technique.id": spec.technique,
-            "message": render_message(template, values),
-            "details": json.dumps(details, sort_keys=True),
-        }
+        return alert_record(
+            spec,
+            at=at,
+            key=key,
+            entity=entity,
+            event_ids=ids,
+            message=render_message(template, values),
+            details=details,
+        )
 
     def _carry(self, chained: pl.DataFrame, fired: dict[tuple[Any, ...], datetime]) -> pl.DataFrame:
         """Per key, what the next batch needs: live chain starts and the last alert."""

@@ -18,7 +18,6 @@ State: ``last`` (per key, the last login's time, country, address and event id).
 from __future__ import annotations
 
 import functools
-import json
 import math
 from datetime import datetime
 from typing import Any
@@ -27,12 +26,13 @@ import numpy as np
 import polars as pl
 from pydantic import Field, field_validator
 
-from shopwatch.contract import ALERT_SCHEMA, ENTITY_FIELDS, TIMESTAMP, empty_alerts, stable_id
+from shopwatch.contract import ALERT_SCHEMA, ENTITY_FIELDS, TIMESTAMP, empty_alerts
 from shopwatch.detect.conditions import Where
 from shopwatch.detect.registry import (
     Duration,
     RuleSpec,
     WhereClause,
+    alert_record,
     human_duration,
     kind,
     parse_duration,
@@ -242,20 +242,13 @@ class TravelDetector:
             "speed_kmh": round(speed, 1),
             "max_speed_kmh": spec.max_speed_kmh,
         }
-        entity = {f: None for f in ENTITY_FIELDS}
-        entity[self.key] = ev[self.key]
-        entity["source.ip"] = ev["_ip"]
-        return {
-            "alert.id": stable_id(spec.id, ev[self.key], at.isoformat()),
-            "@timestamp": at,
-            "rule.id": spec.id,
-            "rule.name": spec.title,
-            "rule.category": spec.category,
-            "severity": spec.severity,
-            "risk_score": risk,
-            "entity": entity,
-            "event.ids": [i for i in (ev["_prev_id"], ev["_id"]) if i],
-            "threat.technique.id": spec.technique,
-            "message": render_message(template, values),
-            "details": json.dumps(details, sort_keys=True),
-        }
+        return alert_record(
+            spec,
+            at=at,
+            key=(ev[self.key],),
+            entity={self.key: ev[self.key], "source.ip": ev["_ip"]},
+            event_ids=[i for i in (ev["_prev_id"], ev["_id"]) if i],
+            message=render_message(template, values),
+            details=details,
+            risk=risk,
+        )
