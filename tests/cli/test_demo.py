@@ -79,3 +79,31 @@ def test_demo_serves_live_alerts_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> 
         assert store.load_checkpoint("engine") is not None, (
             "the last checkpoint was written at stop"
         )
+
+
+def test_the_demo_feed_sends_the_customers_past_first() -> None:
+    """Account profiles need the shop's past: the feed's first lines are its last weeks."""
+    import json
+    import threading
+    from datetime import UTC, datetime, timedelta
+
+    from shopwatch.cli.live import DEMO_HISTORY_DAYS, run_feed
+
+    sent: list[tuple[str, str, list[str], int]] = []
+    stop = threading.Event()
+    began = datetime.now(UTC)
+
+    def submit(source: str, fmt: str, lines: list[str], first: int) -> bool:
+        sent.append((source, fmt, lines, first))
+        if fmt != "ecs" or json.loads(lines[-1])["@timestamp"] >= began.isoformat()[:19]:
+            stop.set()
+        return True
+
+    run_feed(submit, stop, seed=3, speed=60.0, customers=300)
+    past = [chunk for chunk in sent if chunk[0] == "simulator-ecs"]
+    assert past, "the feed sent no shop events"
+    first = json.loads(past[0][2][0])["@timestamp"]
+    assert first < (began - timedelta(days=DEMO_HISTORY_DAYS - 2)).isoformat()
+    numbers = [chunk[3] for chunk in past]
+    sizes = [len(chunk[2]) for chunk in past]
+    assert numbers == [1 + sum(sizes[:i]) for i in range(len(past))]  # line numbers follow on

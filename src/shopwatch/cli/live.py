@@ -83,6 +83,11 @@ def render(service: Any, started: float, title: str) -> Group:
     )
 
 
+#: Days of the simulated customers' past the demo replays before it starts.
+DEMO_HISTORY_DAYS = 30.0
+_PAST_CHUNK = 5_000
+
+
 def run_feed(
     submit: Callable[..., bool], stop: threading.Event, *, seed: int, speed: float, customers: int
 ) -> None:
@@ -91,8 +96,15 @@ def run_feed(
 
     start = datetime.now(UTC)
     feed = LiveFeed(start, seed=seed, customers=customers)
-    began = time.monotonic()
     line_no: dict[str, int] = {}
+    # The customers' last weeks first, so that account profiles know them.
+    past = feed.past(DEMO_HISTORY_DAYS)
+    for at in range(0, len(past), _PAST_CHUNK):
+        if stop.is_set():
+            return
+        submit("simulator-ecs", "ecs", past[at : at + _PAST_CHUNK], 1 + at)
+    line_no["ecs"] = 1 + len(past)
+    began = time.monotonic()
     while not stop.is_set():
         until = start + timedelta(seconds=(time.monotonic() - began) * speed)
         for fmt, lines in feed.tick(until).items():

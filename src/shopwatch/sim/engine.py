@@ -345,6 +345,10 @@ class LiveFeed(Simulator):
             start, seed=seed, customers=customers, campaigns=_live_schedule(seed, _ts(start))
         )
 
+    def past(self, days: float) -> list[str]:
+        """The shop's ECS lines of the ``days`` before the feed starts (its customers' past)."""
+        return history(self.shop, self.traffic, self.seed, self.origin, days)
+
 
 @dataclass(slots=True)
 class SimulationResult:
