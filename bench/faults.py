@@ -178,6 +178,8 @@ class ServiceProcess:
                 "intel": {"enabled": False},
                 "geo": {"enabled": False},
             },
+            # Each burst's own alert is what is counted: no folding into one campaign.
+            "detectors": {RULE: {"params": {"campaign": None}}},
         }
         if self.store_url is not None:
             config["store"] = {"url": self.store_url}

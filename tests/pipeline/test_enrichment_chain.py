@@ -31,6 +31,8 @@ def settings(tmp_path: Path, datasets: Path) -> Settings:
                 }
             ]
         },
+        # Each address's own alert, to compare their risk (not one campaign of both).
+        detectors={"auth.brute_force_ip": {"params": {"campaign": None}}},
     )
 
 

@@ -36,6 +36,8 @@ def settings(tmp_path: Path, log: Path) -> Settings:
         sources={"files": [FileSource(path=str(log), format="nginx")]},
         web={"enabled": False},
         enrich={"geo": {"enabled": False}},
+        # Each address's own alert is what is checked, not one campaign of both.
+        detectors={"web.login_brute_force": {"params": {"campaign": None}}},
     )
 
 

@@ -31,6 +31,7 @@ from shopwatch.errors import ContentError, RegistryError
 __all__ = [
     "BASE_RISK",
     "KINDS",
+    "CampaignSpec",
     "Detector",
     "RuleSpec",
     "alert_record",
@@ -108,6 +109,15 @@ def render_message(template: str, values: dict[str, Any]) -> str:
     return _PLACEHOLDER.sub(sub, template)
 
 
+class CampaignSpec(BaseModel):
+    """How a rule's alerts fold into campaigns (:mod:`shopwatch.detect.campaign`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    within: Duration = "1h"
+    hold: Duration = "1m"
+
+
 def alert_record(
     spec: RuleSpec,
     *,
@@ -156,6 +166,8 @@ class RuleSpec(BaseModel):
     enabled: bool = True
     risk_score: int | None = Field(default=None, ge=0, le=100)
     tags: tuple[str, ...] = ()
+    #: Fold the rule's alerts for many entities into one campaign alert and its updates.
+    campaign: CampaignSpec | None = None
 
     @field_validator("category")
     @classmethod

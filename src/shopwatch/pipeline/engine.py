@@ -60,6 +60,7 @@ from prometheus_client import Gauge
 
 from shopwatch.config import RuntimeSettings
 from shopwatch.contract import empty_alerts
+from shopwatch.detect.campaign import CampaignFolder
 from shopwatch.detect.conditions import derived_column
 from shopwatch.detect.health import DetectorHealth
 from shopwatch.detect.profiles import PROFILE_FIELDS, PROFILE_STATE, Profiler, ProfileSettings
@@ -278,6 +279,7 @@ class Engine:
                 )
             )
             self.states[PROFILE_STATE] = self.profiler.new_state()
+        self.folders = {d.id: CampaignFolder(d) for d in self.detectors}
         self.stats = EngineStats()
         self.health = DetectorHealth([d.id for d in self.detectors])
         self.sources: dict[str, SourceClock] = {}
@@ -351,7 +353,10 @@ class Engine:
         for detector in self.detectors:
             started = time.perf_counter()
             try:
-                found = detector.detect(batch, self.states[detector.id])
+                state = self.states[detector.id]
+                found = self.folders[detector.id].fold(
+                    detector.detect(batch, state), state, self.clock
+                )
             except Exception as err:  # a broken detector must not stop the others
                 self.stats.detector_errors[detector.id] += 1
                 FAILURES.labels(detector.id).inc()
@@ -391,6 +396,10 @@ class Engine:
             return empty_alerts()
         alerts = pl.concat(outputs, how="vertical").sort(["@timestamp", "rule.id", "alert.id"])
         alerts = raise_risk_by_reputation(alerts, batch)
+        return self._raise(alerts)
+
+    def _raise(self, alerts: pl.DataFrame) -> pl.DataFrame:
+        """Count ``alerts`` and hand them to the sinks; returns them."""
         self.stats.alerts += alerts.height
         for category, n in alerts.group_by("rule.category").len().iter_rows():
             self.stats.alerts_by_category[str(category)] += int(n)
@@ -548,14 +557,27 @@ class Engine:
         STATE_ROWS.set(self.stats.state_rows)
 
     def flush(self) -> pl.DataFrame:
-        """Run the logins still held for a next request (the end of a replay); their alerts.
+        """The end of a replay: what still waits is run and raised; their alerts.
 
-        Each is released with its endpoint's ``unanswered`` outcome. Live monitoring does
-        not flush: the held logins go on waiting, in snapshots too, for events to come.
+        Logins held for a next request are released with their endpoint's ``unanswered``
+        outcome, and campaign updates waiting for their hold are raised. Live monitoring
+        does not flush: both go on waiting, in snapshots too, for events to come.
         """
-        if self.logins is None or not self.logins.held:
-            return empty_alerts()
-        return self.process(self.logins.flush())
+        held = (
+            self.process(self.logins.flush())
+            if self.logins is not None and self.logins.held
+            else empty_alerts()
+        )
+        # Campaign updates still waiting for their hold: the input has ended.
+        waiting = [
+            found
+            for det_id, folder in self.folders.items()
+            if (found := folder.flush(self.states[det_id])).height
+        ]
+        if not waiting:
+            return held
+        updates = self._raise(pl.concat(waiting).sort(["@timestamp", "rule.id", "alert.id"]))
+        return pl.concat([held, updates], how="vertical")
 
     def warm_up(self) -> None:
         """Load the enrichers' tables now (geo ranges take a second), not on the first batch."""
