@@ -114,3 +114,21 @@ def test_budget_sheds_deterministically_on_ties() -> None:
 
     first = run()
     assert first == run() and first[0] == "k000" and len(first) < 50
+
+
+def test_split_by_keys_matches_a_semi_and_an_anti_join() -> None:
+    from shopwatch.detect.state import split_by_keys
+
+    held = pl.DataFrame(
+        {"k": ["a", "b", None, "c", "a"], "j": ["x", "y", "z", "x", "y"], "v": range(5)}
+    )
+    for keys, touched in (
+        (["k"], pl.DataFrame({"k": ["a", "d"]})),
+        (["k"], pl.DataFrame({"k": [None, "c"]}, schema={"k": pl.String})),
+        (["k", "j"], pl.DataFrame({"k": ["a", None], "j": ["y", "z"]})),
+    ):
+        mine, rest = split_by_keys(held, touched, keys)
+        semi = held.join(touched, on=keys, how="semi", nulls_equal=True)
+        anti = held.join(touched, on=keys, how="anti", nulls_equal=True)
+        assert sorted(mine["v"]) == sorted(semi["v"]) and sorted(rest["v"]) == sorted(anti["v"])
+        assert mine.height + rest.height == held.height

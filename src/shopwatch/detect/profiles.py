@@ -33,7 +33,7 @@ from typing import Final
 import polars as pl
 
 from shopwatch.contract import EVENT_SCHEMA, TIMESTAMP
-from shopwatch.detect.state import KeyedState
+from shopwatch.detect.state import KeyedState, split_by_keys
 
 __all__ = ["ATTRIBUTES", "PROFILE_FIELDS", "PROFILE_STATE", "ProfileSettings", "Profiler"]
 
@@ -190,8 +190,7 @@ class Profiler:
         if learned.height == 0:
             return
         keys = [_KEY, "_attr", "_v"]
-        touched = held.join(learned.select(_KEY).unique(), on=_KEY, how="semi")
-        rest = held.join(learned.select(_KEY).unique(), on=_KEY, how="anti")
+        touched, rest = split_by_keys(held, learned.select(_KEY).unique(), [_KEY])
         merged = (
             pl.concat([touched, learned.select(list(_SCHEMA))], how="vertical")
             .group_by(keys)

@@ -40,7 +40,7 @@ from shopwatch.detect.registry import (
     parse_duration,
     render_message,
 )
-from shopwatch.detect.state import KeyedState, shift_time
+from shopwatch.detect.state import KeyedState, shift_time, split_by_keys
 
 __all__ = ["SequenceDetector", "SequenceSpec", "StepSpec"]
 
@@ -158,8 +158,7 @@ class SequenceDetector:
         keys = list(self.keys)
         stored = state.table("chains", self._chain_schema)
         touched = new.select(keys).unique()
-        carry = stored.join(touched, on=keys, how="semi")
-        rest = stored.join(touched, on=keys, how="anti")
+        carry, rest = split_by_keys(stored, touched, keys)
         rows = pl.concat(
             [
                 carry.with_columns(pl.col("_ts").alias("@timestamp"), pl.lit(True).alias("_carry")),

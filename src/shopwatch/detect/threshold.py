@@ -44,7 +44,7 @@ from shopwatch.detect.registry import (
     parse_duration,
     render_message,
 )
-from shopwatch.detect.state import KeyedState, shift_time
+from shopwatch.detect.state import KeyedState, shift_time, split_by_keys
 
 __all__ = ["CountSpec", "ThresholdDetector", "ThresholdSpec"]
 
@@ -251,8 +251,7 @@ class ThresholdDetector:
         keys = list(self.keys)
         stored = state.table("tail", self._tail_schema)
         touched = new.select(keys).unique()
-        tail = stored.join(touched, on=keys, how="semi", nulls_equal=True)
-        rest = stored.join(touched, on=keys, how="anti", nulls_equal=True)
+        tail, rest = split_by_keys(stored, touched, keys)
         # A key with fewer events in its tail and batch than the rule needs cannot fire:
         # its new rows are only kept, marked later (fresh marks are computed when the key
         # first has enough rows, in order, exactly as they would have been on arrival).
@@ -335,8 +334,7 @@ class ThresholdDetector:
         )
         held = state.table("buckets", self._bucket_schema)
         touched = counted.select(keys).unique()
-        mine = held.join(touched, on=keys, how="semi", nulls_equal=True)
-        rest = held.join(touched, on=keys, how="anti", nulls_equal=True)
+        mine, rest = split_by_keys(held, touched, keys)
         merged = (
             pl.concat([mine, counted.select(list(self._bucket_schema))], how="vertical")
             .group_by(*keys, "_b")
@@ -460,8 +458,7 @@ class ThresholdDetector:
         if cand.height == 0:
             return empty_alerts(), fired
         cand_keys = cand.select(keys).unique()
-        mine = fired.join(cand_keys, on=keys, how="semi", nulls_equal=True)
-        others = fired.join(cand_keys, on=keys, how="anti", nulls_equal=True)
+        mine, others = split_by_keys(fired, cand_keys, keys)
         cand = cand.join(mine, on=keys, how="left", nulls_equal=True).filter(
             pl.col("_cb").is_null() | (pl.col("_bucket") > pl.col("_cb"))
         )

@@ -38,7 +38,7 @@ from shopwatch.detect.registry import (
     parse_duration,
     render_message,
 )
-from shopwatch.detect.state import KeyedState
+from shopwatch.detect.state import KeyedState, split_by_keys
 
 __all__ = ["TravelDetector", "TravelSpec", "country_distance_km"]
 
@@ -166,8 +166,7 @@ class TravelDetector:
             return empty_alerts()
         stored = state.table("last", self._schema)
         touched = new.select(self.key).unique()
-        carry = stored.join(touched, on=self.key, how="semi")
-        rest = stored.join(touched, on=self.key, how="anti")
+        carry, rest = split_by_keys(stored, touched, [self.key])
         rows = pl.concat(
             [
                 carry.with_columns(pl.lit(True).alias("_carry")),
