@@ -49,7 +49,7 @@ from shopwatch.detect.registry import (
     parse_duration,
     render_message,
 )
-from shopwatch.detect.state import KeyedState
+from shopwatch.detect.state import KeyedState, split_by_keys
 
 __all__ = ["FormSubmitDetector", "FormSubmitSpec"]
 
@@ -165,7 +165,7 @@ class FormSubmitDetector:
             self._store(state, seen, quiet, key)
             return empty_alerts()
         # Each client's rows in time order, after a row that carries what the state knew.
-        prior = seen.join(rows.select(key).unique(), on=key, how="semi").select(
+        prior = split_by_keys(seen, rows.select(key).unique(), [key])[0].select(
             key,
             pl.col("_ts").alias("@timestamp"),
             pl.lit(None, pl.String).alias("event.id"),
@@ -259,7 +259,8 @@ class FormSubmitDetector:
             at.filter(pl.col("_k") == _KINDS["page"]).max().alias("_page_new"),
             at.max().alias("_ts_new"),
         )
-        merged = batch.join(seen, on=key, how="left")
+        known, _ = split_by_keys(seen, batch.select(key), [key])
+        merged = batch.join(known, on=key, how="left")
         newer = pl.col("_get_new").is_not_null() & (
             pl.col("_get").is_null() | (pl.col("_get_new") >= pl.col("_get"))
         )
@@ -275,7 +276,7 @@ class FormSubmitDetector:
 
     def _store(self, state: KeyedState, seen: pl.DataFrame, latest: pl.DataFrame, key: str) -> None:
         """Replace the touched clients' rows of the state with ``latest``; the others stay."""
-        others = seen.join(latest.select(key), on=key, how="anti")
+        _, others = split_by_keys(seen, latest.select(key), [key])
         state.put(
             "seen",
             pl.concat(
