@@ -152,3 +152,16 @@ def test_card_testing_spread_is_quiet_on_customers_own_declines() -> None:
     assert run(detector, _declines(14, 85.0, "insufficient_funds", per_session=2)).height == 0
     one_session = _declines(14, 85.0, "incorrect_cvc", per_session=14)
     assert run(detector, one_session).height == 0
+
+
+def test_a_distinct_counts_usual_is_distinct_values_not_events() -> None:
+    """One card retried all week raises the usual by one card an hour, not by its retries."""
+    detector = DETECTORS["payment.card_testing_spread"]
+    retries = _declines(6 * 24 * 5, 600.0, "incorrect_cvc").with_columns(
+        pl.lit("the-same-card").alias("shop.payment.card.fingerprint"),
+        pl.lit("retrying-customer").alias("shop.session.id"),
+        (pl.col("@timestamp") - timedelta(days=5)).alias("@timestamp"),
+    )
+    tested = _declines(14, 85.0, "incorrect_cvc", per_session=2)
+    alerts = run(detector, retries, tested)
+    assert alerts.height == 1 and json.loads(alerts["details"][0])["usual"] <= 1.0

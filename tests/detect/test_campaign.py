@@ -10,7 +10,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from shopwatch.contract import conform
+from shopwatch.contract import ALERT_SCHEMA, conform
 from shopwatch.detect.registry import build
 from shopwatch.pipeline.engine import Engine
 
@@ -130,3 +130,37 @@ def test_a_full_campaign_starts_another_so_no_attacker_hides_behind_a_decoy(
     started = {json.loads(d)["campaign"]["id"] for d in alerts["details"]}
     assert len(started) >= 3
     assert named(alerts) == {f"198.51.100.{a + 1}" for a in range(12)}
+
+
+def test_an_attack_that_grows_riskier_is_raised_again_at_its_risk() -> None:
+    """A decoy keeps the campaign open; an alert riskier than any raised brings an update."""
+    from shopwatch.detect.campaign import CampaignFolder
+    from shopwatch.detect.state import KeyedState
+
+    detector = rule({"within": "1h", "hold": "1m"})
+    folder = CampaignFolder(detector)
+    state = KeyedState(detector.keys)
+
+    def alert(minute: int, ip: str, risk: int) -> pl.DataFrame:
+        row = {
+            "alert.id": f"a{minute}",
+            "@timestamp": T0 + timedelta(minutes=minute),
+            "rule.id": detector.id,
+            "rule.name": "t",
+            "rule.category": "credential_stuffing",
+            "severity": "medium",
+            "risk_score": risk,
+            "entity": {"source.ip": ip},
+            "event.ids": [f"e{minute}"],
+            "threat.technique.id": None,
+            "message": "m",
+            "details": "{}",
+        }
+        return pl.DataFrame([row], schema=ALERT_SCHEMA)
+
+    raised = [folder.fold(alert(0, "198.51.100.1", 50), state, None)]
+    raised.append(folder.fold(alert(5, "198.51.100.1", 50), state, None))  # same risk: quiet
+    raised.append(folder.fold(alert(10, "198.51.100.1", 90), state, None))  # riskier: raised
+    assert [r.height for r in raised] == [1, 0, 1]
+    update = raised[2].row(0, named=True)
+    assert update["risk_score"] == 90 and json.loads(update["details"])["campaign"]["update"] == 1

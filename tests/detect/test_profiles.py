@@ -22,7 +22,15 @@ def frame(*rows: dict[str, Any]) -> pl.DataFrame:
 
 
 def at(days: float, **fields: Any) -> dict[str, Any]:
-    return {"@timestamp": T0 + timedelta(days=days), "user.name": "a", **fields}
+    """A successful login of account ``a`` (fields override)."""
+    return {
+        "@timestamp": T0 + timedelta(days=days),
+        "user.name": "a",
+        "event.dataset": "shop.auth",
+        "event.action": "login",
+        "event.outcome": "success",
+        **fields,
+    }
 
 
 def annotate(*batches: pl.DataFrame, settings: ProfileSettings | None = None) -> pl.DataFrame:
@@ -33,7 +41,15 @@ def annotate(*batches: pl.DataFrame, settings: ProfileSettings | None = None) ->
 
 HISTORY = frame(
     at(0, **{"shop.device.id": "d1", "source.as.number": 3320, "event.outcome": "success"}),
-    at(5, **{"shop.device.id": "d1", "shop.payment.card.fingerprint": "c1"}),
+    at(
+        5,
+        **{
+            "event.dataset": "shop.payment",
+            "event.action": "authorize",
+            "shop.device.id": "d1",
+            "shop.payment.card.fingerprint": "c1",
+        },
+    ),
 )
 
 
@@ -61,6 +77,18 @@ def test_a_failed_login_teaches_nothing() -> None:
     tried = frame(at(8, **{"shop.device.id": "bot", "event.outcome": "failure"}))
     later = frame(at(9.5, **{"shop.device.id": "bot", "event.outcome": "success"}))
     assert annotate(HISTORY, tried, later)["shop.profile.new_device"][-1] is True
+
+
+def test_only_the_accounts_own_activity_teaches() -> None:
+    """A reset request, an unknown outcome or a page view leaves the device unknown."""
+    probes = frame(
+        at(8, **{"shop.device.id": "bot", "event.action": "password_reset_request"}),
+        at(8.1, **{"shop.device.id": "bot", "event.outcome": "unknown"}),
+        at(8.2, **{"shop.device.id": "bot", "event.dataset": "http.access"}),
+        at(8.3, **{"shop.device.id": "bot", "event.outcome": None}),
+    )
+    later = frame(at(9.5, **{"shop.device.id": "bot"}))
+    assert annotate(HISTORY, probes, later)["shop.profile.new_device"][-1] is True
 
 
 def test_a_value_stays_new_for_recent_then_is_known() -> None:

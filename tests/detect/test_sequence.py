@@ -144,3 +144,11 @@ def test_rule_errors_are_named() -> None:
         rule(steps=STEPS[:1])
     with pytest.raises(ContentError, match="modifiers"):
         rule(group_by=["source.ip|net"])
+
+
+def test_a_late_early_start_does_not_replace_a_later_one() -> None:
+    """A login at 0h, a late one from -20h, the change at +10h: the 0h chain still fires."""
+    detector = rule(within="24h", steps=STEPS[:2])
+    frame = events(("a", "login", 0), ("a", "login", -20 * 3600), ("a", "email_change", 10 * 3600))
+    alerts = run(detector, frame, one_by_one=True)
+    assert alerts.height == 1 and alerts.row(0, named=True)["event.ids"] == ["e0", "e2"]

@@ -102,3 +102,12 @@ def test_unknown_countries_are_skipped() -> None:
 def test_the_key_must_be_an_entity() -> None:
     with pytest.raises(ContentError, match="entity field"):
         rule(group_by=["url.path"])
+
+
+def test_a_late_login_is_judged_where_it_belongs_in_time() -> None:
+    """US, then (late) an earlier DE login, then US again: as if they had come in order."""
+    frame = logins(("a", "US", 50), ("a", "DE", 0), ("a", "US", 70))
+    in_order = run(rule(), frame.sort("@timestamp"))
+    late = run(rule(), frame, one_by_one=True)
+    assert in_order.height == late.height == 1
+    assert late["event.ids"].to_list() == in_order["event.ids"].to_list() == [["e1", "e0"]]

@@ -10,7 +10,9 @@ bring entities the campaign had not named, an *update* is raised, at most once p
 entity of the campaign so far and whose ``details.campaign`` says which campaign it
 updates, since when, and how many alerts it folded. Its ``event.ids`` are the campaign's
 evidence (in order, the most recent :data:`MAX_IDS`). A campaign ends when the rule
-has been quiet for ``within``; the next alert starts another. A campaign that names
+has been quiet for ``within`` or has lasted ``at_most``; the next alert starts another. An
+alert of the campaign with a higher risk than any raised for it (an address that keeps
+guessing) brings an update too, at that risk. A campaign that names
 :data:`MAX_MEMBERS` entities of a field is full: the next new entity starts another, so
 that a large decoy cannot hide the attacks that follow it.
 
@@ -48,6 +50,7 @@ _SCHEMA: dict[str, pl.DataType] = {
     "_ts": TIMESTAMP,  # the rule's last alert in the campaign
     "_emit": TIMESTAMP,  # the campaign's last alert or update raised
     "_n": pl.Int64(),  # alerts folded
+    "_risk": pl.Int64(),  # the highest risk raised for the campaign so far
     "_u": pl.Int64(),  # updates raised
     "_pending": pl.Boolean(),
     "_members": pl.String(),  # JSON: field -> entities
@@ -77,6 +80,9 @@ class CampaignFolder:
         self.enabled = spec is not None
         self.within = parse_duration(spec.within) if spec is not None else timedelta(0)
         self.hold = parse_duration(spec.hold) if spec is not None else timedelta(0)
+        self.at_most = parse_duration(spec.at_most) if spec is not None else timedelta(0)
+        #: How long the campaign record must outlive the rule's last alert.
+        self.lifetime = self.within + self.hold
 
     def fold(self, alerts: pl.DataFrame, state: KeyedState, now: datetime | None) -> pl.DataFrame:
         """This batch's alerts of the rule, folded; plus any update whose hold has passed."""
@@ -87,7 +93,10 @@ class CampaignFolder:
         out: list[dict[str, Any]] = []
         for row in alerts.sort("@timestamp").iter_rows(named=True):
             at: datetime = row["@timestamp"]
-            if camp is not None and at > shift_time(camp["_ts"], self.within):
+            if camp is not None and (
+                at > shift_time(camp["_ts"], self.within)
+                or at > shift_time(camp["_first"], self.at_most)
+            ):
                 if camp["_pending"]:
                     out.append(self._update(camp, shift_time(camp["_emit"], self.hold)))
                 camp = None
@@ -157,6 +166,7 @@ class CampaignFolder:
             "_ts": row["@timestamp"],
             "_emit": row["@timestamp"],
             "_n": 1,
+            "_risk": int(row["risk_score"]),
             "_u": 0,
             "_pending": False,
             "_members": members,
@@ -178,6 +188,8 @@ class CampaignFolder:
             if len(have) + len(set(values) - have) > MAX_MEMBERS:
                 return False
         camp["_n"] += 1
+        if int(row["risk_score"]) > camp["_risk"]:  # an attack that grows is news too
+            camp["_pending"] = True
         camp["_ts"] = max(camp["_ts"], row["@timestamp"])
         camp["_ids"] = (camp["_ids"] + list(row["event.ids"] or []))[-MAX_IDS:]
         camp["_latest"] = _portable(row)
@@ -192,6 +204,7 @@ class CampaignFolder:
 
     def _update(self, camp: dict[str, Any], at: datetime) -> dict[str, Any]:
         latest = camp["_latest"]
+        camp["_risk"] = max(camp["_risk"], int(latest["risk_score"]))
         camp["_u"] += 1
         camp["_emit"] = at
         camp["_pending"] = False
@@ -212,7 +225,7 @@ class CampaignFolder:
             "rule.name": latest["rule.name"],
             "rule.category": latest["rule.category"],
             "severity": latest["severity"],
-            "risk_score": latest["risk_score"],
+            "risk_score": camp["_risk"],
             "entity": {f: latest["entity"].get(f) for f in ENTITY_FIELDS},
             "event.ids": list(camp["_ids"]),
             "threat.technique.id": latest["threat.technique.id"],

