@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 
@@ -127,9 +129,16 @@ def test_scores_each_campaign_and_the_totals(truth: list[dict]) -> None:
     }
     assert f["per_category"]["scraping"]["recall"] == 0.0
     assert f["per_variant"] == {
-        "loud": {"campaigns": 1, "detected": 1, "recall": 1.0},
-        "low_slow": {"campaigns": 2, "detected": 1, "recall": 0.5},
+        "loud": {"campaigns": 1, "detected": 1, "recall": 1.0, "median_ttd_s": ANY},
+        "low_slow": {"campaigns": 2, "detected": 1, "recall": 0.5, "median_ttd_s": ANY},
     }
+    ttds = {
+        v: [r["ttd_s"] for r in f["campaigns"] if r["variant"] == v and r["detected"]]
+        for v in ("loud", "low_slow")
+    }
+    assert [f["per_variant"][v]["median_ttd_s"] for v in ttds] == [
+        round(statistics.median(t), 3) for t in ttds.values()
+    ]
 
 
 def test_a_benign_customer_named_in_an_alert_counts(truth: list[dict]) -> None:
@@ -261,7 +270,8 @@ def test_pooled_runs_add_up(truth: list[dict]) -> None:
         "recall": 0.5,
     }
     assert f["benign_customers"] == 2 and f["per_type"]["corporate_nat"]["false_alerts"] == 1
-    assert f["per_variant"]["low_slow"] == {"campaigns": 4, "detected": 1, "recall": 0.25}
+    low = {k: v for k, v in f["per_variant"]["low_slow"].items() if k != "median_ttd_s"}
+    assert low == {"campaigns": 4, "detected": 1, "recall": 0.25}
 
 
 def test_backtest_shows_each_parsed_batch(tmp_path: Path) -> None:

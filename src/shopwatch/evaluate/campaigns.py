@@ -233,6 +233,11 @@ def _score(
     return [_record(c, covering[c["id"]]) for c in truth], tally
 
 
+def _median(values: Sequence[float]) -> float | None:
+    """The median, rounded to the millisecond; None for no values."""
+    return round(statistics.median(values), 3) if values else None
+
+
 def summarise(records: Sequence[dict[str, Any]], tally: Tally) -> dict[str, Any]:
     """Recall, time to detect, precision and the breakdowns, from records and a tally."""
     attacks = [r for r in records if not r["benign"]]
@@ -260,6 +265,7 @@ def summarise(records: Sequence[dict[str, Any]], tally: Tally) -> dict[str, Any]
             "campaigns": len(rs),
             "detected": sum(1 for r in rs if r["detected"]),
             "recall": ratio(sum(1 for r in rs if r["detected"]), len(rs)),
+            "median_ttd_s": _median([r["ttd_s"] for r in rs if r["detected"]]),
         }
         for name, rs in sorted(groups.items())
     }

@@ -88,10 +88,17 @@ def print_campaigns(
         )
     console.print(cats)
     variants = Table(title="per variant", show_edge=False)
-    for col in ("variant", "campaigns", "detected", "recall"):
+    for col in ("variant", "campaigns", "detected", "recall", "median time to detect"):
         variants.add_column(col, justify="left" if col == "variant" else "right")
     for name, v in figures["per_variant"].items():
-        variants.add_row(name, str(v["campaigns"]), str(v["detected"]), _pct(v["recall"]))
+        ttd_v = v.get("median_ttd_s")
+        variants.add_row(
+            name,
+            str(v["campaigns"]),
+            str(v["detected"]),
+            _pct(v["recall"]),
+            "-" if ttd_v is None else f"{ttd_v:.0f}s",
+        )
     console.print(variants)
     summary = Table(title="summary", show_edge=False, show_header=False)
     summary.add_column("figure")
