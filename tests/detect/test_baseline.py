@@ -165,3 +165,19 @@ def test_a_distinct_counts_usual_is_distinct_values_not_events() -> None:
     tested = _declines(14, 85.0, "incorrect_cvc", per_session=2)
     alerts = run(detector, retries, tested)
     assert alerts.height == 1 and json.loads(alerts["details"][0])["usual"] <= 1.0
+
+
+def test_members_at_least_leaves_out_the_one_typo() -> None:
+    """A whole-shop alert names the addresses that kept at it, not a customer's one slip."""
+    times = _spread(40, 10.0)
+    frame = failures(times).with_columns(
+        pl.when(pl.int_range(pl.len()) == 7)
+        .then(pl.lit("203.0.113.50"))  # a customer's one mistyped address
+        .otherwise(pl.format("198.51.100.{}", pl.int_range(pl.len()) // 2 + 1))  # two tries each
+        .alias("source.ip")
+    )
+    listed = rule(members=["source.ip"], members_at_least=2)
+    everyone = rule(members=["source.ip"])
+    named = json.loads(run(listed, frame)["details"][0])["members"]["source.ip"]
+    assert "203.0.113.50" not in named and len(named) >= 3
+    assert "203.0.113.50" in json.loads(run(everyone, frame)["details"][0])["members"]["source.ip"]

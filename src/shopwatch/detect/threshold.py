@@ -17,7 +17,8 @@ With ``spread``, the window also needs events from at least ``spread.at_least`` 
 values of another field (a network's rule wants several addresses, not one).
 With ``members`` (fields such as ``source.ip``), the alert lists the distinct values of
 each in its window (``details.members``, at most :data:`MAX_MEMBERS`; with a share, of the
-events the share counts): one alert for a network names every address that took part.
+events the share counts; with ``members_at_least``, only values with that many of them):
+one alert for a network names every address that took part.
 
 State: ``tail`` (the matching events of the last window per key, capped per key) and
 ``fired`` (per key, the last alert and the last hop bucket judged).
@@ -111,6 +112,9 @@ class ThresholdSpec(RuleSpec):
     share: ShareSpec | None = None
     spread: SpreadSpec | None = None
     members: tuple[str, ...] = ()
+    #: A member is listed only with at least this many of the window's counted events: a
+    #: whole-shop rule then names the addresses that kept at it, not a customer's one typo.
+    members_at_least: int = Field(default=1, ge=1)
     baseline: BaselineSpec | None = None
     suppress: Duration | None = None
     hop: Duration | None = None
@@ -536,6 +540,16 @@ class ThresholdDetector:
                 on="_row",
             )
             .sort("_alert", "_row")
+            .with_columns(
+                *[
+                    pl.when(member)
+                    .then(pl.col(column))
+                    .count()
+                    .over("_alert", column)
+                    .alias(f"{column}#n")
+                    for column in self._members
+                ]
+            )
             .group_by("_alert", maintain_order=True)
             .agg(
                 pl.col("event.id").drop_nulls().head(MAX_EVENT_IDS).alias("event.ids"),
@@ -547,7 +561,7 @@ class ThresholdDetector:
                 .alias("_examples"),
                 *[
                     pl.col(column)
-                    .filter(member)
+                    .filter(member & (pl.col(f"{column}#n") >= spec.members_at_least))
                     .drop_nulls()
                     .unique(maintain_order=True)
                     .head(MAX_MEMBERS)
