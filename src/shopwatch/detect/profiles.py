@@ -132,9 +132,8 @@ class Profiler:
             .group_by(_KEY, *pairs)
             .agg(pl.col("_t").min().alias("_first"), pl.col("_t").max().alias("_ts"))
         )
-        known = held.join(
-            long.select(_KEY).unique(), on=_KEY, how="semi"
-        )  # the profiles of this batch's accounts only
+        # The profiles of this batch's accounts only; the others are put back untouched.
+        known, others = split_by_keys(held, long.select(_KEY).unique(), [_KEY])
         first = (
             pl.concat(
                 [known.select(_KEY, *pairs, "_first"), learned.select(_KEY, *pairs, "_first")]
@@ -178,17 +177,19 @@ class Profiler:
             )
             notes = notes.join(wide, on="_row", how="left")
         out = batch.with_row_index("_row").join(notes, on="_row", how="left").drop("_row")
-        self._learn(state, held, learned)
+        self._learn(state, known, others, learned)
         return _with_nulls(out)
 
-    def _learn(self, state: KeyedState, held: pl.DataFrame, learned: pl.DataFrame) -> None:
-        """Merge ``learned`` into the held profiles, each attribute capped at ``max_values``."""
+    def _learn(
+        self, state: KeyedState, known: pl.DataFrame, rest: pl.DataFrame, learned: pl.DataFrame
+    ) -> None:
+        """Merge ``learned`` into the batch's accounts' profiles (``known``; ``rest`` are the
+        others), each attribute capped at ``max_values``."""
         if learned.height == 0:
             return
         keys = [_KEY, "_attr", "_v"]
-        touched, rest = split_by_keys(held, learned.select(_KEY).unique(), [_KEY])
         merged = (
-            pl.concat([touched, learned.select(list(_SCHEMA))], how="vertical")
+            pl.concat([known, learned.select(list(_SCHEMA))], how="vertical")
             .group_by(keys)
             .agg(pl.col("_first").min(), pl.col("_ts").max())
             .filter(
