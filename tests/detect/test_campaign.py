@@ -164,3 +164,112 @@ def test_an_attack_that_grows_riskier_is_raised_again_at_its_risk() -> None:
     assert [r.height for r in raised] == [1, 0, 1]
     update = raised[2].row(0, named=True)
     assert update["risk_score"] == 90 and json.loads(update["details"])["campaign"]["update"] == 1
+
+
+WON = {
+    "within": "1h",
+    "hold": "1m",
+    "compromised": {
+        "where": {
+            "event.action": "login",
+            "event.outcome": "success",
+            "shop.profile.new_device": True,
+        },
+        "by": "source.ip",
+        "name": "user.name",
+    },
+}
+
+
+def login(at: timedelta, ip: str, user: str, *, new_device: bool) -> dict[str, Any]:
+    return {
+        "@timestamp": T0 + at,
+        "event.id": f"ok-{user}",
+        "event.action": "login",
+        "event.outcome": "success",
+        "source.ip": ip,
+        "user.name": user,
+        "shop.profile.new_device": new_device,
+    }
+
+
+def with_logins(frame: pl.DataFrame, rows: list[dict[str, Any]]) -> pl.DataFrame:
+    return conform(pl.concat([frame, conform(pl.DataFrame(rows))], how="diagonal_relaxed")).sort(
+        "@timestamp"
+    )
+
+
+def compromised(alerts: pl.DataFrame) -> list[set[str]]:
+    return [
+        set(json.loads(d).get("compromised", {}).get("user.name", [])) for d in alerts["details"]
+    ]
+
+
+@pytest.mark.parametrize("step", [1, 1000], ids=["event-per-batch", "one-batch"])
+def test_a_campaign_names_the_accounts_it_broke_into(step: int) -> None:
+    frame = with_logins(
+        attempts(10),
+        [
+            # from an exit of the campaign, on a device the account never used: broken into
+            login(timedelta(seconds=5), "198.51.100.2", "anna@example.com", new_device=True),
+            # before the campaign's first alert, still inside it: named too
+            login(timedelta(seconds=1), "198.51.100.1", "bert@example.com", new_device=True),
+            # the owner on a phone the account knows, behind the same exit: not named
+            login(timedelta(seconds=7), "198.51.100.3", "carl@example.com", new_device=False),
+            # a new device, but from an address that sent none of the campaign's failures
+            login(timedelta(seconds=9), "203.0.113.9", "dora@example.com", new_device=True),
+        ],
+    )
+    alerts = run(Engine([rule(WON)]), frame, step)
+    won = compromised(alerts)
+    assert set().union(*won) == {"anna@example.com", "bert@example.com"}
+    last = alerts.row(-1, named=True)
+    assert "ok-anna@example.com" in last["event.ids"]  # the break-in is part of the evidence
+    assert "compromised" in last["message"]
+
+
+def test_a_break_in_after_the_campaign_ended_is_not_its() -> None:
+    frame = with_logins(
+        attempts(3),
+        [login(timedelta(hours=3), "198.51.100.1", "anna@example.com", new_device=True)],
+    )
+    alerts = run(Engine([rule(WON)]), frame, 1)
+    assert set().union(*compromised(alerts)) == set()
+
+
+def test_a_break_in_brings_an_update_of_its_own() -> None:
+    engine = Engine([rule(WON)])
+    engine.process(attempts(3))
+    later = engine.process(
+        conform(
+            pl.DataFrame(
+                [login(timedelta(minutes=5), "198.51.100.2", "anna@example.com", new_device=True)]
+            )
+        )
+    )
+    # the engine's clock trusts one lone event little: the update waits for the replay's end
+    later = pl.concat([later, engine.flush()])
+    assert later.height == 1 and compromised(later) == [{"anna@example.com"}]
+    assert json.loads(later["details"][0])["campaign"]["update"] == 1
+
+
+def test_compromised_needs_a_rule_with_a_where_clause() -> None:
+    from shopwatch.detect.campaign import CampaignFolder
+    from shopwatch.errors import ContentError
+
+    seq = build(
+        {
+            "id": "test.seq",
+            "kind": "sequence",
+            "category": "account_takeover",
+            "group_by": ["user.name"],
+            "within": "1h",
+            "steps": [
+                {"name": "a", "where": {"event.action": "login"}},
+                {"name": "b", "where": {"event.action": "email_change"}},
+            ],
+            "campaign": WON,
+        }
+    )
+    with pytest.raises(ContentError, match="where clause"):
+        CampaignFolder(seq)

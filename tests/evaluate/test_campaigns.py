@@ -205,6 +205,14 @@ def test_truth_from_another_generator(tmp_path: Path) -> None:
             "end": _iso(5),
             "rule": {"category": "web_attack"},
             "entities": None,
+        },  # names nothing: no alert can cover it, so it is counted apart
+        {
+            "id": 3,
+            "kind": "probe",
+            "start": _iso(0),
+            "end": _iso(5),
+            "rule": {"category": "web_attack"},
+            "entities": {"source.ip": ["198.51.100.3"]},
         },
     ]
     path = tmp_path / "t.json"
@@ -216,8 +224,8 @@ def test_truth_from_another_generator(tmp_path: Path) -> None:
     f = score_campaigns(truth, [_alert(1, "credential_stuffing", source_ip="203.0.113.5")])
     by_id = {c["id"]: c for c in f["campaigns"]}
     assert by_id["1"]["detected"] is True and by_id["1"]["category_matched"] is None
-    assert f["recall"] == 0.5
-    assert f["category_recall"] == 0.0  # only campaign 2 has a category, and it was missed
+    assert f["recall"] == 0.5 and f["unobserved"] == 1
+    assert f["category_recall"] == 0.0  # only campaign 3 has a category, and it was missed
 
 
 @pytest.mark.parametrize(
@@ -346,3 +354,69 @@ def test_evaluate_campaigns_usage_errors(tmp_path: Path) -> None:
     assert seeds.returncode == 2 and "--seeds" in seeds.stderr
     floor = _cli("sim", "--seeds", "1", "--minutes", "1", "--require", "recall")
     assert floor.returncode == 2 and "KEY>=NUMBER" in floor.stderr
+
+
+def test_a_campaign_that_wrote_nothing_is_counted_apart(tmp_path: Path) -> None:
+    """A slow campaign whose first step falls after the run names no entity: not a miss."""
+    raw = [
+        *RAW_TRUTH,
+        {
+            "id": "c4",
+            "kind": "promo_abuse",
+            "variant": "low_slow",
+            "benign": False,
+            "start": _iso(1),
+            "end": _iso(30),
+            "rule.category": "promo_abuse",
+            "entities": {},
+        },
+    ]
+    path = tmp_path / "ground_truth.json"
+    path.write_text(json.dumps(raw))
+    f = score_campaigns(
+        load_truth(path), [_alert(2.5, "credential_stuffing", source_ip="203.0.113.2")]
+    )
+    assert f["attacks"] == 3 and f["unobserved"] == 1
+    assert f["per_variant"]["low_slow"]["campaigns"] == 2
+    assert "promo_abuse" not in f["per_type"] and "promo_abuse" not in f["per_category"]
+
+
+def test_the_accounts_a_campaign_broke_into_are_counted_when_named(tmp_path: Path) -> None:
+    raw = [dict(RAW_TRUTH[0], params={"compromised_accounts": ["v@x.example", "w@x.example"]})]
+    path = tmp_path / "ground_truth.json"
+    path.write_text(json.dumps(raw))
+    told = Alert(
+        "s1",
+        T0 + timedelta(minutes=4),
+        "auth.spread",
+        "spread",
+        "credential_stuffing",
+        "high",
+        60,
+        {},
+        ("e1",),
+        "m",
+        details={
+            "members": {"source.ip": ["203.0.113.1"]},
+            "compromised": {"user.name": ["v@x.example", "z@x.example"]},
+        },
+    )
+    f = score_campaigns(load_truth(path), [told])
+    assert (f["compromised"], f["compromised_named"]) == (2, 1)
+    # an account named as compromised counts as named: a customer wrongly listed is caught
+    only = Alert(
+        "s2",
+        T0,
+        "r",
+        "r",
+        "credential_stuffing",
+        "high",
+        60,
+        {},
+        ("e",),
+        "m",
+        details={"compromised": {"user.name": ["c1@x.example"]}},
+    )
+    population = Population(customers={"c1@x.example", "c2@x.example"})
+    g = score_campaigns(load_truth(path), [only], population)
+    assert g["benign_customers_alerted"] == 1

@@ -21,8 +21,17 @@ end of a replay (:meth:`CampaignFolder.flush`); which of the members that came i
 meantime it lists can depend on how the events were cut into batches, the first alert of
 a campaign cannot.
 
+With ``compromised: {where, by, name}`` the campaign also names what it won: events
+matching ``where`` (a successful login on a device the account never used) whose ``by``
+value (the address) sent one of the rule's own events (a failed login) within ``within``,
+from ``within`` before the campaign's first alert on. Their ``name`` values (the accounts)
+are listed in ``details.compromised`` of the alert or update that learns them, and each
+new one brings an update. A customer who mistypes an address behind a shared address and
+then logs in from a phone the account knows is not among them.
+
 State: one row per rule (``campaign``), in the rule's own keyed state, so it is
-snapshotted and restored with it.
+snapshotted and restored with it; with ``compromised``, the addresses of the rule's events
+(``campaign_seen``) and the candidate events (``campaign_hits``) of the last ``within``.
 """
 
 from __future__ import annotations
@@ -34,8 +43,10 @@ from typing import Any
 import polars as pl
 
 from shopwatch.contract import ALERT_SCHEMA, ENTITY_FIELDS, TIMESTAMP, empty_alerts, stable_id
+from shopwatch.detect.conditions import Where
 from shopwatch.detect.registry import CampaignSpec, Detector, parse_duration
 from shopwatch.detect.state import KeyedState, shift_time
+from shopwatch.errors import ContentError
 
 __all__ = ["MAX_IDS", "MAX_MEMBERS", "CampaignFolder", "CampaignSpec"]
 
@@ -43,6 +54,8 @@ __all__ = ["MAX_IDS", "MAX_MEMBERS", "CampaignFolder", "CampaignSpec"]
 MAX_MEMBERS = 500
 #: Most event ids an update carries.
 MAX_IDS = 1000
+#: Most rows each of the ``compromised`` tables keeps (the most recent).
+MAX_SEEN = 100_000
 
 _SCHEMA: dict[str, pl.DataType] = {
     "_cid": pl.String(),  # the campaign's first alert
@@ -56,6 +69,14 @@ _SCHEMA: dict[str, pl.DataType] = {
     "_members": pl.String(),  # JSON: field -> entities
     "_ids": pl.String(),  # JSON: event ids, oldest first (the most recent MAX_IDS)
     "_latest": pl.String(),  # JSON: the last folded alert (what an update is made from)
+    "_compromised": pl.String(),  # JSON: the names the campaign won, in the order learnt
+}
+_SEEN_SCHEMA: dict[str, pl.DataType] = {"_by": pl.String(), "_ts": TIMESTAMP}
+_HIT_SCHEMA: dict[str, pl.DataType] = {
+    "_by": pl.String(),
+    "_name": pl.String(),
+    "_id": pl.String(),
+    "_ts": TIMESTAMP,
 }
 
 
@@ -83,14 +104,41 @@ class CampaignFolder:
         self.at_most = parse_duration(spec.at_most) if spec is not None else timedelta(0)
         #: How long the campaign record must outlive the rule's last alert.
         self.lifetime = self.within + self.hold
+        won = spec.compromised if spec is not None else None
+        self.won = won
+        self._seed: Where | None = None
+        self._hit: Where | None = None
+        if won is not None:
+            own = getattr(detector.spec, "where", None)
+            if own is None:
+                raise ContentError(
+                    f"rule {detector.id}: campaign.compromised needs a rule with a where clause "
+                    "(the events whose addresses a compromise is looked for from)"
+                )
+            self._seed = Where(own)
+            self._hit = Where(won.where)
 
-    def fold(self, alerts: pl.DataFrame, state: KeyedState, now: datetime | None) -> pl.DataFrame:
-        """This batch's alerts of the rule, folded; plus any update whose hold has passed."""
+    def fold(
+        self,
+        alerts: pl.DataFrame,
+        state: KeyedState,
+        now: datetime | None,
+        batch: pl.DataFrame | None = None,
+    ) -> pl.DataFrame:
+        """This batch's alerts of the rule, folded; plus any update whose hold has passed.
+
+        ``batch`` (the events the rule was given) feeds ``compromised``; without it only the
+        events seen before are looked at.
+        """
         if not self.enabled:
             return alerts
+        if self.won is not None and batch is not None:
+            self._remember(batch, state, now)
         held = state.table("campaign", _SCHEMA)
         camp = self._load(held)
         out: list[dict[str, Any]] = []
+        if camp is not None and not self._over(camp, now):
+            self._compromise(camp, state)
         for row in alerts.sort("@timestamp").iter_rows(named=True):
             at: datetime = row["@timestamp"]
             if camp is not None and (
@@ -101,15 +149,15 @@ class CampaignFolder:
                     out.append(self._update(camp, shift_time(camp["_emit"], self.hold)))
                 camp = None
             if camp is None:
-                camp = self._start(row)
-                out.append(self._first(row))
+                camp = self._start(row, state)
+                out.append(self._first(row, camp))
                 continue
             if not self._join(camp, row):
                 # Full: a new campaign, so that no entity goes unnamed behind a large one.
                 if camp["_pending"]:
                     out.append(self._update(camp, at))
-                camp = self._start(row)
-                out.append(self._first(row))
+                camp = self._start(row, state)
+                out.append(self._first(row, camp))
                 continue
             if camp["_pending"] and at >= shift_time(camp["_emit"], self.hold):
                 out.append(self._update(camp, at))
@@ -133,6 +181,91 @@ class CampaignFolder:
         self._save(state, camp)
         return pl.DataFrame([row], schema=ALERT_SCHEMA)
 
+    # -- what a campaign won ------------------------------------------------------------
+
+    def _over(self, camp: dict[str, Any], now: datetime | None) -> bool:
+        return now is not None and now > shift_time(camp["_ts"], self.within)
+
+    def _remember(self, batch: pl.DataFrame, state: KeyedState, now: datetime | None) -> None:
+        """Keep the addresses of the rule's events and the candidate events of this batch."""
+        assert self.won is not None and self._seed is not None and self._hit is not None
+        by, name = self.won.by, self.won.name
+        if "@timestamp" not in batch.columns or by not in batch.columns:
+            return
+        seen = state.table("campaign_seen", _SEEN_SCHEMA)
+        hits = state.table("campaign_hits", _HIT_SCHEMA)
+        seed = self._seed.for_batch(batch.columns)
+        if seed is not None:
+            new = (
+                batch.lazy()
+                .filter(seed & pl.col(by).is_not_null())
+                .select(pl.col(by).cast(pl.String).alias("_by"), pl.col("@timestamp").alias("_ts"))
+                .collect()
+            )
+            if new.height:
+                seen = (
+                    pl.concat([seen, new], how="vertical_relaxed")
+                    .group_by("_by")
+                    .agg(pl.col("_ts").max())
+                )
+        hit = self._hit.for_batch(batch.columns)
+        if hit is not None and name in batch.columns:
+            ids = pl.col("event.id") if "event.id" in batch.columns else pl.lit(None, pl.String)
+            new = (
+                batch.lazy()
+                .filter(hit & pl.col(by).is_not_null() & pl.col(name).is_not_null())
+                .select(
+                    pl.col(by).cast(pl.String).alias("_by"),
+                    pl.col(name).cast(pl.String).alias("_name"),
+                    ids.cast(pl.String).alias("_id"),
+                    pl.col("@timestamp").alias("_ts"),
+                )
+                .collect()
+            )
+            if new.height:
+                hits = pl.concat([hits, new], how="vertical_relaxed")
+        tops = [t for t in (seen["_ts"].max(), hits["_ts"].max()) if isinstance(t, datetime)]
+        newest = now if now is not None else (max(tops) if tops else None)
+        if newest is not None:
+            cut = shift_time(newest, -self.within)
+            seen = seen.filter(pl.col("_ts") >= cut)
+            hits = hits.filter(pl.col("_ts") >= cut)
+        state.put("campaign_seen", seen.sort("_ts").tail(MAX_SEEN))
+        state.put("campaign_hits", hits.sort("_ts").tail(MAX_SEEN))
+
+    def _compromise(self, camp: dict[str, Any], state: KeyedState) -> None:
+        """Name what the open campaign won since its start (less ``within``)."""
+        if self.won is None:
+            return
+        hits = state.table("campaign_hits", _HIT_SCHEMA)
+        if hits.height == 0:
+            return
+        since = shift_time(camp["_first"], -self.within)
+        seen = state.table("campaign_seen", _SEEN_SCHEMA).filter(pl.col("_ts") >= since)
+        until = shift_time(camp["_ts"], self.within)  # a campaign quiet that long is over
+        won = (
+            hits.filter(pl.col("_ts").is_between(since, until))
+            .join(seen.select("_by"), on="_by", how="semi")
+            .sort("_ts", "_id", nulls_last=True)
+        )
+        have = set(camp["_compromised"])
+        fresh = won.filter(~pl.col("_name").is_in(list(have)))
+        if fresh.height == 0:
+            return
+        first = fresh.unique("_name", keep="first", maintain_order=True)
+        camp["_compromised"].extend(first["_name"].to_list())
+        ids = [i for i in first["_id"].to_list() if i]
+        camp["_ids"] = (camp["_ids"] + ids)[-MAX_IDS:]
+        camp["_pending"] = True
+
+    def _won_text(self, camp: dict[str, Any]) -> str:
+        n = len(camp["_compromised"])
+        return f"; {n} {self.won.name} compromised" if self.won is not None and n else ""
+
+    def _won(self, camp: dict[str, Any], details: dict[str, Any]) -> None:
+        if self.won is not None and camp["_compromised"]:
+            details["compromised"] = {self.won.name: list(camp["_compromised"])}
+
     # -- the campaign record -----------------------------------------------------------
 
     @staticmethod
@@ -143,6 +276,7 @@ class CampaignFolder:
         camp["_members"] = {k: list(v) for k, v in json.loads(camp["_members"]).items()}
         camp["_ids"] = list(json.loads(camp["_ids"]))
         camp["_latest"] = json.loads(camp["_latest"])
+        camp["_compromised"] = list(json.loads(camp.get("_compromised") or "[]"))
         return camp
 
     @staticmethod
@@ -155,12 +289,13 @@ class CampaignFolder:
             "_members": json.dumps(camp["_members"], sort_keys=True),
             "_ids": json.dumps(camp["_ids"]),
             "_latest": json.dumps(camp["_latest"], default=str),
+            "_compromised": json.dumps(camp["_compromised"]),
         }
         state.put("campaign", pl.DataFrame([row], schema=_SCHEMA))
 
-    def _start(self, row: dict[str, Any]) -> dict[str, Any]:
+    def _start(self, row: dict[str, Any], state: KeyedState) -> dict[str, Any]:
         members = {f: sorted(set(v)) for f, v in _named(row).items()}
-        return {
+        camp = {
             "_cid": row["alert.id"],
             "_first": row["@timestamp"],
             "_ts": row["@timestamp"],
@@ -172,12 +307,23 @@ class CampaignFolder:
             "_members": members,
             "_ids": list(row["event.ids"] or [])[-MAX_IDS:],
             "_latest": _portable(row),
+            "_compromised": [],
         }
+        self._compromise(camp, state)
+        camp["_pending"] = False  # the first alert says it
+        return camp
 
-    def _first(self, row: dict[str, Any]) -> dict[str, Any]:
+    def _first(self, row: dict[str, Any], camp: dict[str, Any]) -> dict[str, Any]:
         details = json.loads(row["details"]) if row["details"] else {}
         details["campaign"] = {"id": row["alert.id"], "since": row["@timestamp"].isoformat()}
-        return {**row, "details": json.dumps(details, sort_keys=True)}
+        self._won(camp, details)
+        ids = list(row["event.ids"] or [])
+        extra = [i for i in camp["_ids"] if i not in set(ids)]
+        return {
+            **row,
+            "event.ids": (ids + extra)[-MAX_IDS:],
+            "details": json.dumps(details, sort_keys=True),
+        }
 
     @staticmethod
     def _join(camp: dict[str, Any], row: dict[str, Any]) -> bool:
@@ -212,6 +358,7 @@ class CampaignFolder:
         sizes = ", ".join(f"{len(v)} {f}" for f, v in members.items())
         details = dict(latest["details"])
         details["members"] = members
+        self._won(camp, details)
         details["campaign"] = {
             "id": camp["_cid"],
             "since": camp["_first"].isoformat(),
@@ -230,7 +377,7 @@ class CampaignFolder:
             "event.ids": list(camp["_ids"]),
             "threat.technique.id": latest["threat.technique.id"],
             "message": f"{latest['message']} (one campaign since "
-            f"{camp['_first']:%H:%M:%S}: {camp['_n']} alerts, {sizes})",
+            f"{camp['_first']:%H:%M:%S}: {camp['_n']} alerts, {sizes}{self._won_text(camp)})",
             "details": json.dumps(details, sort_keys=True),
         }
 

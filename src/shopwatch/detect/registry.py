@@ -32,6 +32,7 @@ __all__ = [
     "BASE_RISK",
     "KINDS",
     "CampaignSpec",
+    "CompromiseSpec",
     "Detector",
     "RuleSpec",
     "alert_record",
@@ -109,6 +110,20 @@ def render_message(template: str, values: dict[str, Any]) -> str:
     return _PLACEHOLDER.sub(sub, template)
 
 
+class CompromiseSpec(BaseModel):
+    """What a campaign won: events (``where``) from one of its ``by`` values, naming ``name``.
+
+    For a stuffing campaign: successful logins on a device new to the account, from an
+    address that tried the campaign's logins; the accounts are the ones it broke into.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    where: WhereClause
+    by: str = "source.ip"
+    name: str = "user.name"
+
+
 class CampaignSpec(BaseModel):
     """How a rule's alerts fold into campaigns (:mod:`shopwatch.detect.campaign`)."""
 
@@ -117,6 +132,7 @@ class CampaignSpec(BaseModel):
     within: Duration = "1h"
     hold: Duration = "1m"
     at_most: Duration = "24h"
+    compromised: CompromiseSpec | None = None
 
 
 def alert_record(

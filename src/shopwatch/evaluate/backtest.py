@@ -93,7 +93,8 @@ def named(alert: Alert) -> set[tuple[str, str]]:
     """The (field, value) pairs an alert is about: its entity, shared infrastructure aside.
 
     An alert about a group above one entity (a network, the whole shop) names the members
-    it lists (``details.members``): each counts as named, attacker or not.
+    it lists (``details.members``) and the accounts a campaign broke into
+    (``details.compromised``): each counts as named, attacker or not.
 
     >>> a = Alert("a", datetime(2025, 1, 1, tzinfo=UTC), "r", "R", "scanner", "low", 10,
     ...           {"source.ip": "192.0.2.1", "host.name": "web-1"}, (), "m")
@@ -105,11 +106,12 @@ def named(alert: Alert) -> set[tuple[str, str]]:
     [('source.ip', '192.0.2.7'), ('source.ip', '192.0.2.8')]
     """
     pairs = {(k, v) for k, v in alert.entity.items() if v and k not in SHARED_FIELDS}
-    members = alert.details.get("members") if isinstance(alert.details, dict) else None
-    if isinstance(members, dict):
-        for k, values in members.items():
-            if k not in SHARED_FIELDS and isinstance(values, list):
-                pairs |= {(k, str(v)) for v in values if v}
+    for part in ("members", "compromised"):
+        listed = alert.details.get(part) if isinstance(alert.details, dict) else None
+        if isinstance(listed, dict):
+            for k, values in listed.items():
+                if k not in SHARED_FIELDS and isinstance(values, list):
+                    pairs |= {(k, str(v)) for v in values if v}
     return pairs
 
 

@@ -15,6 +15,10 @@ infrastructure such as ``host.name`` aside) and fires between the campaign's sta
 - per attack campaign: detected, category matched, time to detect (first covering alert
   minus start), alerts, rules;
 - per benign look-alike: its false alerts;
+- ``unobserved``: attack campaigns that wrote nothing in the run (no entity), left out of
+  every other figure;
+- ``compromised_named``: of the accounts a campaign broke into (``params.compromised_accounts``),
+  those its alerts name in ``details.compromised``;
 - ``fp_alerts``: alerts that cover no attack campaign (look-alikes and strays alike);
 - ``benign_alerted_share``: of the customers active in the run (accounts with a successful
   shop event) that no attack involves, the share named in any alert;
@@ -166,6 +170,21 @@ def _record(campaign: dict[str, Any], found: list[Alert]) -> dict[str, Any]:
     if campaign["benign"]:
         record["false_alerts"] = len(found)
         return record
+    # A campaign that wrote nothing in the run (a slow one whose first step falls after its
+    # end) names no entity, so no alert can cover it: it is counted apart, not as a miss.
+    record["observed"] = bool(campaign["entities"])
+    won = (campaign.get("params") or {}).get("compromised_accounts")
+    if isinstance(won, list):
+        told = {
+            str(v)
+            for a in found
+            if isinstance(a.details, dict) and isinstance(a.details.get("compromised"), dict)
+            for values in a.details["compromised"].values()
+            if isinstance(values, list)
+            for v in values
+        }
+        record["compromised"] = len(set(map(str, won)))
+        record["compromised_named"] = len(set(map(str, won)) & told)
     expected = campaign["rule.category"]
     first = min((a.timestamp for a in found), default=None)
     record["detected"] = bool(found)
@@ -240,7 +259,8 @@ def _median(values: Sequence[float]) -> float | None:
 
 def summarise(records: Sequence[dict[str, Any]], tally: Tally) -> dict[str, Any]:
     """Recall, time to detect, precision and the breakdowns, from records and a tally."""
-    attacks = [r for r in records if not r["benign"]]
+    unobserved = [r for r in records if not r["benign"] and not r.get("observed", True)]
+    attacks = [r for r in records if not r["benign"] and r.get("observed", True)]
     detected = [r for r in attacks if r["detected"]]
     with_category = [r for r in attacks if r["category"] is not None]
     ttds = [r["ttd_s"] for r in detected]
@@ -271,7 +291,8 @@ def summarise(records: Sequence[dict[str, Any]], tally: Tally) -> dict[str, Any]
     }
     kinds: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
-        kinds[r["type"]].append(r)
+        if r["benign"] or r.get("observed", True):
+            kinds[r["type"]].append(r)
     per_type: dict[str, dict[str, Any]] = {}
     for kind, rs in sorted(kinds.items()):
         entry: dict[str, Any] = {"benign": rs[0]["benign"], "runs": len(rs)}
@@ -284,7 +305,10 @@ def summarise(records: Sequence[dict[str, Any]], tally: Tally) -> dict[str, Any]
     return {
         "campaigns": list(records),
         "attacks": len(attacks),
+        "unobserved": len(unobserved),
         "detected": len(detected),
+        "compromised": sum(r.get("compromised", 0) for r in attacks),
+        "compromised_named": sum(r.get("compromised_named", 0) for r in attacks),
         "recall": ratio(len(detected), len(attacks)),
         "category_recall": ratio(
             sum(1 for r in with_category if r["category_matched"]), len(with_category)

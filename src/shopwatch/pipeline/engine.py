@@ -355,7 +355,7 @@ class Engine:
             try:
                 state = self.states[detector.id]
                 found = self.folders[detector.id].fold(
-                    detector.detect(batch, state), state, self.clock
+                    detector.detect(batch, state), state, self.clock, batch
                 )
             except Exception as err:  # a broken detector must not stop the others
                 self.stats.detector_errors[detector.id] += 1

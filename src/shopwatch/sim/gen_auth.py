@@ -234,6 +234,7 @@ def _credential_stuffing(
             "known_share": round(p["known_share"], 4),
             "success_rate": round(p["success_rate"], 5),
             "compromised": len(compromised),
+            "compromised_accounts": sorted(set(compromised)),
         }
     )
 

@@ -56,6 +56,8 @@ def print_campaigns(
         for col in cols:
             table.add_column(col, justify="right" if col in ("ttd", "alerts") else "left")
         for c in figures["campaigns"]:
+            if not c["benign"] and not c.get("observed", True):
+                continue  # wrote nothing in the run; counted in the summary
             if c["benign"]:
                 cells = ["benign", "-", "-", "-"]
                 style = "red" if c["alerts"] else "dim"
@@ -106,9 +108,14 @@ def print_campaigns(
     ttd = figures["median_ttd_s"]
     for name, value in (
         ("attack campaigns", str(figures["attacks"])),
+        ("attack campaigns that wrote nothing in the run", str(figures.get("unobserved", 0))),
         ("detected (recall)", f"{figures['detected']} ({_pct(figures['recall'])})"),
         ("category matched (category_recall)", _pct(figures["category_recall"])),
         ("median time to detect", "-" if ttd is None else f"{ttd:.0f}s"),
+        (
+            "compromised accounts named",
+            f"{figures.get('compromised_named', 0)} of {figures.get('compromised', 0)}",
+        ),
         ("alerts", str(figures["alerts"])),
         ("alerts on no attack (fp_alerts)", str(figures["fp_alerts"])),
         ("alerts on benign look-alikes", str(figures["benign_false_alerts"])),
