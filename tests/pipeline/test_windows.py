@@ -68,3 +68,12 @@ def test_a_window_longer_than_the_state_can_hold_is_refused_at_load(tmp_path: Pa
     # 30 days of window, then 30 more during which its last alert is remembered
     wider = load_detectors([tmp_path], max_window=timedelta(days=60))
     assert "test.month" in {d.id for d in wider.detectors}
+
+
+def test_every_shipped_rule_fits_the_default_state() -> None:
+    """A shipped rule that reads more event time than the default state holds is skipped at
+    load with only a warning; none may be."""
+    loaded = load_detectors(
+        max_window=timedelta(seconds=RuntimeSettings().state_max_window_s),
+    )
+    assert [str(e) for e in loaded.errors] == []
