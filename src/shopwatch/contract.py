@@ -96,6 +96,7 @@ EVENT_SCHEMA: Final[dict[str, pl.DataType]] = {
     "source.geo.country_iso_code": _S,
     "source.as.number": _I,
     "source.as.organization.name": _S,
+    "source.as.type": _S,  # the network's use: hosting, residential, cellular, business, ...
     "destination.ip": _S,
     "destination.port": _I,
     "destination.domain": _S,
@@ -170,6 +171,7 @@ EVENT_SCHEMA: Final[dict[str, pl.DataType]] = {
     "client.geo.country_iso_code": _S,
     "client.as.number": _I,
     "client.as.organization.name": _S,
+    "client.as.type": _S,
     # What the account's profile knew before the event (shopwatch.detect.profiles): days
     # since the account was first seen, and whether each value is new to the account.
     "shop.profile.known_days": _F,

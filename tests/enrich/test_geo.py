@@ -13,8 +13,18 @@ from shopwatch.enrich.base import Enricher
 from shopwatch.enrich.geo import GeoEnricher, load_tables, parse_addresses
 from shopwatch.errors import ConfigError
 
-SRC = ("source.geo.country_iso_code", "source.as.number", "source.as.organization.name")
-CLI = ("client.geo.country_iso_code", "client.as.number", "client.as.organization.name")
+SRC = (
+    "source.geo.country_iso_code",
+    "source.as.number",
+    "source.as.organization.name",
+    "source.as.type",
+)
+CLI = (
+    "client.geo.country_iso_code",
+    "client.as.number",
+    "client.as.organization.name",
+    "client.as.type",
+)
 
 
 @pytest.fixture(scope="module")
@@ -44,14 +54,14 @@ def test_known_networks(geo: GeoEnricher) -> None:
         "::ffff:8.8.4.4",  # IPv4-mapped IPv6
     ]
     out = geo.enrich(pl.DataFrame({"source.ip": ips}))
-    assert _row(out, 0) == ("US", 15169, "Google LLC")
-    assert _row(out, 1)[1:] == (13335, "Cloudflare, Inc.")
-    assert _row(out, 2) == ("DE", 3320, "Deutsche Telekom AG")
-    assert _row(out, 3) == ("US", 15169, "Google LLC")
-    assert _row(out, 4) == ("DE", 3320, "Deutsche Telekom AG")
-    assert _row(out, 5)[1] == 15169
-    assert _row(out, 6)[1] == 13335
-    assert _row(out, 7) == ("US", 15169, "Google LLC")
+    assert _row(out, 0, SRC[:3]) == ("US", 15169, "Google LLC")
+    assert _row(out, 1, SRC[:3])[1:] == (13335, "Cloudflare, Inc.")
+    assert _row(out, 2, SRC[:3]) == ("DE", 3320, "Deutsche Telekom AG")
+    assert _row(out, 3, SRC[:3]) == ("US", 15169, "Google LLC")
+    assert _row(out, 4, SRC[:3]) == ("DE", 3320, "Deutsche Telekom AG")
+    assert _row(out, 5, SRC[:3])[1] == 15169
+    assert _row(out, 6, SRC[:3])[1] == 13335
+    assert _row(out, 7, SRC[:3]) == ("US", 15169, "Google LLC")
 
 
 def test_private_garbage_and_nulls_give_nulls(geo: GeoEnricher) -> None:
@@ -62,7 +72,7 @@ def test_private_garbage_and_nulls_give_nulls(geo: GeoEnricher) -> None:
     ]  # fmt: skip
     out = geo.enrich(pl.DataFrame({"source.ip": ips}, schema={"source.ip": pl.String}))
     assert out.height == len(ips)
-    assert out.select(SRC).null_count().row(0) == (len(ips),) * 3
+    assert out.select(SRC).null_count().row(0) == (len(ips),) * len(SRC)
     assert out["source.ip"].to_list() == ips
 
 
@@ -97,7 +107,7 @@ def test_missing_and_all_null_columns(geo: GeoEnricher) -> None:
     out = geo.enrich(pl.DataFrame({"event.id": ["a", "b"]}))
     assert out.height == 2
     assert out.schema["source.as.number"] == pl.Int64
-    assert out.select(SRC + CLI).null_count().row(0) == (2,) * 6
+    assert out.select(SRC + CLI).null_count().row(0) == (2,) * 8
     full = conform(pl.DataFrame({"event.id": ["a"]}))
     out = geo.enrich(full)
     assert out.columns == full.columns
@@ -120,15 +130,17 @@ def test_agrees_with_the_library_per_address_lookup() -> None:
         for _ in range(500)
     ]
     got = load_tables().lookup(pl.Series(ips))
-    for ip, (cc, asn, _org) in zip(ips, got.iter_rows(), strict=True):
+    for ip, (cc, asn, _org, kind) in zip(ips, got.iter_rows(), strict=True):
         found = network.lookup(ip)
         if not found.is_global:
-            assert (cc, asn) == (None, None), ip
+            assert (cc, asn, kind) == (None, None, None), ip
             continue
         expected_asn = found.network.asn if found.network and found.network.asn else None
+        operator = found.network.operator if found.network else None
+        expected_kind = (operator.category or None) if operator else None
         place = country.lookup(ip).place
         expected_cc = place.country.code if place and place.country else None
-        assert (cc, asn) == (expected_cc, expected_asn), ip
+        assert (cc, asn, kind) == (expected_cc, expected_asn, expected_kind), ip
     assert got["asn"].null_count() < len(ips) // 2  # most of the sample is routed
 
 
@@ -151,3 +163,12 @@ def test_from_settings() -> None:
         GeoEnricher.from_settings(Settings(enrich={"geo": {"feilds": ["source.ip"]}}))
     with pytest.raises(ConfigError, match="cannot read"):
         GeoEnricher(fields=("destination.ip",))
+
+
+def test_says_what_a_network_is_used_for() -> None:
+    """Hosting and home networks told apart, from the operator the database knows."""
+    geo = GeoEnricher(fields=("source.ip",))
+    out = geo.enrich(
+        conform(pl.DataFrame({"source.ip": ["167.99.0.165", "98.215.17.203", "10.1.2.3"]}))
+    )
+    assert out["source.as.type"].to_list() == ["hosting", "residential", None]

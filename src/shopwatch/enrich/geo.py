@@ -6,8 +6,10 @@ reader), installed from PyPI and never downloaded at run time. Candidates weighe
 - ``plevin-db-*`` (chosen): rebuilt daily-to-monthly; the shipped files are 0.4 MB
   (country: where an address is used, about 298k IPv4 and 118k IPv6 ranges) and 7.5 MB
   (network: AS number, holder and operator company for every announced and registered
-  range, about 1.17M IPv4 and 320k IPv6 ranges, 147k networks). The build date is
-  :attr:`GeoTables.built`.
+  range, about 1.17M IPv4 and 320k IPv6 ranges, 147k networks, and for the operators it
+  knows what their network is used for: ``hosting``, ``residential``, ``cellular``,
+  ``business``, ``cdn``, ``education`` and a few more, as ``source.as.type``). The build
+  date is :attr:`GeoTables.built`.
 - ``geoip2fast``: GeoLite2 country and AS *names* for IPv4 and IPv6, but no AS numbers,
   and its data is from June 2024.
 - ``python-geoacumen`` (country only, June 2024), ``maxminddb-geolite2`` and the
@@ -41,17 +43,19 @@ __all__ = ["GeoEnricher", "GeoTables", "load_tables"]
 
 log = structlog.get_logger(__name__)
 
-#: Fields filled per address column: (country, AS number, AS organization name).
-_OUTPUTS: dict[str, tuple[str, str, str]] = {
+#: Fields filled per address column: (country, AS number, AS organization name, AS type).
+_OUTPUTS: dict[str, tuple[str, str, str, str]] = {
     "source.ip": (
         "source.geo.country_iso_code",
         "source.as.number",
         "source.as.organization.name",
+        "source.as.type",
     ),
     "client.ip": (
         "client.geo.country_iso_code",
         "client.as.number",
         "client.as.organization.name",
+        "client.as.type",
     ),
 }
 
@@ -104,8 +108,9 @@ class GeoTables:
     """Country and network range tables held as NumPy arrays (built once, read-only).
 
     Country rows index ``countries`` (ISO 3166 alpha-2, index 0 is null); network rows
-    index ``asns`` and ``organizations`` (index 0 is null, an AS number 0 means the range
-    is registered but not announced).
+    index ``asns``, ``organizations`` and ``types`` (index 0 is null, an AS number 0 means
+    the range is registered but not announced; a type is null where the operator's use is
+    not known).
     """
 
     country_v4: _Ranges
@@ -116,11 +121,12 @@ class GeoTables:
     asns: pl.Series  # Int64
     organizations: pl.Series  # String
     built: str
+    types: pl.Series | None = None  # String: hosting, residential, cellular, ...
 
     def lookup(self, ips: pl.Series) -> pl.DataFrame:
         """Country, AS number and organization for each string of ``ips``, in order.
 
-        Returns columns ``country``, ``asn``, ``organization``; unparsable, null and
+        Returns columns ``country``, ``asn``, ``organization``, ``type``; unparsable, null and
         non-global addresses give nulls. Cost is linear in ``len(ips)``: call it on unique
         values.
         """
@@ -143,11 +149,17 @@ class GeoTables:
                 "country": self.countries.gather(country_ids),
                 "asn": self.asns.gather(network_ids),
                 "organization": self.organizations.gather(network_ids),
+                "type": (
+                    self.types.gather(network_ids)
+                    if self.types is not None
+                    else pl.Series([None] * n, dtype=pl.String)
+                ),
             }
         )
         return frame.with_columns(
             pl.when(pl.col("asn") > 0).then(pl.col("asn")).alias("asn"),
             pl.when(pl.col("organization") != "").then(pl.col("organization")),
+            pl.when(pl.col("type") != "").then(pl.col("type")),
         )
 
 
@@ -207,11 +219,16 @@ def load_tables() -> GeoTables:
         handles = _column(network_file, "col.network.handle")
         operators = _column(network_file, "link.network.operator")
         companies = _column(network_file, "col.operator.company")
+        categories = _column(network_file, "col.operator.category")
+        vocabulary = list(network_file.head["vocabularies"]["categories"])
         strings = network_file.sections["strings"]
         names: list[str | None] = [None]
+        kinds: list[str | None] = [None]
         for operator, handle in zip(operators, handles, strict=True):
             company = strings[companies[operator - 1]] if operator else ""
             names.append(company or strings[handle] or None)
+            code = categories[operator - 1] if operator else 0
+            kinds.append(vocabulary[code] if 0 < code < len(vocabulary) else None)
         built = f"country {country_file.built}, network {network_file.built}"
     except (ImportError, KeyError, ValueError, OSError) as err:
         raise ConfigError(
@@ -227,6 +244,7 @@ def load_tables() -> GeoTables:
         asns=pl.Series("asn", [0, *asns], dtype=pl.Int64),
         organizations=pl.Series("organization", names, dtype=pl.String),
         built=built,
+        types=pl.Series("type", kinds, dtype=pl.String),
     )
     log.info(
         "geo_tables_loaded",
@@ -358,13 +376,14 @@ class GeoEnricher:
         return out
 
     def _enrich_one(
-        self, batch: pl.DataFrame, field: str, targets: tuple[str, str, str]
+        self, batch: pl.DataFrame, field: str, targets: tuple[str, str, str, str]
     ) -> pl.DataFrame:
-        country_col, asn_col, org_col = targets
+        country_col, asn_col, org_col, type_col = targets
         dtypes: dict[str, pl.DataType] = {
             country_col: pl.String(),
             asn_col: pl.Int64(),
             org_col: pl.String(),
+            type_col: pl.String(),
         }
         batch = _ensure(batch, dtypes.items())
         if field not in batch.columns or batch.height == 0:
@@ -378,6 +397,7 @@ class GeoEnricher:
             found.get_column("country").alias("_country"),
             found.get_column("asn").alias("_asn"),
             found.get_column("organization").alias("_org"),
+            found.get_column("type").alias("_type"),
         )
         joined = (
             batch.with_columns(addresses.alias("_ip"))
@@ -386,8 +406,9 @@ class GeoEnricher:
                 pl.coalesce(pl.col(country_col), pl.col("_country")).alias(country_col),
                 pl.coalesce(pl.col(asn_col), pl.col("_asn")).alias(asn_col),
                 pl.coalesce(pl.col(org_col), pl.col("_org")).alias(org_col),
+                pl.coalesce(pl.col(type_col), pl.col("_type")).alias(type_col),
             )
-            .drop("_ip", "_country", "_asn", "_org")
+            .drop("_ip", "_country", "_asn", "_org", "_type")
         )
         return joined
 
