@@ -159,8 +159,12 @@ def _parse_alone(name: str, text: str) -> pl.DataFrame:
 def run(
     detector: Detector, batches: Iterable[pl.DataFrame], state: KeyedState | None = None
 ) -> pl.DataFrame:
-    """Alerts of one detector over consecutive batches, with one state."""
+    """Alerts of one detector over consecutive batches, with one state, then what it still
+    holds released (the batches are the whole stream)."""
     state = state or KeyedState(detector.keys)
     out = [detector.detect(b, state) for b in batches]
+    release = getattr(detector, "flush", None)
+    if release is not None:
+        out.append(release(state))
     out = [o for o in out if o.height]
     return pl.concat(out) if out else pl.DataFrame(schema=ALERT_SCHEMA)

@@ -123,3 +123,71 @@ def test_rows_outside_the_where_clause_are_not_seen() -> None:
         pl.lit("nginx.error").alias("event.dataset")
     )
     assert run(build(RULE), [other]).height == 0
+
+
+HELD = {**RULE, "hold": "10m"}
+PERSON = "198.51.100.77"
+
+
+def held_run(batches: list[pl.DataFrame]) -> pl.DataFrame:
+    """Alerts over the batches, then those the end of the input releases."""
+    detector = build(HELD)
+    state = KeyedState(detector.keys)
+    out = [detector.detect(b, state) for b in batches]
+    out.append(detector.flush(state))
+    return (
+        pl.concat([o for o in out if o.height], how="vertical")
+        if any(o.height for o in out)
+        else pl.DataFrame()
+    )
+
+
+@pytest.mark.parametrize("size", [1, 3, 100], ids=["event-per-batch", "small", "one-batch"])
+def test_a_held_post_is_dropped_when_the_client_goes_on_to_a_page(size: int) -> None:
+    """An autofilled form from a tab left open: fast and without assets, then the account."""
+    events = requests(
+        (0, PERSON, "GET", "/register"),
+        (2, PERSON, "POST", "/register"),  # fast, no assets: held
+        (3, PERSON, "GET", "/account"),  # a page: a person
+        (0, BOT, "GET", "/register"),
+        (1, BOT, "POST", "/register"),
+        (5, BOT, "GET", "/static/site.css"),  # an asset is no page
+        (700, "192.0.2.1", "GET", "/"),  # someone else, later: the clock passes the hold
+    ).sort("@timestamp")
+    alerts = held_run([events.slice(i, size) for i in range(0, events.height, size)])
+    assert alerts["entity"].struct.field("source.ip").to_list() == [BOT]
+    row = alerts.row(0, named=True)
+    assert row["@timestamp"] == T0 + timedelta(seconds=1) + timedelta(minutes=10)
+    assert "opened no page in the 10m after" in row["message"]
+    assert json.loads(row["details"])["hold"] == "10m"
+
+
+def test_a_page_after_the_hold_does_not_excuse_the_post() -> None:
+    events = requests(
+        (0, BOT, "GET", "/register"),
+        (1, BOT, "POST", "/register"),
+        (660, BOT, "GET", "/account"),  # eleven minutes later
+    )
+    assert held_run([events])["entity"].struct.field("source.ip").to_list() == [BOT]
+
+
+def test_a_held_alert_waits_for_the_clock_or_the_end_of_the_input() -> None:
+    detector = build(HELD)
+    state = KeyedState(detector.keys)
+    first = detector.detect(
+        requests((0, BOT, "GET", "/register"), (1, BOT, "POST", "/register")), state
+    )
+    assert first.height == 0  # held
+    assert detector.flush(state).height == 1  # the input ended: released
+    assert detector.flush(state).height == 0  # once
+
+
+def test_the_engine_releases_held_alerts_at_the_end_of_a_replay() -> None:
+    from shopwatch.pipeline.engine import Engine
+
+    engine = Engine([build(HELD)])
+    assert (
+        engine.process(requests((0, BOT, "GET", "/register"), (1, BOT, "POST", "/register"))).height
+        == 0
+    )
+    assert engine.flush().height == 1

@@ -20,12 +20,21 @@ client (``key``, by default ``source.ip``):
   the form directly: what a login form posted by an autofilling person who browsed to it
   does not look like).
 
+With ``hold``, a post that passes is judged again ``hold`` later: a client that opened a
+page in the meantime (not a form, not an asset: the account page, the password-reset page,
+a product) is a person whose browser had the form's assets cached and whose password
+manager filled it in, and raises nothing; the others raise their alert then, at the post's
+time plus ``hold`` (or at the end of a replay). Login bots post and leave, or post again:
+of the 439 form-posting addresses of ``hackers-access.log``, one opened a page within five
+minutes of its first post.
+
 A client fires once, then stays quiet for ``suppress`` (default ``within``) of event time.
 The alert's time, id and evidence depend only on the events, not on how they were cut
 into batches (a post is judged against the client's state before it, kept per client).
 
 State: ``seen`` (per client: the last form fetch, the last asset, the last other page and
-the last alert, with ``_ts`` its last activity).
+the last alert, with ``_ts`` its last activity); with ``hold``, ``held`` (the alerts that
+wait, with ``_due``).
 """
 
 from __future__ import annotations
@@ -70,6 +79,7 @@ class FormSubmitSpec(RuleSpec):
     only_forms: bool = False
     direct_posts: bool = True
     asset: str = ASSET_PATH
+    hold: Duration | None = None
     message: str | None = None
 
     @field_validator("form", "asset")
@@ -96,8 +106,9 @@ class FormSubmitDetector:
         self.within = parse_duration(spec.within)
         self.suppress = parse_duration(spec.suppress) if spec.suppress else self.within
         self.fill = timedelta(seconds=spec.max_fill_s)
+        self.hold = parse_duration(spec.hold) if spec.hold else None
         #: Event-time history this rule reads: what came before a post, and the last alert.
-        self.horizon = max(self.within, self.suppress)
+        self.horizon = max(self.within, self.suppress) + (self.hold or timedelta(0))
         self.single_event = False  # a fetch, then a post
         self.where = Where(spec.where)
         self.derived = self.where.derived
@@ -117,14 +128,95 @@ class FormSubmitDetector:
 
     def detect(self, batch: pl.DataFrame, state: KeyedState) -> pl.DataFrame:
         """Alerts for the form posts of this batch that a machine made."""
+        found, rows = self._posts(batch, state)
+        if self.hold is None:
+            return found
+        return self._held(found, rows, batch, state)
+
+    def flush(self, state: KeyedState) -> pl.DataFrame:
+        """The end of a replay: the held alerts are raised (their clients opened no page)."""
+        if self.hold is None:
+            return empty_alerts()
+        held = state.table("held", self._held_schema())
+        state.put("held", held.clear())
+        return self._release(held)
+
+    # -- held alerts ---------------------------------------------------------------------
+
+    def _held_schema(self) -> dict[str, pl.DataType]:
+        return {**ALERT_SCHEMA, self.spec.key: pl.String(), "_due": TIMESTAMP, "_ts": TIMESTAMP}
+
+    def _held(
+        self, found: pl.DataFrame, rows: pl.DataFrame | None, batch: pl.DataFrame, state: KeyedState
+    ) -> pl.DataFrame:
+        """Hold this batch's alerts; drop those whose client opened a page; raise the due."""
+        assert self.hold is not None
+        key = self.spec.key
+        schema = self._held_schema()
+        held = state.table("held", schema)
+        if found.height:
+            fresh = found.with_columns(
+                pl.col("entity").struct.field(key).alias(key)
+                if key in ENTITY_FIELDS
+                else pl.col("details")
+                .map_elements(lambda d: json.loads(d)["keys"][key], return_dtype=pl.String)
+                .alias(key),
+                (pl.col("@timestamp") + self.hold).alias("_due"),
+                pl.col("@timestamp").alias("_ts"),
+            )
+            held = pl.concat([held, fresh.select(list(schema)).cast(pl.Schema(schema))])
+        if held.height == 0:
+            return empty_alerts()
+        if rows is not None and rows.height:
+            pages = rows.filter(pl.col("_k") == _KINDS["page"]).select(
+                key, pl.col("@timestamp").alias("_page")
+            )
+            if pages.height:
+                person = (
+                    held.join(pages, on=key, how="inner")
+                    .filter((pl.col("_page") > pl.col("_ts")) & (pl.col("_page") <= pl.col("_due")))
+                    .select("alert.id")
+                    .unique()
+                )
+                held = held.join(person, on="alert.id", how="anti")
+        newest = batch["@timestamp"].max() if "@timestamp" in batch.columns else None
+        now = state.clock if state.clock is not None else newest
+        if not isinstance(now, datetime):
+            state.put("held", held)
+            return empty_alerts()
+        due = held.filter(pl.col("_due") <= now)
+        state.put("held", held.filter(pl.col("_due") > now))
+        return self._release(due)
+
+    def _release(self, held: pl.DataFrame) -> pl.DataFrame:
+        """Held alerts raised at their due time, saying that the client opened no page."""
+        if held.height == 0:
+            return empty_alerts()
+        assert self.hold is not None
+        note = f" and opened no page in the {human_duration(self.hold)} after"
+        return (
+            held.with_columns(
+                pl.col("_due").alias("@timestamp"),
+                (pl.col("message") + pl.lit(note)).alias("message"),
+            )
+            .select(list(ALERT_SCHEMA))
+            .sort(["@timestamp", "alert.id"])
+        )
+
+    # -- posts ---------------------------------------------------------------------------
+
+    def _posts(
+        self, batch: pl.DataFrame, state: KeyedState
+    ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+        """This batch's alerts as they stand at their posts, and the rows they were read from."""
         spec = self.spec
         key = spec.key
         required = {"@timestamp", "url.path", "http.request.method", key}
         if batch.height == 0 or required - set(batch.columns):
-            return empty_alerts()
+            return empty_alerts(), None
         where = self.where.for_batch(batch.columns)
         if where is None:
-            return empty_alerts()
+            return empty_alerts(), None
         method = pl.col("http.request.method").str.to_uppercase()
         path = pl.col("url.path")
         is_form = path.str.contains(spec.form).fill_null(False)
@@ -154,7 +246,8 @@ class FormSubmitDetector:
             .collect()
         )
         if rows.height == 0:
-            return empty_alerts()
+            return empty_alerts(), None
+        every = rows
         seen = state.table("seen", self._seen_schema)
         # Only clients that post a form in this batch need their rows in order; the others
         # (nearly all traffic) only update what the state knows of them, by one group-by.
@@ -163,7 +256,7 @@ class FormSubmitDetector:
         rows = rows.join(posting, on=key, how="semi")
         if rows.height == 0:
             self._store(state, seen, quiet, key)
-            return empty_alerts()
+            return empty_alerts(), every
         # Each client's rows in time order, after a row that carries what the state knew.
         prior = split_by_keys(seen, rows.select(key).unique(), [key])[0].select(
             key,
@@ -229,8 +322,9 @@ class FormSubmitDetector:
         latest = self._posting_latest(timeline, key, last_fired)
         self._store(state, seen, pl.concat([quiet, latest], how="vertical_relaxed"), key)
         if not chosen:
-            return empty_alerts()
-        return self._alert_rows(candidates[chosen].sort(["@timestamp", key], maintain_order=True))
+            return empty_alerts(), every
+        hits = candidates[chosen].sort(["@timestamp", key], maintain_order=True)
+        return self._alert_rows(hits), every
 
     def _choose(self, candidates: pl.DataFrame, key: str) -> tuple[list[int], dict[str, datetime]]:
         """Candidate rows that fire (one per client per ``suppress``), and each one's last alert."""
@@ -333,6 +427,8 @@ class FormSubmitDetector:
                 "only_forms": spec.only_forms,
                 "window": within,
             }
+            if self.hold is not None:
+                details["hold"] = human_duration(self.hold)
             if key not in ENTITY_FIELDS:
                 details["keys"] = {key: ev[key]}
             ids = [i for i in (None if direct else ev["_get_id_before"], ev["event.id"]) if i]

@@ -568,12 +568,20 @@ class Engine:
             if self.logins is not None and self.logins.held
             else empty_alerts()
         )
-        # Campaign updates still waiting for their hold: the input has ended.
-        waiting = [
-            found
-            for det_id, folder in self.folders.items()
-            if (found := folder.flush(self.states[det_id])).height
-        ]
+        # Alerts a detector holds for what comes next (a form rule waiting to see whether
+        # the client opens a page), then campaign updates still waiting: the input has ended.
+        waiting = []
+        for detector in self.detectors:
+            state, folder = self.states[detector.id], self.folders[detector.id]
+            release = getattr(detector, "flush", None)
+            if release is not None:
+                found = release(state)
+                if found.height:
+                    folded = folder.fold(found, state, None)
+                    if folded.height:
+                        waiting.append(folded)
+            if (found := folder.flush(state)).height:
+                waiting.append(found)
         if not waiting:
             return held
         updates = self._raise(pl.concat(waiting).sort(["@timestamp", "rule.id", "alert.id"]))
