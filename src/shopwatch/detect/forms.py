@@ -24,7 +24,8 @@ With ``hold``, a post that passes is judged again ``hold`` later: a client that 
 page in the meantime (not a form, not an asset: the account page, the password-reset page,
 a product) is a person whose browser had the form's assets cached and whose password
 manager filled it in, and raises nothing; the others raise their alert then, at the post's
-time plus ``hold`` (or at the end of a replay). Login bots post and leave, or post again:
+time plus ``hold`` (at the end of a replay, those whose hold the input outlasted; a post
+less than ``hold`` before the input's end is not judged). Login bots post and leave, or post again:
 of the 439 form-posting addresses of ``hackers-access.log``, one opened a page within five
 minutes of its first post.
 
@@ -107,6 +108,8 @@ class FormSubmitDetector:
         self.suppress = parse_duration(spec.suppress) if spec.suppress else self.within
         self.fill = timedelta(seconds=spec.max_fill_s)
         self.hold = parse_duration(spec.hold) if spec.hold else None
+        #: Held posts dropped at the end of a replay, too close to its end to judge.
+        self.undecided = 0
         #: Event-time history this rule reads: what came before a post, and the last alert.
         self.horizon = max(self.within, self.suppress) + (self.hold or timedelta(0))
         self.single_event = False  # a fetch, then a post
@@ -134,12 +137,21 @@ class FormSubmitDetector:
         return self._held(found, rows, batch, state)
 
     def flush(self, state: KeyedState) -> pl.DataFrame:
-        """The end of a replay: the held alerts are raised (their clients opened no page)."""
+        """The end of a replay: the held alerts whose hold the input outlasted are raised.
+
+        A post closer to the input's end than ``hold`` cannot be judged (what the client did
+        next is not in the input): it is dropped and counted in :attr:`undecided`, logged by
+        the engine, rather than raised on a customer whose next page the input cut off.
+        """
         if self.hold is None:
             return empty_alerts()
         held = state.table("held", self._held_schema())
         state.put("held", held.clear())
-        return self._release(held)
+        if state.clock is None:
+            return self._release(held)
+        due = held.filter(pl.col("_due") <= state.clock)
+        self.undecided += held.height - due.height
+        return self._release(due)
 
     # -- held alerts ---------------------------------------------------------------------
 

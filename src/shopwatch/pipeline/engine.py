@@ -575,7 +575,15 @@ class Engine:
             state, folder = self.states[detector.id], self.folders[detector.id]
             release = getattr(detector, "flush", None)
             if release is not None:
+                before = getattr(detector, "undecided", 0)
                 found = release(state)
+                if getattr(detector, "undecided", 0) > before:
+                    log.info(
+                        "held_alerts_undecided",
+                        detector=detector.id,
+                        dropped=getattr(detector, "undecided", 0) - before,
+                        reason="the input ended before their hold",
+                    )
                 if found.height:
                     folded = folder.fold(found, state, None)
                     if folded.height:
