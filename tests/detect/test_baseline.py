@@ -181,3 +181,27 @@ def test_members_at_least_leaves_out_the_one_typo() -> None:
     named = json.loads(run(listed, frame)["details"][0])["members"]["source.ip"]
     assert "203.0.113.50" not in named and len(named) >= 3
     assert "203.0.113.50" in json.loads(run(everyone, frame)["details"][0])["members"]["source.ip"]
+
+
+def test_an_attack_that_began_quietly_does_not_become_the_usual() -> None:
+    """Four quiet days watched, then a slow run under the count, then its loud part.
+
+    Judged on the key's own history alone, the slow hours would be the usual and the loud
+    part (four times nothing but the slow run) would pass unseen."""
+    watched = conform(
+        pl.DataFrame(
+            {
+                "@timestamp": [T0 + timedelta(minutes=5 * k) for k in range(12 * 24 * 4)],
+                "event.id": [f"ok{k}" for k in range(12 * 24 * 4)],
+                "event.outcome": ["success"] * (12 * 24 * 4),
+            }
+        )
+    )
+    slow = [timedelta(days=4, minutes=225 * k / 8) for k in range(8 * 10)]  # 8 per 30 min, 5 h
+    loud = [timedelta(days=4, hours=5, seconds=20 * k) for k in range(30)]
+    loud_part = failures(loud).with_columns(
+        pl.format("loud{}", pl.col("event.id")).alias("event.id")
+    )
+    alerts = run(rule(), watched, failures(slow), loud_part)
+    assert alerts.height == 1
+    assert json.loads(alerts["details"][0])["usual"] < 1.0

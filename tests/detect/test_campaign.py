@@ -273,3 +273,26 @@ def test_compromised_needs_a_rule_with_a_where_clause() -> None:
     )
     with pytest.raises(ContentError, match="where clause"):
         CampaignFolder(seq)
+
+
+def test_a_break_in_early_in_a_long_batch_is_named() -> None:
+    """One replay batch holding hours of a campaign: the break-in of its first minutes is
+    still named, not forgotten because the batch ends hours later."""
+    rows = []
+    for a in range(18):  # a new exit every ten minutes for three hours, three tries each
+        for k in range(3):
+            rows.append(
+                {
+                    "@timestamp": T0 + timedelta(minutes=10 * a, seconds=2 * k),
+                    "event.id": f"f{a}-{k}",
+                    "event.action": "login",
+                    "event.outcome": "failure",
+                    "source.ip": f"198.51.100.{a + 1}",
+                }
+            )
+    frame = with_logins(
+        conform(pl.DataFrame(rows)),
+        [login(timedelta(seconds=30), "198.51.100.1", "anna@example.com", new_device=True)],
+    )
+    alerts = run(Engine([rule(WON)]), frame, 100_000)
+    assert "anna@example.com" in set().union(*compromised(alerts))

@@ -71,7 +71,7 @@ _SCHEMA: dict[str, pl.DataType] = {
     "_latest": pl.String(),  # JSON: the last folded alert (what an update is made from)
     "_compromised": pl.String(),  # JSON: the names the campaign won, in the order learnt
 }
-_SEEN_SCHEMA: dict[str, pl.DataType] = {"_by": pl.String(), "_ts": TIMESTAMP}
+_SEEN_SCHEMA: dict[str, pl.DataType] = {"_by": pl.String(), "_first": TIMESTAMP, "_ts": TIMESTAMP}
 _HIT_SCHEMA: dict[str, pl.DataType] = {
     "_by": pl.String(),
     "_name": pl.String(),
@@ -137,8 +137,6 @@ class CampaignFolder:
         held = state.table("campaign", _SCHEMA)
         camp = self._load(held)
         out: list[dict[str, Any]] = []
-        if camp is not None and not self._over(camp, now):
-            self._compromise(camp, state)
         for row in alerts.sort("@timestamp").iter_rows(named=True):
             at: datetime = row["@timestamp"]
             if camp is not None and (
@@ -159,8 +157,13 @@ class CampaignFolder:
                 camp = self._start(row, state)
                 out.append(self._first(row, camp))
                 continue
+            self._compromise(camp, state, at)
             if camp["_pending"] and at >= shift_time(camp["_emit"], self.hold):
                 out.append(self._update(camp, at))
+        if camp is not None and now is not None and not self._over(camp, now):
+            self._compromise(camp, state, now)
+        if self.won is not None:
+            self._trim(state, camp, now)
         if camp is not None and camp["_pending"] and now is not None:
             due = shift_time(camp["_emit"], self.hold)
             if now >= due:
@@ -175,6 +178,8 @@ class CampaignFolder:
         if not self.enabled:
             return empty_alerts()
         camp = self._load(state.table("campaign", _SCHEMA))
+        if camp is not None and self.won is not None:  # the input has ended: all it won
+            self._compromise(camp, state, shift_time(camp["_ts"], self.within))
         if camp is None or not camp["_pending"]:
             return empty_alerts()
         row = self._update(camp, max(camp["_ts"], camp["_emit"]))
@@ -199,14 +204,18 @@ class CampaignFolder:
             new = (
                 batch.lazy()
                 .filter(seed & pl.col(by).is_not_null())
-                .select(pl.col(by).cast(pl.String).alias("_by"), pl.col("@timestamp").alias("_ts"))
+                .select(
+                    pl.col(by).cast(pl.String).alias("_by"),
+                    pl.col("@timestamp").alias("_first"),
+                    pl.col("@timestamp").alias("_ts"),
+                )
                 .collect()
             )
             if new.height:
                 seen = (
                     pl.concat([seen, new], how="vertical_relaxed")
                     .group_by("_by")
-                    .agg(pl.col("_ts").max())
+                    .agg(pl.col("_first").min(), pl.col("_ts").max())
                 )
         hit = self._hit.for_batch(batch.columns)
         if hit is not None and name in batch.columns:
@@ -224,25 +233,33 @@ class CampaignFolder:
             )
             if new.height:
                 hits = pl.concat([hits, new], how="vertical_relaxed")
-        tops = [t for t in (seen["_ts"].max(), hits["_ts"].max()) if isinstance(t, datetime)]
-        newest = now if now is not None else (max(tops) if tops else None)
-        if newest is not None:
-            cut = shift_time(newest, -self.within)
-            seen = seen.filter(pl.col("_ts") >= cut)
-            hits = hits.filter(pl.col("_ts") >= cut)
         state.put("campaign_seen", seen.sort("_ts").tail(MAX_SEEN))
         state.put("campaign_hits", hits.sort("_ts").tail(MAX_SEEN))
 
-    def _compromise(self, camp: dict[str, Any], state: KeyedState) -> None:
-        """Name what the open campaign won since its start (less ``within``)."""
+    def _trim(self, state: KeyedState, camp: dict[str, Any] | None, now: datetime | None) -> None:
+        """Forget what no campaign can still claim: older than ``within`` before the open
+        campaign's start, or (none open) before the clock."""
+        start = camp["_first"] if camp is not None else now
+        if start is None:
+            return
+        cut = shift_time(start, -self.within)
+        for name, schema in (("campaign_seen", _SEEN_SCHEMA), ("campaign_hits", _HIT_SCHEMA)):
+            frame = state.table(name, schema)
+            if frame.height:
+                state.put(name, frame.filter(pl.col("_ts") >= cut))
+
+    def _compromise(self, camp: dict[str, Any], state: KeyedState, at: datetime) -> None:
+        """Name what the open campaign won from its start (less ``within``) up to ``at``."""
         if self.won is None:
             return
         hits = state.table("campaign_hits", _HIT_SCHEMA)
         if hits.height == 0:
             return
         since = shift_time(camp["_first"], -self.within)
-        seen = state.table("campaign_seen", _SEEN_SCHEMA).filter(pl.col("_ts") >= since)
-        until = shift_time(camp["_ts"], self.within)  # a campaign quiet that long is over
+        seen = state.table("campaign_seen", _SEEN_SCHEMA).filter(
+            (pl.col("_first") <= at) & (pl.col("_ts") >= since)  # failed in [since, at]
+        )
+        until = min(at, shift_time(camp["_ts"], self.within))  # quiet that long: over
         won = (
             hits.filter(pl.col("_ts").is_between(since, until))
             .join(seen.select("_by"), on="_by", how="semi")
@@ -309,7 +326,7 @@ class CampaignFolder:
             "_latest": _portable(row),
             "_compromised": [],
         }
-        self._compromise(camp, state)
+        self._compromise(camp, state, row["@timestamp"])
         camp["_pending"] = False  # the first alert says it
         return camp
 

@@ -21,7 +21,9 @@ events the share counts; with ``members_at_least``, only values with that many o
 one alert for a network names every address that took part.
 
 State: ``tail`` (the matching events of the last window per key, capped per key) and
-``fired`` (per key, the last alert and the last hop bucket judged).
+``fired`` (per key, the last alert and the last hop bucket judged); with a baseline,
+``buckets`` (per key and bucket, its count) and ``watched`` (since when the rule has seen
+events at all).
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ MAX_MEMBERS = 500
 #: The group key that makes the whole shop one group.
 GLOBAL = "global"
 TAIL_ROWS_PER_KEY = 5000
+#: Since when a rule with a baseline has watched the shop (one row; ``_ts`` its last event).
+_WATCHED: dict[str, pl.DataType] = {"_since": TIMESTAMP, "_ts": TIMESTAMP}
 
 
 class CountSpec(BaseModel):
@@ -90,10 +94,11 @@ class BaselineSpec(BaseModel):
     """This window against the key's own recent normal: ``factor`` times its usual count.
 
     The usual count is the key's mean per window over the ``over`` before the window (or
-    over the part of it since the key was first seen), from counts kept per ``bucket`` (so
-    a busy key's baseline costs a row per bucket, not a row per event). A key with less
-    than a window of history has a usual count of zero: the rule is then a plain threshold
-    until its history fills.
+    over the part of it since the rule began watching the shop: the days it watched count
+    even when the key was absent from them), from counts kept per ``bucket`` (so a busy
+    key's baseline costs a row per bucket, not a row per event). A rule that has watched
+    for less than a window has a usual count of zero: it is then a plain threshold until
+    its history fills.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -214,6 +219,8 @@ class ThresholdDetector:
         """Alerts for windows that crossed the threshold at an event of this batch."""
         spec = self.spec
         missing = self.needs - set(batch.columns)
+        if self.baseline is not None and batch.height and "@timestamp" in batch.columns:
+            self._observe(batch, state)
         if batch.height == 0 or missing & ({"@timestamp"} | self._key_fields):
             return empty_alerts()
         distinct = spec.count.distinct
@@ -373,6 +380,19 @@ class ThresholdDetector:
         )
         state.put("buckets", pl.concat([rest, merged.select(list(self._bucket_schema))]))
 
+    @staticmethod
+    def _observe(batch: pl.DataFrame, state: KeyedState) -> None:
+        """Remember since when the rule has watched the shop (any event, matching or not)."""
+        times = batch["@timestamp"]
+        first, last = times.min(), times.max()
+        if not isinstance(first, datetime) or not isinstance(last, datetime):
+            return
+        held = state.table("watched", _WATCHED)
+        if held.height:
+            first = min(first, held["_since"][0])
+            last = max(last, held["_ts"][0])
+        state.put("watched", pl.DataFrame({"_since": [first], "_ts": [last]}, schema=_WATCHED))
+
     def _expected(self, events: pl.DataFrame, state: KeyedState) -> pl.DataFrame:
         """``events`` with ``_exp``: the key's usual count per window before each event's.
 
@@ -385,9 +405,15 @@ class ThresholdDetector:
         held = state.table("buckets", self._bucket_schema).join(
             pairs.select(keys).unique(), on=keys, how="semi", nulls_equal=True
         )
-        # A key seen for less than ``over`` is judged on the history it has (at least a
-        # window of it): a new deployment's baseline is not diluted by days it never saw.
+        # A rule that has watched the shop for less than ``over`` is judged on the history
+        # it has (at least a window of it): a new deployment's baseline is not diluted by
+        # days it never saw. The days it watched count, with or without the key in them,
+        # so an attack that began before its loud part cannot become the key's normal.
         since = held.group_by(keys).agg(pl.col("_b").min().alias("_first"))
+        watched = state.table("watched", _WATCHED)
+        if watched.height:
+            start = watched["_since"][0]
+            since = since.with_columns(pl.min_horizontal(pl.col("_first"), pl.lit(start)))
         window_us = self.window / timedelta(microseconds=1)
         usual = (
             pairs.join(held, on=keys, how="inner", nulls_equal=True)
