@@ -205,3 +205,25 @@ def test_an_attack_that_began_quietly_does_not_become_the_usual() -> None:
     alerts = run(rule(), watched, failures(slow), loud_part)
     assert alerts.height == 1
     assert json.loads(alerts["details"][0])["usual"] < 1.0
+
+
+def test_one_stray_old_event_does_not_dilute_the_usual() -> None:
+    """The engine's clock marks when the rule began watching, not an event dated 2020."""
+    from shopwatch.pipeline.engine import Engine
+
+    day = [timedelta(days=5, minutes=5 * k) for k in range(12 * 24)]  # a day at 6 per 30 min
+    stray = conform(
+        pl.DataFrame(
+            {
+                "@timestamp": [datetime(2020, 1, 1, tzinfo=UTC)],
+                "event.id": ["old"],
+                "event.outcome": ["success"],
+            }
+        )
+    )
+    burst = [timedelta(days=6, seconds=40 * k) for k in range(20)]  # 20: not four times 6
+    engine = Engine([rule()])
+    first = pl.concat([stray, failures(day)], how="diagonal_relaxed")
+    later = failures(burst).with_columns(pl.format("b{}", pl.col("event.id")).alias("event.id"))
+    assert engine.process(first).height == 0
+    assert engine.process(later).height == 0

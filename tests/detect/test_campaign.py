@@ -211,8 +211,8 @@ def test_a_campaign_names_the_accounts_it_broke_into(step: int) -> None:
         attempts(10),
         [
             # from an exit of the campaign, on a device the account never used: broken into
-            login(timedelta(seconds=5), "198.51.100.2", "anna@example.com", new_device=True),
-            # before the campaign's first alert, still inside it: named too
+            login(timedelta(seconds=11), "198.51.100.2", "anna@example.com", new_device=True),
+            # after the exit's first failure, before the campaign's first alert: named too
             login(timedelta(seconds=1), "198.51.100.1", "bert@example.com", new_device=True),
             # the owner on a phone the account knows, behind the same exit: not named
             login(timedelta(seconds=7), "198.51.100.3", "carl@example.com", new_device=False),
@@ -296,3 +296,55 @@ def test_a_break_in_early_in_a_long_batch_is_named() -> None:
     )
     alerts = run(Engine([rule(WON)]), frame, 100_000)
     assert "anna@example.com" in set().union(*compromised(alerts))
+
+
+def failures_from(ip: str, start: timedelta, n: int = 3, tag: str = "x") -> list[dict[str, Any]]:
+    return [
+        {
+            "@timestamp": T0 + start + timedelta(seconds=2 * k),
+            "event.id": f"{tag}-{ip}-{k}",
+            "event.action": "login",
+            "event.outcome": "failure",
+            "source.ip": ip,
+        }
+        for k in range(n)
+    ]
+
+
+def test_a_success_before_the_address_failed_is_not_a_break_in() -> None:
+    """A customer on a new phone behind a shared address, half an hour before a bot there."""
+    rows = failures_from("198.51.100.1", timedelta(0)) + failures_from(
+        "198.51.100.2", timedelta(minutes=40)
+    )
+    frame = with_logins(
+        conform(pl.DataFrame(rows)),
+        [login(timedelta(minutes=5), "198.51.100.2", "anna@example.com", new_device=True)],
+    )
+    for step in (1, 100_000):
+        alerts = run(Engine([rule(WON)]), frame, step)
+        assert set().union(*compromised(alerts)) == set(), step
+
+
+def test_a_campaign_that_ends_in_the_batch_still_names_its_break_in() -> None:
+    rows = (
+        failures_from("198.51.100.1", timedelta(0))
+        + failures_from("198.51.100.2", timedelta(minutes=3))
+        + failures_from("198.51.100.3", timedelta(hours=2), tag="later")  # a new campaign
+    )
+    frame = with_logins(
+        conform(pl.DataFrame(rows)),
+        [login(timedelta(minutes=20), "198.51.100.2", "anna@example.com", new_device=True)],
+    )
+    for step in (1, 100_000):
+        alerts = run(Engine([rule(WON)]), frame, step)
+        assert "anna@example.com" in set().union(*compromised(alerts)), step
+
+
+def test_a_state_saved_before_first_failures_were_kept_still_works() -> None:
+    engine = Engine([rule(WON)])
+    engine.process(attempts(3))
+    state = engine.states["test.per_address"]
+    state.put("campaign_seen", state.table("campaign_seen", {}).drop("_first"))
+    later = engine.process(attempts(3, start=timedelta(minutes=10)))
+    assert engine.stats.detector_errors.get("test.per_address", 0) == 0
+    assert later.height >= 0

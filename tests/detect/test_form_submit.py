@@ -148,7 +148,8 @@ def test_a_held_post_is_dropped_when_the_client_goes_on_to_a_page(size: int) -> 
     events = requests(
         (0, PERSON, "GET", "/register"),
         (2, PERSON, "POST", "/register"),  # fast, no assets: held
-        (3, PERSON, "GET", "/account"),  # a page: a person
+        (3, PERSON, "GET", "/account"),  # the redirect: bots follow it too
+        (40, PERSON, "GET", "/password/forgot"),  # a page, later: a person
         (0, BOT, "GET", "/register"),
         (1, BOT, "POST", "/register"),
         (5, BOT, "GET", "/static/site.css"),  # an asset is no page
@@ -203,3 +204,28 @@ def test_a_post_too_close_to_the_end_of_the_input_is_not_judged() -> None:
     engine.process(requests((0, BOT, "GET", "/register"), (1, BOT, "POST", "/register")))
     assert engine.flush().height == 0
     assert detector.undecided == 1
+
+
+def test_a_bot_that_follows_its_login_redirect_is_not_excused() -> None:
+    events = requests(
+        (0, BOT, "GET", "/register"),
+        (1, BOT, "POST", "/register"),
+        (2, BOT, "GET", "/account"),  # the redirect, followed at once
+        (3, BOT, "GET", "/account/payment-methods"),
+    )
+    assert held_run([events])["entity"].struct.field("source.ip").to_list() == [BOT]
+
+
+def test_a_dropped_alert_does_not_keep_the_client_quiet() -> None:
+    """A person excused at 10:00 who is then used by a bot at 10:15 is still caught."""
+    events = requests(
+        (0, PERSON, "GET", "/register"),
+        (2, PERSON, "POST", "/register"),
+        (30, PERSON, "GET", "/account"),  # a person: dropped
+        (900, PERSON, "GET", "/register"),
+        (901, PERSON, "POST", "/register"),  # fifteen minutes later, inside suppress
+    )
+    cut = [events.slice(0, 3), events.slice(3, 2)]
+    alerts = held_run(cut)
+    assert alerts.height == 1
+    assert alerts.row(0, named=True)["@timestamp"] == T0 + timedelta(seconds=901, minutes=10)

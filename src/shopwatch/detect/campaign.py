@@ -23,8 +23,9 @@ a campaign cannot.
 
 With ``compromised: {where, by, name}`` the campaign also names what it won: events
 matching ``where`` (a successful login on a device the account never used) whose ``by``
-value (the address) sent one of the rule's own events (a failed login) within ``within``,
-from ``within`` before the campaign's first alert on. Their ``name`` values (the accounts)
+value (the address) sent the rule's own events (failed logins) close to it (from
+``within`` before to :data:`NEAR` after), from ``within`` before the campaign's first
+alert on. Their ``name`` values (the accounts)
 are listed in ``details.compromised`` of the alert or update that learns them, and each
 new one brings an update. A customer who mistypes an address behind a shared address and
 then logs in from a phone the account knows is not among them.
@@ -54,6 +55,8 @@ __all__ = ["MAX_IDS", "MAX_MEMBERS", "CampaignFolder", "CampaignSpec"]
 MAX_MEMBERS = 500
 #: Most event ids an update carries.
 MAX_IDS = 1000
+#: How soon after a success the address's first failure may come for it to be a break-in.
+NEAR = timedelta(minutes=10)
 #: Most rows each of the ``compromised`` tables keeps (the most recent).
 MAX_SEEN = 100_000
 
@@ -143,6 +146,7 @@ class CampaignFolder:
                 at > shift_time(camp["_ts"], self.within)
                 or at > shift_time(camp["_first"], self.at_most)
             ):
+                self._compromise(camp, state, at)  # what it won before it ended
                 if camp["_pending"]:
                     out.append(self._update(camp, shift_time(camp["_emit"], self.hold)))
                 camp = None
@@ -152,6 +156,7 @@ class CampaignFolder:
                 continue
             if not self._join(camp, row):
                 # Full: a new campaign, so that no entity goes unnamed behind a large one.
+                self._compromise(camp, state, at)
                 if camp["_pending"]:
                     out.append(self._update(camp, at))
                 camp = self._start(row, state)
@@ -160,14 +165,16 @@ class CampaignFolder:
             self._compromise(camp, state, at)
             if camp["_pending"] and at >= shift_time(camp["_emit"], self.hold):
                 out.append(self._update(camp, at))
-        if camp is not None and now is not None and not self._over(camp, now):
-            self._compromise(camp, state, now)
+        if camp is not None and now is not None:
+            self._compromise(camp, state, now)  # up to the clock, or to the campaign's end
         if self.won is not None:
             self._trim(state, camp, now)
         if camp is not None and camp["_pending"] and now is not None:
             due = shift_time(camp["_emit"], self.hold)
             if now >= due:
-                out.append(self._update(camp, max(due, camp["_ts"])))
+                # never dated before the break-in it reports
+                won_at = camp.get("_won_at") or due
+                out.append(self._update(camp, max(due, camp["_ts"], won_at)))
         self._save(state, camp)
         if not out:
             return empty_alerts()
@@ -197,7 +204,7 @@ class CampaignFolder:
         by, name = self.won.by, self.won.name
         if "@timestamp" not in batch.columns or by not in batch.columns:
             return
-        seen = state.table("campaign_seen", _SEEN_SCHEMA)
+        seen = _seen(state)
         hits = state.table("campaign_hits", _HIT_SCHEMA)
         seed = self._seed.for_batch(batch.columns)
         if seed is not None:
@@ -256,21 +263,34 @@ class CampaignFolder:
         if hits.height == 0:
             return
         since = shift_time(camp["_first"], -self.within)
-        seen = state.table("campaign_seen", _SEEN_SCHEMA).filter(
-            (pl.col("_first") <= at) & (pl.col("_ts") >= since)  # failed in [since, at]
-        )
         until = min(at, shift_time(camp["_ts"], self.within))  # quiet that long: over
+        # A break-in needs its address to have sent the campaign's failures close to it:
+        # within ``within`` before the success or :data:`NEAR` after it (an exit is used
+        # for a few tries in a row); a customer behind an address a bot uses an hour later
+        # is not named.
         won = (
             hits.filter(pl.col("_ts").is_between(since, until))
-            .join(seen.select("_by"), on="_by", how="semi")
+            .join(_seen(state).rename({"_ts": "_last"}), on="_by", how="inner")
+            .filter(
+                (pl.col("_first") <= pl.col("_ts") + NEAR)
+                & (pl.col("_last") >= pl.col("_ts") - self.within)
+                & (pl.col("_first") <= at)
+            )
+            .select(list(_HIT_SCHEMA))
             .sort("_ts", "_id", nulls_last=True)
         )
         have = set(camp["_compromised"])
         fresh = won.filter(~pl.col("_name").is_in(list(have)))
         if fresh.height == 0:
             return
-        first = fresh.unique("_name", keep="first", maintain_order=True)
+        room = MAX_MEMBERS - len(camp["_compromised"])
+        first = fresh.unique("_name", keep="first", maintain_order=True).head(max(room, 0))
+        if first.height == 0:
+            return
         camp["_compromised"].extend(first["_name"].to_list())
+        newest = first["_ts"].max()
+        if isinstance(newest, datetime):
+            camp["_won_at"] = max(newest, camp.get("_won_at") or newest)
         ids = [i for i in first["_id"].to_list() if i]
         camp["_ids"] = (camp["_ids"] + ids)[-MAX_IDS:]
         camp["_pending"] = True
@@ -308,7 +328,7 @@ class CampaignFolder:
             "_latest": json.dumps(camp["_latest"], default=str),
             "_compromised": json.dumps(camp["_compromised"]),
         }
-        state.put("campaign", pl.DataFrame([row], schema=_SCHEMA))
+        state.put("campaign", pl.DataFrame([{k: row[k] for k in _SCHEMA}], schema=_SCHEMA))
 
     def _start(self, row: dict[str, Any], state: KeyedState) -> dict[str, Any]:
         members = {f: sorted(set(v)) for f, v in _named(row).items()}
@@ -397,6 +417,14 @@ class CampaignFolder:
             f"{camp['_first']:%H:%M:%S}: {camp['_n']} alerts, {sizes}{self._won_text(camp)})",
             "details": json.dumps(details, sort_keys=True),
         }
+
+
+def _seen(state: KeyedState) -> pl.DataFrame:
+    """The addresses of the rule's events, ``_first`` filled where an older state lacks it."""
+    seen = state.table("campaign_seen", _SEEN_SCHEMA)
+    if "_first" not in seen.columns:
+        seen = seen.with_columns(pl.col("_ts").alias("_first"))
+    return seen.select(list(_SEEN_SCHEMA))
 
 
 def _portable(row: dict[str, Any]) -> dict[str, Any]:

@@ -21,8 +21,8 @@ client (``key``, by default ``source.ip``):
   does not look like).
 
 With ``hold``, a post that passes is judged again ``hold`` later: a client that opened a
-page in the meantime (not a form, not an asset: the account page, the password-reset page,
-a product) is a person whose browser had the form's assets cached and whose password
+page in the meantime, more than :data:`FOLLOW_S` after the post (not a form, not an asset,
+not the redirect a login answers with: the password-reset page, a product) is a person whose browser had the form's assets cached and whose password
 manager filled it in, and raises nothing; the others raise their alert then, at the post's
 time plus ``hold`` (at the end of a replay, those whose hold the input outlasted; a post
 less than ``hold`` before the input's end is not judged). Login bots post and leave, or post again:
@@ -65,6 +65,9 @@ __all__ = ["FormSubmitDetector", "FormSubmitSpec"]
 
 
 _KINDS = {"get": 1, "post": 2, "asset": 3, "page": 4}
+#: With ``hold``, pages this soon after the post do not count: the redirect a login answers
+#: with is followed at once by bots too (the account page, its payment methods).
+FOLLOW_S = 5.0
 
 
 class FormSubmitSpec(RuleSpec):
@@ -184,13 +187,14 @@ class FormSubmitDetector:
                 key, pl.col("@timestamp").alias("_page")
             )
             if pages.height:
-                person = (
-                    held.join(pages, on=key, how="inner")
-                    .filter((pl.col("_page") > pl.col("_ts")) & (pl.col("_page") <= pl.col("_due")))
-                    .select("alert.id")
-                    .unique()
+                follow = timedelta(seconds=FOLLOW_S)
+                excused = held.join(pages, on=key, how="inner").filter(
+                    (pl.col("_page") > pl.col("_ts") + follow) & (pl.col("_page") <= pl.col("_due"))
                 )
-                held = held.join(person, on="alert.id", how="anti")
+                person = excused.select("alert.id").unique()
+                if person.height:
+                    held = held.join(person, on="alert.id", how="anti")
+                    self._unfire(state, excused.select(key, "_ts").unique())
         newest = batch["@timestamp"].max() if "@timestamp" in batch.columns else None
         now = state.clock if state.clock is not None else newest
         if not isinstance(now, datetime):
@@ -199,6 +203,20 @@ class FormSubmitDetector:
         due = held.filter(pl.col("_due") <= now)
         state.put("held", held.filter(pl.col("_due") > now))
         return self._release(due)
+
+    def _unfire(self, state: KeyedState, excused: pl.DataFrame) -> None:
+        """A dropped alert does not keep its client quiet: forget it as the last alert."""
+        key = self.spec.key
+        seen = state.table("seen", self._seen_schema)
+        if seen.height == 0:
+            return
+        marked = seen.join(excused.rename({"_ts": "_excused"}), on=key, how="left").with_columns(
+            pl.when(pl.col("_fired") == pl.col("_excused"))
+            .then(pl.lit(None, TIMESTAMP))
+            .otherwise(pl.col("_fired"))
+            .alias("_fired")
+        )
+        state.put("seen", marked.select(list(self._seen_schema)))
 
     def _release(self, held: pl.DataFrame) -> pl.DataFrame:
         """Held alerts raised at their due time, saying that the client opened no page."""

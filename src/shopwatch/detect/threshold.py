@@ -382,9 +382,15 @@ class ThresholdDetector:
 
     @staticmethod
     def _observe(batch: pl.DataFrame, state: KeyedState) -> None:
-        """Remember since when the rule has watched the shop (any event, matching or not)."""
+        """Remember since when the rule has watched the shop (any event, matching or not).
+
+        The engine's clock, not the batch's oldest event, marks the start: one stray event
+        dated years back must not make every key's usual look diluted over all of ``over``.
+        """
         times = batch["@timestamp"]
         first, last = times.min(), times.max()
+        if state.clock is not None and isinstance(first, datetime):
+            first = max(first, state.clock)
         if not isinstance(first, datetime) or not isinstance(last, datetime):
             return
         held = state.table("watched", _WATCHED)

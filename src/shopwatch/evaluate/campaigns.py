@@ -172,7 +172,7 @@ def _record(campaign: dict[str, Any], found: list[Alert]) -> dict[str, Any]:
         return record
     # A campaign that wrote nothing in the run (a slow one whose first step falls after its
     # end) names no entity, so no alert can cover it: it is counted apart, not as a miss.
-    record["observed"] = bool(campaign["entities"])
+    record["observed"] = any(campaign["entities"].values())
     won = (campaign.get("params") or {}).get("compromised_accounts")
     if isinstance(won, list):
         told = {
