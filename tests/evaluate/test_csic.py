@@ -50,6 +50,8 @@ def post(target: str, body: bytes, method: str = "POST", session: str = "B2") ->
 SHOP_GET = get("/tienda1/publico/anadir.jsp?id=2&nombre=Jam%F3n+Ib%E9rico&precio=85&cantidad=3")
 SHOP_POST = post("/tienda1/publico/autenticar.jsp", b"modo=entrar&login=ana&pwd=x9k2&B1=Entrar")
 LATIN1_PUT = post("/tienda1/publico/pagar.jsp", b"nombre=Jam\xf3n+Ib\xe9rico&precio=85", "PUT")
+# CSIC's normal traffic has no PUT (its 198 PUTs are all anomalous): a latin-1 POST instead.
+LATIN1_POST = post("/tienda1/publico/pagar.jsp", b"nombre=Jam\xf3n+Ib\xe9rico&precio=85")
 SQLI_GET = get(
     "/tienda1/publico/anadir.jsp?id=2&cantidad=%27%3B+DROP+TABLE+usuarios%3B+SELECT+*+FROM"
     "+datos+WHERE+nombre+LIKE+%27%25"
@@ -278,7 +280,7 @@ def test_interleave_spreads_both_files_over_the_same_span() -> None:
 def small(tmp_path: Path) -> dict[str, Path]:
     return {
         "train": write(tmp_path / "train.txt.gz", SHOP_GET, SHOP_POST, gz=True),
-        "normal": write(tmp_path / "normal.txt", SHOP_GET, SHOP_POST, LATIN1_PUT),
+        "normal": write(tmp_path / "normal.txt", SHOP_GET, SHOP_POST, LATIN1_POST),
         "anomalous": write(tmp_path / "anomalous.txt", SQLI_GET, OLD_FILE_GET),
     }
 
