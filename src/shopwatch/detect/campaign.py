@@ -136,7 +136,7 @@ class CampaignFolder:
         if not self.enabled:
             return alerts
         if self.won is not None and batch is not None:
-            self._remember(batch, state, now)
+            self._remember(batch, state)
         held = state.table("campaign", _SCHEMA)
         camp = self._load(held)
         out: list[dict[str, Any]] = []
@@ -195,10 +195,7 @@ class CampaignFolder:
 
     # -- what a campaign won ------------------------------------------------------------
 
-    def _over(self, camp: dict[str, Any], now: datetime | None) -> bool:
-        return now is not None and now > shift_time(camp["_ts"], self.within)
-
-    def _remember(self, batch: pl.DataFrame, state: KeyedState, now: datetime | None) -> None:
+    def _remember(self, batch: pl.DataFrame, state: KeyedState) -> None:
         """Keep the addresses of the rule's events and the candidate events of this batch."""
         assert self.won is not None and self._seed is not None and self._hit is not None
         by, name = self.won.by, self.won.name
