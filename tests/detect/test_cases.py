@@ -27,6 +27,12 @@ line fed alone must raise none. Every line is either a variant or context.
     context:             # optional, as above: lines the rule's where must not count
       fires.log: [7]
 
+A learned model's case first teaches it the shop's normal traffic; those lines are named
+by range and are neither entities nor context::
+
+    learn_from:          # file -> [first line, last line]
+      fires.log: [1, 4000]
+
 Running all fires files must alert every listed entity (one test per entity) and no
 other; every line that is not context must satisfy the rule's ``where`` clause on its own
 (``test_line_is_counted[web.login_brute_force-line31-wordpress-xmlrpc]``), so that a
@@ -91,6 +97,12 @@ def _context(expect: dict[str, Any], line: Line) -> bool:
 def _counted(detector: Detector) -> pl.Expr:
     """Whether an event counts for the rule: its where clause, or any step of a sequence."""
     return pl.any_horizontal([compile_where(where) for where in clauses(detector)])
+
+
+def _learning(expect: dict[str, Any], line: Line) -> bool:
+    """Whether the line is traffic a learned model's case teaches it with."""
+    span = (expect.get("learn_from") or {}).get(line.file)
+    return span is not None and span[0] <= line.no <= span[1]
 
 
 def _variant_name(expect: dict[str, Any], line: Line) -> str | None:
@@ -160,7 +172,7 @@ def _counted_cases() -> list[Any]:
             continue
         expect = read_expect(rule_id)
         for line in fires_lines(rule_id):
-            if not _context(expect, line):
+            if not _context(expect, line) and not _learning(expect, line):
                 name = _entity_name(rule_id, expect, line)
                 params.append(pytest.param(line, id=line_id(line, name)))
     return params
