@@ -24,6 +24,13 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="Polars threads (0: all cores)")
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--keep", type=Path, default=None, help="Keep the generated log here.")
+    parser.add_argument(
+        "--disable",
+        action="append",
+        default=[],
+        metavar="RULE",
+        help="Run without this rule (repeatable), to measure what it costs.",
+    )
     return parser.parse_args()
 
 
@@ -63,7 +70,8 @@ def main() -> None:
     parsed = sum(p.batch.height + p.rejects.height for p in parse_file(log, "nginx"))
     parse_s = time.perf_counter() - started
 
-    engine = build_engine(Settings(data_dir=folder))
+    off = {rule: {"enabled": False} for rule in args.disable}
+    engine = build_engine(Settings(data_dir=folder, detectors=off))
     engine.warm_up()  # load lookup tables outside the timed run
     alerts: list[int] = []
     rss_before = proc.memory_info().rss

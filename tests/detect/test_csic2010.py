@@ -13,7 +13,9 @@ from shopwatch.detect.content import load_detectors
 from .csic import read_requests
 
 WEB_ATTACK = [
-    d for d in load_detectors().detectors if d.category == "web_attack" and d.id.startswith("web.")
+    d
+    for d in load_detectors().detectors
+    if d.category == "web_attack" and d.id.startswith("web.") and not getattr(d, "learns", False)
 ]
 
 

@@ -247,3 +247,15 @@ def test_one_shot_senders_never_teach_an_item(detector) -> None:  # type: ignore
         ip="198.51.100.99",
     )
     assert flagged_ids(run(detector, [later], state)) == {"r9000"}
+
+
+def test_many_addresses_with_the_same_anomaly_share_one_alert(detector) -> None:  # type: ignore[no-untyped-def]
+    probe = ("GET", "/checkout/address", "zip=10001&country=US&page=2", 200)
+    other = ("PUT", "/checkout/address", "zip=10001&country=US", 200)
+    rows = [(*probe, f"198.51.100.{i + 1}") for i in range(30)] + [(*other, "192.0.2.200")]
+    alerts = run(detector, [normal(), _from(rows, 5000)])
+    assert alerts.height == 2
+    shared = alerts.filter(pl.col("entity").struct.field("source.ip") == "198.51.100.1")
+    members = json.loads(shared["details"][0])["members"]["source.ip"]
+    assert len(members) == 30 and "and 29 other addresses" in shared["message"][0]
+    assert len(shared["event.ids"][0]) == 30

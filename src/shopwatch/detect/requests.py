@@ -18,7 +18,8 @@ stops keeping items and never scores novelty. A path prefix that is open (a cata
 product slugs) is written ``*`` in longer paths, so ``/product/*/reviews`` is one
 endpoint; a prefix opens from what is in the state, or from the segments of this batch's
 requests that succeeded, never from misses. A value longer than every one seen is scored
-with Chebyshev's bound on its distance from the mean length, ``p = var / (len - mean)^2``.
+with Chebyshev's bound on its distance from the mean length, ``p = var / (len - mean)^2``,
+but never below ``1 / (N + 1)``, the chance that the newest of N + 1 values is the longest.
 
 A request's score is the sum of ``-log10 p`` over its attributes with ``p < rare``; a
 request whose score reaches ``min_score`` is anomalous, and the alert says which
@@ -88,8 +89,9 @@ MAX_CLIENTS: Final = 200_000
 CLIENT_MEMORY: Final = timedelta(days=1)
 #: Scoring passes over one batch at most (see :meth:`RequestModelDetector.detect`).
 MAX_PASSES: Final = 4
-#: Anomalous requests named per alert.
-MAX_IDS: Final = 50
+#: Anomalous requests named per alert, and addresses (``details.members``).
+MAX_IDS: Final = 1000
+MAX_MEMBERS: Final = 500
 
 _NODE = "_node"
 _F = "_f"
@@ -227,6 +229,9 @@ class RequestModelDetector:
 
     Spec = RequestModelSpec
     single_event = False  # it needs the model learnt from many requests
+    #: Alerts depend on what earlier requests taught, so on how the input was cut into
+    #: batches (a little: see :meth:`detect`).
+    learns = True
 
     def __init__(self, spec: RequestModelSpec) -> None:
         self.spec = spec
@@ -504,6 +509,18 @@ class RequestModelDetector:
         requests = self._requests(batch)
         if requests.height == 0:
             return empty_alerts()
+        # A GET that answered and carries no parameter cannot be anomalous here (its path
+        # answered, its method is GET): it only teaches, in bulk, first.
+        plain = (
+            (pl.col("_query").is_null() | (pl.col("_query") == ""))
+            & ~pl.col("_body").fill_null("").str.contains(_FORM)
+            & pl.col("_answered")
+            & (pl.col("_method").is_null() | (pl.col("_method") == "GET"))
+        )
+        self._learn_plain(state, requests.filter(plain))
+        requests = requests.filter(~plain)
+        if requests.height == 0:
+            return empty_alerts()
         items = state.table("items", _ITEMS_SCHEMA)
         totals = state.table("totals", _TOTALS_SCHEMA)
         lengths_state = state.table("lengths", _LENGTHS_SCHEMA)
@@ -642,6 +659,7 @@ class RequestModelDetector:
             pl.concat([state.table("pending", _PENDING_SCHEMA), rare])
             .group_by(_NODE, _F, _ITEM, "_ip")
             .agg(pl.col("_ts").max())
+            .sort(_NODE, _F, _ITEM, "_ts", "_ip")
             .filter(pl.int_range(pl.len()).over(_NODE, _F, _ITEM) < need)
         )
         senders = pending.group_by(_NODE, _F, _ITEM).agg(
@@ -719,9 +737,12 @@ class RequestModelDetector:
             .with_columns(pl.col("_k").cum_sum().over(by).alias("_cum_n"))
             .drop("_k")
         )
+        # A tainted item is still taught by a request that answered with it (a page that
+        # exists), never by the others.
         firsts = (
             taught.filter(~pl.col("_known0"))
-            .join(tainted, on=[*by, _ITEM], how="anti")
+            .join(tainted.with_columns(pl.lit(True).alias("_bad")), on=[*by, _ITEM], how="left")
+            .filter(pl.col("_ok") | pl.col("_bad").is_null())
             .group_by(*by, _ITEM)
             .agg(pl.col("_r").min().alias("_rf"))
         )
@@ -799,7 +820,12 @@ class RequestModelDetector:
                 .alias("_var"),
             )
             .with_columns(
-                (pl.col("_var") / (pl.col("_len") - pl.col("_mean")) ** 2)
+                # Never rarer than a new longest value is among N + 1 (so a few values
+                # cannot make one long value look impossible).
+                pl.max_horizontal(
+                    pl.col("_var") / (pl.col("_len") - pl.col("_mean")) ** 2,
+                    1.0 / (pl.col("_n") + 1),
+                )
                 .clip(upper_bound=1.0)
                 .alias("_p")
             )
@@ -852,7 +878,6 @@ class RequestModelDetector:
         flagged: pl.DataFrame,
     ) -> None:
         """Add the unflagged requests to the model."""
-        spec = self.spec
         times = requests.select("_r", "_ts", "_ip")
         keep = times.join(flagged.select("_r"), on="_r", how="anti")
         if keep.height == 0:
@@ -863,6 +888,7 @@ class RequestModelDetector:
         endpoint_of = vocab.filter(pl.col(_F) == METHOD).select("_r", pl.col(_NODE).alias("_ep"))
         keep = (
             keep.join(endpoint_of, on="_r", how="left")
+            .sort("_r")
             .filter(pl.int_range(pl.len()).over("_ip", "_ep") < PER_CLIENT)
             .select("_r", "_ts")
         )
@@ -872,13 +898,22 @@ class RequestModelDetector:
         seen = vocab.join(keep, on="_r", how="inner").filter(
             (pl.col(_F) != PATH) | ~pl.col("_r").is_in(failed["_r"].implode())
         )
+        self._merge(state, seen.with_columns(pl.lit(1, pl.Int64).alias("_w")))
+        self._merge_lengths(state, lengths.join(keep, on="_r", how="inner"))
+
+    def _merge(self, state: KeyedState, seen: pl.DataFrame) -> None:
+        """Add observations (node, attribute, item, ``_obs``, ``_ts``, weight ``_w``: how
+        many requests the row stands for) to ``items`` and ``totals``."""
+        spec = self.spec
         totals = state.table("totals", _TOTALS_SCHEMA)
         items = state.table("items", _ITEMS_SCHEMA)
         new_items = seen.group_by(_NODE, _F, _ITEM).agg(
-            pl.len().cast(pl.Int64).alias("_n"), pl.col("_ts").max()
+            pl.col("_w").sum().cast(pl.Int64).alias("_n"), pl.col("_ts").max()
         )
-        observed = seen.group_by(_NODE, _F).agg(
-            pl.col("_obs").n_unique().cast(pl.Int64).alias("_add"), pl.col("_ts").max()
+        observed = (
+            seen.unique([_NODE, _F, "_obs"])
+            .group_by(_NODE, _F)
+            .agg(pl.col("_w").sum().cast(pl.Int64).alias("_add"), pl.col("_ts").max())
         )
         merged_items = (
             pl.concat([items, new_items.select(list(_ITEMS_SCHEMA))])
@@ -906,17 +941,64 @@ class RequestModelDetector:
         state.put("items", merged_items.select(list(_ITEMS_SCHEMA)))
         state.put("totals", merged_totals.select(list(_TOTALS_SCHEMA)))
 
-        lengths_state = state.table("lengths", _LENGTHS_SCHEMA)
-        new_lengths = (
-            lengths.join(keep, on="_r", how="inner")
-            .group_by(_NODE)
+    def _learn_plain(self, state: KeyedState, plain: pl.DataFrame) -> None:
+        """Teach paths and methods from plain GETs that answered, one row per path."""
+        if plain.height == 0:
+            return
+        self._clients(state, plain.select("_r", "_ts", "_ip"))
+        capped = (
+            plain.sort("_r")
+            .filter(pl.int_range(pl.len()).over("_ip", "_path") < PER_CLIENT)
+            .group_by("_path")
             .agg(
-                pl.len().cast(pl.Int64).alias("_n"),
-                pl.col("_len").sum().cast(pl.Float64).alias("_sum"),
-                (pl.col("_len").cast(pl.Float64) ** 2).sum().alias("_sum2"),
-                pl.col("_len").max().cast(pl.Int64).alias("_max"),
+                pl.len().cast(pl.Int64).alias("_w"),
                 pl.col("_ts").max(),
+                pl.col("_method").drop_nulls().first(),
             )
+            .sort("_path")
+            .with_row_index("_r")
+            .with_columns(
+                pl.lit(True).alias("_answered"),
+                pl.lit(True).alias("_expected"),
+                pl.lit(200, pl.Int64).alias("_status"),
+            )
+        )
+        totals = state.table("totals", _TOTALS_SCHEMA)
+        paths, endpoints = self._endpoints(capped, totals)
+        weights = capped.select("_r", "_w", "_ts")
+        paths = paths.with_columns(
+            pl.lit(PATH).alias(_F), pl.concat_str(pl.col("_r"), pl.lit("p"), _NODE).alias("_obs")
+        )
+        methods = (
+            capped.filter(pl.col("_method").is_not_null())
+            .select("_r", "_method")
+            .join(endpoints, on="_r")
+            .select(
+                "_r",
+                pl.col("_ep").alias(_NODE),
+                pl.col("_method").alias("_shown"),
+                pl.lit(METHOD).alias(_F),
+                pl.concat_str(pl.col("_r"), pl.lit("m")).alias("_obs"),
+            )
+        )
+        seen = pl.concat([paths.select(methods.columns), methods]).join(weights, on="_r")
+        seen = _digested(
+            seen.with_columns(pl.when(pl.col(_F) == PATH).then("_shown").alias("_h")), "_h", _ITEM
+        ).with_columns(
+            pl.when(pl.col(_F) == PATH).then(pl.col(_ITEM)).otherwise(pl.col("_shown")).alias(_ITEM)
+        )
+        seen = _digested(seen.rename({_NODE: "_where"}), "_where", _NODE)
+        self._merge(state, seen)
+
+    @staticmethod
+    def _merge_lengths(state: KeyedState, lengths: pl.DataFrame) -> None:
+        lengths_state = state.table("lengths", _LENGTHS_SCHEMA)
+        new_lengths = lengths.group_by(_NODE).agg(
+            pl.len().cast(pl.Int64).alias("_n"),
+            pl.col("_len").sum().cast(pl.Float64).alias("_sum"),
+            (pl.col("_len").cast(pl.Float64) ** 2).sum().alias("_sum2"),
+            pl.col("_len").max().cast(pl.Int64).alias("_max"),
+            pl.col("_ts").max(),
         )
         state.put(
             "lengths",
@@ -943,7 +1025,9 @@ class RequestModelDetector:
         spec = self.spec
         fired = state.table("fired", _FIRED_SCHEMA)
         hits = requests.join(flagged, on="_r", how="inner").sort("_ts", "_r")
-        why = evidence.join(flagged.select("_r"), on="_r", how="semi").sort("_s", descending=True)
+        why = evidence.join(flagged.select("_r"), on="_r", how="semi").sort(
+            ["_s", _F, "_where", "_shown"], descending=[True, False, False, False], nulls_last=True
+        )
         reasons: dict[int, list[dict[str, Any]]] = {}
         for row in why.iter_rows(named=True):
             reasons.setdefault(row["_r"], []).append(row)
@@ -964,16 +1048,38 @@ class RequestModelDetector:
                     last_fired[ip] = hit["_ts"]
             elif ip in open_group:
                 open_group[ip].append(hit)
+
+        # Addresses whose first anomaly is the same (the same new parameter on the same
+        # page, the same character in the same field), as rare, share one alert: a flood from six
+        # hundred addresses is one alert naming them, not six hundred.
+        def risk_of(group: list[dict[str, Any]]) -> int:
+            top = max(h["_score"] for h in group)
+            return int(min(100, spec.base_risk + round(5 * (top - spec.min_score))))
+
+        def signature(group: list[dict[str, Any]]) -> tuple[Any, ...]:
+            why = reasons.get(group[0]["_r"], [])
+            first = why[0] if why else {}
+            # The risk too: an alert's risk is each of its requests' own.
+            return (first.get(_F), first.get(_NODE), first.get(_ITEM), risk_of(group))
+
+        shared: dict[tuple[Any, ...], list[list[dict[str, Any]]]] = {}
         for group in groups:
-            ip = group[0]["_ip"]
-            top = max(group, key=lambda h: h["_score"])
+            shared.setdefault(signature(group), []).append(group)
+        for together in shared.values():
+            shown = [h for group in together for h in group]
+            ips = list(dict.fromkeys(g[0]["_ip"] for g in together if g[0]["_ip"] is not None))
+            ip = together[0][0]["_ip"]
+            top = max(shown, key=lambda h: h["_score"])
             said = [_explain(r) for r in reasons.get(top["_r"], [])[:3]]
-            ids = [h["_id"] for h in group if h["_id"]][:MAX_IDS]
-            risk = min(100, spec.base_risk + round(5 * (top["_score"] - spec.min_score)))
+            ids = [h["_id"] for h in shown if h["_id"]][:MAX_IDS]
+            risk = risk_of(shown)
             where = f"{top['_method'] or ''} {top['_path']}".strip()
-            message = f"{spec.title}: {where} from {ip or 'an unknown address'}: " + "; ".join(said)
-            details = {
-                "requests": len(group),
+            who = ip or "an unknown address"
+            if len(ips) > 1:
+                who += f" and {len(ips) - 1:,} other address{'es' if len(ips) > 2 else ''}"
+            message = f"{spec.title}: {where} from {who}: " + "; ".join(said)
+            details: dict[str, Any] = {
+                "requests": len(shown),
                 "score": round(top["_score"], 2),
                 "min_score": spec.min_score,
                 "reasons": [
@@ -987,12 +1093,14 @@ class RequestModelDetector:
                     for r in reasons.get(top["_r"], [])[:8]
                 ],
             }
-            at: datetime = group[0]["_ts"]
+            if len(ips) > 1:
+                details["members"] = {"source.ip": ips[:MAX_MEMBERS]}
+            at: datetime = together[0][0]["_ts"]
             rows.append(
                 alert_record(
                     spec,
                     at=at,
-                    key=(ip or "", group[0]["_id"] or ""),
+                    key=(ip or "", together[0][0]["_id"] or ""),
                     entity={"source.ip": ip},
                     event_ids=ids,
                     message=message,
