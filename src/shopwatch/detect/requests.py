@@ -23,10 +23,10 @@ but never below ``1 / (N + 1)``, the chance that the newest of N + 1 values is t
 
 A request's score is the sum of ``-log10 p`` over its attributes with ``p < rare``; a
 request whose score reaches ``min_score`` is anomalous, and the alert says which
-attribute and how, in words. A novel path segment counts only when the request did not
-succeed (status 400 or more, or no status logged) and is not one clients ask for by
-themselves (``expected_misses``: touch icons, robots.txt): a page that answered 200 is
-new content, not an attack. Parameter names and values are percent- and ``+``-decoded
+attribute and how, in words. A novel path segment counts only when the server said the
+path is not there (:data:`MISSED`: 400, 403, 404, 405, 410, 414, 501; or no status is
+logged) and it is not one clients ask for by themselves (``expected_misses``: touch
+icons, robots.txt): a page that answered is new content, not an attack. Parameter names and values are percent- and ``+``-decoded
 by the standard library (UTF-8, or Latin-1 when the bytes are not UTF-8), from the query
 and from a form body (``k=v&...``).
 
@@ -79,6 +79,10 @@ MAX_DEPTH: Final = 12
 MAX_PARAMS: Final = 64
 #: Occurrences of one character above this count as this many.
 MAX_COUNT: Final = 20
+#: Statuses by which a server says the path or method is not there (or not for anyone):
+#: a novel segment counts only with one of these (or no status at all). A 402 from a
+#: payment API or a 401 from a login form is a business answer of a path that exists.
+MISSED: Final = (400, 403, 404, 405, 410, 414, 501)
 #: Requests one client address teaches per endpoint and batch.
 PER_CLIENT: Final = 20
 #: Requests judged normal that make an address an established client (its rare items
@@ -286,7 +290,9 @@ class RequestModelDetector:
             .sort("_ts", maintain_order=True)
             .with_row_index("_r")
             .with_columns(
-                (pl.col("_status").is_not_null() & (pl.col("_status") < 400)).alias("_answered"),
+                (pl.col("_status").is_not_null() & ~pl.col("_status").is_in(MISSED)).alias(
+                    "_answered"
+                ),
                 self._expected(pl.col("_path")).alias("_expected"),
             )
             .collect()
@@ -521,6 +527,10 @@ class RequestModelDetector:
         requests = requests.filter(~plain)
         if requests.height == 0:
             return empty_alerts()
+        # Identical requests (a scraper's thousand calls to one API URL) are judged once,
+        # at the first of them, and teach with their count.
+        reqs, shapes = self._shapes(requests)
+        requests = shapes
         items = state.table("items", _ITEMS_SCHEMA)
         totals = state.table("totals", _TOTALS_SCHEMA)
         lengths_state = state.table("lengths", _LENGTHS_SCHEMA)
@@ -555,18 +565,18 @@ class RequestModelDetector:
         # not flagged, except for the items that made a flagged request rare ("tainted":
         # nobody teaches them in this batch), until the flagged requests stay the same.
         tainted = vocab.select(_NODE, _F, _ITEM).clear()
-        evidence = self._evidence(vocab, lengths, requests.select("_r").clear(), tainted)
+        evidence = self._evidence(vocab, lengths, requests.select("_r", "_w").clear(), tainted)
         flagged = self._flagged(evidence)
         for _ in range(MAX_PASSES):
             tainted = self._tainted(evidence, flagged, tainted)
-            teaching = requests.select("_r").join(flagged, on="_r", how="anti")
+            teaching = requests.select("_r", "_w").join(flagged, on="_r", how="anti")
             evidence = self._evidence(vocab, lengths, teaching, tainted)
             before, flagged = flagged, self._flagged(evidence)
             if before.select("_r").sort("_r").equals(flagged.select("_r").sort("_r")):
                 break
         # What enough established clients sent is the shop's own (a new feature): it is
         # known from now on, and this batch is judged again with it.
-        adopted = self._adopt(state, requests, evidence, flagged)
+        adopted = self._adopt(state, reqs, evidence, flagged)
         if adopted.height:
             vocab = (
                 vocab.join(
@@ -580,20 +590,56 @@ class RequestModelDetector:
                 .drop("_adopted")
             )
             tainted = tainted.join(adopted, on=[_NODE, _F, _ITEM], how="anti")
-            teaching = requests.select("_r").join(flagged, on="_r", how="anti")
+            teaching = requests.select("_r", "_w").join(flagged, on="_r", how="anti")
             evidence = self._evidence(vocab, lengths, teaching, tainted)
             flagged = self._flagged(evidence)
         tainted = self._tainted(evidence, flagged, tainted)
         self._learn(
             state,
-            requests,
+            shapes,
+            reqs,
             vocab.join(tainted, on=[_NODE, _F, _ITEM], how="anti"),
             lengths,
             flagged,
         )
         if flagged.height == 0:
             return empty_alerts()
-        return self._alerts(state, requests, evidence, flagged)
+        return self._alerts(state, reqs, evidence, flagged)
+
+    @staticmethod
+    def _shapes(requests: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """The requests with ``_r`` their shape (and ``_req`` their own index), and one row
+        per shape: ``_r`` in order of first appearance, the first request's time, address
+        and id, and ``_w``, the requests it stands for (at most PER_CLIENT per address)."""
+        key = ["_method", "_path", "_query", "_body", "_answered", "_expected", "_failed"]
+        tagged = requests.with_columns(
+            pl.when(pl.col("_body").str.contains(_FORM)).then(pl.col("_body")).alias("_body"),
+            (pl.col("_status").is_in(MISSED) & ~pl.col("_expected"))
+            .fill_null(False)
+            .alias("_failed"),
+        )
+        first = (
+            tagged.group_by(key, maintain_order=True)
+            .agg(
+                pl.col("_r").min().alias("_first"),
+                pl.col("_ts").first(),
+                pl.col("_id").first(),
+                pl.col("_ip").first(),
+                pl.col("_status").first(),
+            )
+            .sort("_first")
+            .with_row_index("_u")
+        )
+        reqs = tagged.join(first.select(*key, "_u"), on=key, how="left", nulls_equal=True)
+        weights = (
+            reqs.group_by("_u", "_ip")
+            .agg(pl.len().clip(upper_bound=PER_CLIENT).cast(pl.Int64).alias("_k"))
+            .group_by("_u")
+            .agg(pl.col("_k").sum().alias("_w"))
+        )
+        shapes = first.join(weights, on="_u").sort("_u").drop("_first").rename({"_u": "_r"})
+        reqs = reqs.rename({"_r": "_req"}).rename({"_u": "_r"}).sort("_req")
+        return reqs, shapes
 
     @staticmethod
     def _clients(state: KeyedState, normal: pl.DataFrame) -> None:
@@ -727,12 +773,14 @@ class RequestModelDetector:
         against the state and the earlier requests of ``teaching``."""
         spec = self.spec
         by = [_NODE, _F]
-        taught = vocab.join(teaching, on="_r", how="semi")
+        # Within the batch a shape counts once (its repeats may all come later); the
+        # state learns it with its weight at the end of the batch.
+        taught = vocab.join(teaching, on="_r", how="semi").with_columns(pl.lit(1).alias("_w"))
         # Observations of each vocabulary before each request, and new items.
         seen = (
             taught.unique([*by, "_obs"])
             .group_by(*by, "_r")
-            .agg(pl.len().alias("_k"))
+            .agg(pl.col("_w").sum().alias("_k"))
             .sort("_r")
             .with_columns(pl.col("_k").cum_sum().over(by).alias("_cum_n"))
             .drop("_k")
@@ -782,11 +830,12 @@ class RequestModelDetector:
         )
         before = (
             lengths.join(teaching, on="_r", how="semi")
+            .with_columns(pl.lit(1).alias("_w"))
             .group_by(_NODE, "_r")
             .agg(
-                pl.len().cast(pl.Int64).alias("_k"),
-                pl.col("_len").sum().cast(pl.Float64).alias("_ks"),
-                (pl.col("_len").cast(pl.Float64) ** 2).sum().alias("_ks2"),
+                pl.col("_w").sum().cast(pl.Int64).alias("_k"),
+                (pl.col("_w") * pl.col("_len")).sum().cast(pl.Float64).alias("_ks"),
+                (pl.col("_w") * pl.col("_len").cast(pl.Float64) ** 2).sum().alias("_ks2"),
                 pl.col("_len").max().alias("_kmax"),
             )
             .sort("_r")
@@ -872,34 +921,28 @@ class RequestModelDetector:
     def _learn(
         self,
         state: KeyedState,
-        requests: pl.DataFrame,
+        shapes: pl.DataFrame,
+        reqs: pl.DataFrame,
         vocab: pl.DataFrame,
         lengths: pl.DataFrame,
         flagged: pl.DataFrame,
     ) -> None:
-        """Add the unflagged requests to the model."""
-        times = requests.select("_r", "_ts", "_ip")
-        keep = times.join(flagged.select("_r"), on="_r", how="anti")
+        """Add the unflagged requests to the model (each shape with its weight)."""
+        keep = shapes.select("_r", "_ts", "_w", "_failed").join(
+            flagged.select("_r"), on="_r", how="anti"
+        )
         if keep.height == 0:
             return
-        self._clients(state, keep)
-        # One client teaches at most PER_CLIENT requests per endpoint and batch: a flood
-        # from a few addresses cannot outvote the shop's customers.
-        endpoint_of = vocab.filter(pl.col(_F) == METHOD).select("_r", pl.col(_NODE).alias("_ep"))
-        keep = (
-            keep.join(endpoint_of, on="_r", how="left")
-            .sort("_r")
-            .filter(pl.int_range(pl.len()).over("_ip", "_ep") < PER_CLIENT)
-            .select("_r", "_ts")
+        self._clients(
+            state, reqs.join(flagged.select("_r"), on="_r", how="anti").select("_ts", "_ip")
         )
         # A path that failed (404, 403, ...) teaches nothing about the site's structure:
         # a scanner's misses cannot make a prefix open.
-        failed = requests.filter((pl.col("_status") >= 400) & ~pl.col("_expected")).select("_r")
         seen = vocab.join(keep, on="_r", how="inner").filter(
-            (pl.col(_F) != PATH) | ~pl.col("_r").is_in(failed["_r"].implode())
+            (pl.col(_F) != PATH) | ~pl.col("_failed")
         )
-        self._merge(state, seen.with_columns(pl.lit(1, pl.Int64).alias("_w")))
-        self._merge_lengths(state, lengths.join(keep, on="_r", how="inner"))
+        self._merge(state, seen)
+        self._merge_lengths(state, lengths.join(keep.select("_r", "_ts", "_w"), on="_r"))
 
     def _merge(self, state: KeyedState, seen: pl.DataFrame) -> None:
         """Add observations (node, attribute, item, ``_obs``, ``_ts``, weight ``_w``: how
@@ -994,9 +1037,9 @@ class RequestModelDetector:
     def _merge_lengths(state: KeyedState, lengths: pl.DataFrame) -> None:
         lengths_state = state.table("lengths", _LENGTHS_SCHEMA)
         new_lengths = lengths.group_by(_NODE).agg(
-            pl.len().cast(pl.Int64).alias("_n"),
-            pl.col("_len").sum().cast(pl.Float64).alias("_sum"),
-            (pl.col("_len").cast(pl.Float64) ** 2).sum().alias("_sum2"),
+            pl.col("_w").sum().cast(pl.Int64).alias("_n"),
+            (pl.col("_w") * pl.col("_len")).sum().cast(pl.Float64).alias("_sum"),
+            (pl.col("_w") * pl.col("_len").cast(pl.Float64) ** 2).sum().alias("_sum2"),
             pl.col("_len").max().cast(pl.Int64).alias("_max"),
             pl.col("_ts").max(),
         )
@@ -1024,7 +1067,7 @@ class RequestModelDetector:
     ) -> pl.DataFrame:
         spec = self.spec
         fired = state.table("fired", _FIRED_SCHEMA)
-        hits = requests.join(flagged, on="_r", how="inner").sort("_ts", "_r")
+        hits = requests.join(flagged, on="_r", how="inner").sort("_ts", "_req")
         why = evidence.join(flagged.select("_r"), on="_r", how="semi").sort(
             ["_s", _F, "_where", "_shown"], descending=[True, False, False, False], nulls_last=True
         )
