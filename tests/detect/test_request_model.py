@@ -10,7 +10,7 @@ import pytest
 
 from shopwatch.contract import conform
 from shopwatch.detect.registry import build
-from shopwatch.detect.requests import decode_component
+from shopwatch.detect.requests import _digest, decode_component
 from shopwatch.detect.state import KeyedState
 
 from .helpers import run
@@ -95,7 +95,7 @@ def test_an_attack_repeated_in_one_batch_never_teaches_the_model(detector) -> No
     alerts = run(detector, [batch], state)
     assert flagged_ids(alerts) == {f"r{5000 + i}" for i in range(20)}
     names = state.table("items", {}).filter(pl.col("_f") == "name")["_item"].to_list()
-    assert "debug" not in names
+    assert _digest("debug") not in names and names
 
 
 def test_cutting_the_input_into_batches_flags_the_same_requests(detector) -> None:  # type: ignore[no-untyped-def]
@@ -171,7 +171,7 @@ def test_many_successful_pages_open_a_prefix(detector) -> None:  # type: ignore[
     assert "/product/*" in alerts["message"][0] or "`size`" in alerts["message"][0]
 
 
-def test_no_value_is_kept_and_segments_only_as_digests(detector) -> None:  # type: ignore[no-untyped-def]
+def test_no_value_is_kept_and_names_and_segments_only_as_digests(detector) -> None:  # type: ignore[no-untyped-def]
     secret = "hunter2-correct-horse"
     token = "Zx9_kq2Lw-reset-me"
     rows = [("POST", "/login", f"user=u{i}&pwd={secret}", 200) for i in range(50)]
@@ -181,7 +181,7 @@ def test_no_value_is_kept_and_segments_only_as_digests(detector) -> None:  # typ
     blobs = b"".join(state.snapshot().values())
     assert secret.encode() not in blobs
     assert token.encode() not in blobs
-    assert b"pwd" in blobs  # parameter names are kept as they are
+    assert b"pwd" not in blobs  # nor names (a token can be one: /reset?TOKEN)
 
 
 def test_snapshot_and_restore_keep_what_was_learned(detector) -> None:  # type: ignore[no-untyped-def]
@@ -259,3 +259,44 @@ def test_many_addresses_with_the_same_anomaly_share_one_alert(detector) -> None:
     members = json.loads(shared["details"][0])["members"]["source.ip"]
     assert len(members) == 30 and "and 29 other addresses" in shared["message"][0]
     assert len(shared["event.ids"][0]) == 30
+
+
+def test_the_spelling_of_a_path_does_not_hide_an_endpoint(detector) -> None:  # type: ignore[no-untyped-def]
+    """The endpoint's parameters are judged however its path is written."""
+    attack = "zip=1%27+OR+1%3D1&country=US"
+    for path in ("/checkout/address/", "/checkout//address", "/checkout/address;jsessionid=7"):
+        alerts = run(
+            build(dict(RULE)), [normal(), requests([("GET", path, attack, 200)], start=5000)]
+        )
+        said = {r["parameter"] for r in json.loads(alerts["details"][0])["reasons"]}
+        assert "zip" in said, path
+
+
+def test_more_parameters_than_it_reads_is_itself_rare(detector) -> None:  # type: ignore[no-untyped-def]
+    padded = "&".join(["country=US"] * 64) + "&zip=1%27+OR+1%3D1"
+    alerts = run(
+        detector, [normal(), requests([("GET", "/checkout/address", padded, 200)], start=5000)]
+    )
+    assert alerts.height == 1
+
+
+def test_one_address_cannot_open_a_prefix_or_teach_in_bulk(detector) -> None:  # type: ignore[no-untyped-def]
+    """64 preflights and 64 rate-limited GETs from one address, then 1,200 growing zips."""
+    scan = [("OPTIONS", f"/checkout/x{i}", None, 204) for i in range(64)]
+    scan += [("GET", f"/checkout/y{i}", None, 429) for i in range(64)]
+    scan += [
+        ("GET", "/checkout/address", f"zip={'1' * (5 + i // 40)}&country=US", 200)
+        for i in range(1200)
+    ]
+    one = pl.concat([requests([r], start=5000 + k, ip="198.51.100.66") for k, r in enumerate(scan)])
+    probe = requests(
+        [
+            ("GET", "/checkout/.git", None, 404),
+            ("GET", "/checkout/address", "zip=" + "1" * 40 + "&country=US", 200),
+        ],
+        start=9000,
+        ip="198.51.100.67",
+    )
+    state = KeyedState(detector.keys)
+    run(detector, [normal(), one], state)
+    assert flagged_ids(run(detector, [probe], state)) == {"r9000", "r9001"}

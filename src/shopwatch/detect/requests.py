@@ -24,8 +24,8 @@ but never below ``1 / (N + 1)``, the chance that the newest of N + 1 values is t
 A request's score is the sum of ``-log10 p`` over its attributes with ``p < rare``; a
 request whose score reaches ``min_score`` is anomalous, and the alert says which
 attribute and how, in words. A novel path segment counts only when the server said the
-path is not there (:data:`MISSED`: 400, 403, 404, 405, 410, 414, 501; or no status is
-logged) and it is not one clients ask for by themselves (``expected_misses``: touch
+path did not answer (any status of 400 or more but the business answers in
+:data:`ANSWERS`; or no status is logged) and it is not one clients ask for by themselves (``expected_misses``: touch
 icons, robots.txt): a page that answered is new content, not an attack. Parameter names and values are percent- and ``+``-decoded
 by the standard library (UTF-8, or Latin-1 when the bytes are not UTF-8), from the query
 and from a form body (``k=v&...``).
@@ -33,17 +33,18 @@ and from a form body (``k=v&...``).
 Learning, without labels: each request is judged against the model as it stood just
 before it (:meth:`RequestModelDetector.detect`), and only requests judged normal teach
 it, so what it flagged never becomes normal. One address teaches at most
-:data:`PER_CLIENT` requests per endpoint and batch, and a request that failed teaches
-nothing about paths (a scanner's 404s cannot make a prefix open). Path segments are kept
-as 64-bit BLAKE2b digests, never as text (a reset token in a path must not sit in the
-state); parameter names, methods and character classes are kept as they are. No value
-is kept.
+:data:`PER_CLIENT` requests per path and batch, and a request whose path did not answer
+teaches nothing about paths (a scanner's 404s cannot make a prefix open). Nodes, path
+segments and parameter names are kept as 64-bit BLAKE2b digests, never as text (a reset
+token in a path or a query must not sit in the state); methods and character classes are
+kept as they are. No value is kept.
 
-State (keyed by ``_node``: a path prefix, an endpoint, ``endpoint?parameter`` or that
-and a character): ``items`` (node, attribute, item, count, last seen), ``totals`` (node,
-attribute, ``N``, ``d``, open, last seen), ``lengths`` (node, count, sum, sum of squares,
-longest, last seen), and ``fired`` (address, last alert) for ``quiet``. Nodes not seen
-for ``forget_after`` are forgotten.
+State (keyed by ``_node``, the digest of a path prefix, an endpoint,
+``endpoint?parameter`` or that and a character): ``items`` (node, attribute, item, count,
+last seen), ``totals`` (node, attribute, ``N``, ``d``, open, last seen), ``lengths``
+(node, count, sum, sum of squares, longest, last seen), ``fired`` (address, last alert)
+for ``quiet``, ``clients`` and ``pending`` for adoption. Nodes not seen for
+``forget_after`` are forgotten.
 """
 
 from __future__ import annotations
@@ -79,10 +80,11 @@ MAX_DEPTH: Final = 12
 MAX_PARAMS: Final = 64
 #: Occurrences of one character above this count as this many.
 MAX_COUNT: Final = 20
-#: Statuses by which a server says the path or method is not there (or not for anyone):
-#: a novel segment counts only with one of these (or no status at all). A 402 from a
-#: payment API or a 401 from a login form is a business answer of a path that exists.
-MISSED: Final = (400, 403, 404, 405, 410, 414, 501)
+#: Statuses of 400 or more that still answer from a path that exists (a 401 from a login
+#: form, a 402 from a payment API, a 409 or 422 from a form): with these, 2xx and 3xx, a
+#: novel segment is new content. With any other (404, 403, 405, 429, 5xx) or none, it
+#: counts, and it never opens a prefix.
+ANSWERS: Final = (401, 402, 409, 412, 415, 422, 423)
 #: Requests one client address teaches per endpoint and batch.
 PER_CLIENT: Final = 20
 #: Requests judged normal that make an address an established client (its rare items
@@ -93,6 +95,8 @@ MAX_CLIENTS: Final = 200_000
 CLIENT_MEMORY: Final = timedelta(days=1)
 #: Scoring passes over one batch at most (see :meth:`RequestModelDetector.detect`).
 MAX_PASSES: Final = 4
+#: Reasons kept per anomalous request.
+MAX_REASONS: Final = 8
 #: Anomalous requests named per alert, and addresses (``details.members``).
 MAX_IDS: Final = 1000
 MAX_MEMBERS: Final = 500
@@ -103,7 +107,7 @@ _ITEM = "_item"
 
 # Attributes. Path and value items are stored as digests.
 PATH, METHOD, NAME, CHAR, COUNT = "path", "method", "name", "char", "count"
-_HASHED = {PATH}
+_HASHED = {PATH, NAME}
 
 _ITEMS_SCHEMA: Final[dict[str, pl.DataType]] = {
     _NODE: pl.String(),
@@ -290,9 +294,10 @@ class RequestModelDetector:
             .sort("_ts", maintain_order=True)
             .with_row_index("_r")
             .with_columns(
-                (pl.col("_status").is_not_null() & ~pl.col("_status").is_in(MISSED)).alias(
-                    "_answered"
-                ),
+                (
+                    pl.col("_status").is_not_null()
+                    & ((pl.col("_status") < 400) | pl.col("_status").is_in(ANSWERS))
+                ).alias("_answered"),
                 self._expected(pl.col("_path")).alias("_expected"),
             )
             .collect()
@@ -302,7 +307,7 @@ class RequestModelDetector:
         patterns = self.spec.expected_misses
         if not patterns:
             return pl.lit(False)
-        return path.str.contains("|".join(f"(?:{p})" for p in patterns))
+        return path.str.contains("^(?:" + "|".join(f"(?:{p})" for p in patterns) + ")$")
 
     def _endpoints(
         self, requests: pl.DataFrame, totals: pl.DataFrame
@@ -378,8 +383,17 @@ class RequestModelDetector:
                 .select("_r", _NODE, "_segs", "_ok")
             )
         paths = pl.concat(parts).with_columns(pl.lit(PATH).alias(_F))
+        # Parameters are modelled per endpoint, whatever the spelling of its path:
+        # "/a//b/", "/a/b;jsessionid=1" and "/a/b" are one (the path itself is still
+        # judged as sent).
         endpoints = paths.filter(pl.col("_shown") == "$").select(
-            "_r", pl.when(pl.col(_NODE) == "").then(pl.lit("/")).otherwise(_NODE).alias("_ep")
+            "_r",
+            pl.col(_NODE)
+            .str.replace_all(r";[^/]*", "")
+            .str.replace_all(r"/{2,}", "/")
+            .str.strip_suffix("/")
+            .replace("", "/")
+            .alias("_ep"),
         )
         return paths, endpoints
 
@@ -394,7 +408,14 @@ class RequestModelDetector:
             .explode("_src")
             .filter(pl.col("_src") != "")
             .with_columns(pl.int_range(pl.len()).over("_r").alias("_k"))
-            .filter(pl.col("_k") < MAX_PARAMS)
+            .filter(pl.col("_k") <= MAX_PARAMS)
+            .with_columns(
+                # Past the limit, one more name stands for all the rest.
+                pl.when(pl.col("_k") == MAX_PARAMS)
+                .then(pl.lit(f"(more than {MAX_PARAMS} parameters)="))
+                .otherwise(pl.col("_src"))
+                .alias("_src")
+            )
             .with_columns(
                 pl.col("_src").str.extract(r"^([^=]*)", 1).alias("_name"),
                 pl.col("_src").str.extract(r"^[^=]*=(.*)$", 1).fill_null("").alias("_value"),
@@ -521,7 +542,7 @@ class RequestModelDetector:
             (pl.col("_query").is_null() | (pl.col("_query") == ""))
             & ~pl.col("_body").fill_null("").str.contains(_FORM)
             & pl.col("_answered")
-            & (pl.col("_method").is_null() | (pl.col("_method") == "GET"))
+            & (pl.col("_method") == "GET")
         )
         self._learn_plain(state, requests.filter(plain))
         requests = requests.filter(~plain)
@@ -565,11 +586,12 @@ class RequestModelDetector:
         # not flagged, except for the items that made a flagged request rare ("tainted":
         # nobody teaches them in this batch), until the flagged requests stay the same.
         tainted = vocab.select(_NODE, _F, _ITEM).clear()
-        evidence = self._evidence(vocab, lengths, requests.select("_r", "_w").clear(), tainted)
+        teachers = requests.filter(pl.col("_w") > 0).select("_r", "_w")
+        evidence = self._evidence(vocab, lengths, teachers.clear(), tainted)
         flagged = self._flagged(evidence)
         for _ in range(MAX_PASSES):
             tainted = self._tainted(evidence, flagged, tainted)
-            teaching = requests.select("_r", "_w").join(flagged, on="_r", how="anti")
+            teaching = teachers.join(flagged, on="_r", how="anti")
             evidence = self._evidence(vocab, lengths, teaching, tainted)
             before, flagged = flagged, self._flagged(evidence)
             if before.select("_r").sort("_r").equals(flagged.select("_r").sort("_r")):
@@ -590,7 +612,7 @@ class RequestModelDetector:
                 .drop("_adopted")
             )
             tainted = tainted.join(adopted, on=[_NODE, _F, _ITEM], how="anti")
-            teaching = requests.select("_r", "_w").join(flagged, on="_r", how="anti")
+            teaching = teachers.join(flagged, on="_r", how="anti")
             evidence = self._evidence(vocab, lengths, teaching, tainted)
             flagged = self._flagged(evidence)
         tainted = self._tainted(evidence, flagged, tainted)
@@ -614,7 +636,7 @@ class RequestModelDetector:
         key = ["_method", "_path", "_query", "_body", "_answered", "_expected", "_failed"]
         tagged = requests.with_columns(
             pl.when(pl.col("_body").str.contains(_FORM)).then(pl.col("_body")).alias("_body"),
-            (pl.col("_status").is_in(MISSED) & ~pl.col("_expected"))
+            (pl.col("_status").is_not_null() & ~pl.col("_answered") & ~pl.col("_expected"))
             .fill_null(False)
             .alias("_failed"),
         )
@@ -631,11 +653,15 @@ class RequestModelDetector:
             .with_row_index("_u")
         )
         reqs = tagged.join(first.select(*key, "_u"), on=key, how="left", nulls_equal=True)
+        # One address teaches at most PER_CLIENT requests per path and batch, whatever
+        # their shapes; a shape that only such requests sent teaches nothing (weight 0).
         weights = (
-            reqs.group_by("_u", "_ip")
-            .agg(pl.len().clip(upper_bound=PER_CLIENT).cast(pl.Int64).alias("_k"))
+            reqs.sort("_r")
+            .with_columns(
+                (pl.int_range(pl.len()).over("_ip", "_path") < PER_CLIENT).alias("_teach")
+            )
             .group_by("_u")
-            .agg(pl.col("_k").sum().alias("_w"))
+            .agg(pl.col("_teach").sum().cast(pl.Int64).alias("_w"))
         )
         shapes = first.join(weights, on="_u").sort("_u").drop("_first").rename({"_u": "_r"})
         reqs = reqs.rename({"_r": "_req"}).rename({"_u": "_r"}).sort("_req")
@@ -928,8 +954,10 @@ class RequestModelDetector:
         flagged: pl.DataFrame,
     ) -> None:
         """Add the unflagged requests to the model (each shape with its weight)."""
-        keep = shapes.select("_r", "_ts", "_w", "_failed").join(
-            flagged.select("_r"), on="_r", how="anti"
+        keep = (
+            shapes.filter(pl.col("_w") > 0)
+            .select("_r", "_ts", "_w", "_failed")
+            .join(flagged.select("_r"), on="_r", how="anti")
         )
         if keep.height == 0:
             return
@@ -1068,8 +1096,14 @@ class RequestModelDetector:
         spec = self.spec
         fired = state.table("fired", _FIRED_SCHEMA)
         hits = requests.join(flagged, on="_r", how="inner").sort("_ts", "_req")
-        why = evidence.join(flagged.select("_r"), on="_r", how="semi").sort(
-            ["_s", _F, "_where", "_shown"], descending=[True, False, False, False], nulls_last=True
+        why = (
+            evidence.join(flagged.select("_r"), on="_r", how="semi")
+            .sort(
+                ["_r", "_s", _F, "_where", "_shown"],
+                descending=[False, True, False, False, False],
+                nulls_last=True,
+            )
+            .filter(pl.int_range(pl.len()).over("_r") < MAX_REASONS)
         )
         reasons: dict[int, list[dict[str, Any]]] = {}
         for row in why.iter_rows(named=True):
