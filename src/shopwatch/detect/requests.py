@@ -211,6 +211,18 @@ def _digested(frame: pl.DataFrame, column: str, into: str) -> pl.DataFrame:
     return frame.join(digests, on=column, how="left")
 
 
+def _keyed(vocab: pl.DataFrame) -> pl.DataFrame:
+    """Vocabulary rows as the state keeps them: ``_item`` the digest of a hashed
+    attribute's item (the item itself otherwise), ``_node`` the digest of the node, whose
+    text stays in ``_where`` for messages (a token in a path or a query is a secret)."""
+    hashed = pl.col(_F).is_in(list(_HASHED))
+    vocab = _digested(vocab.with_columns(pl.when(hashed).then("_shown").alias("_h")), "_h", _ITEM)
+    vocab = vocab.with_columns(
+        pl.when(hashed).then(pl.col(_ITEM)).otherwise(pl.col("_shown")).alias(_ITEM)
+    ).drop("_h")
+    return _digested(vocab.rename({_NODE: "_where"}), "_where", _NODE)
+
+
 def _decoded(col: pl.Expr) -> pl.Expr:
     """Percent/plus decoding of a String column, on the values that need it only."""
     needs = col.str.contains(r"[%+]", literal=False)
@@ -503,15 +515,7 @@ class RequestModelDetector:
         vocab = pl.concat(
             [frame.select(columns) for frame in (paths, methods, names, char_items, count_items)]
         )
-        hashed = pl.col(_F).is_in(list(_HASHED))
-        vocab = _digested(
-            vocab.with_columns(pl.when(hashed).then("_shown").alias("_h")), "_h", _ITEM
-        )
-        vocab = vocab.with_columns(
-            pl.when(hashed).then(pl.col(_ITEM)).otherwise(pl.col("_shown")).alias(_ITEM)
-        ).drop("_h")
-        # Nodes are paths (a token in a path is a secret): kept as digests, shown as text.
-        vocab = _digested(vocab.rename({_NODE: "_where"}), "_where", _NODE)
+        vocab = _keyed(vocab)
         lengths = params.select(
             "_r",
             node,
@@ -1053,13 +1057,7 @@ class RequestModelDetector:
             )
         )
         seen = pl.concat([paths.select(methods.columns), methods]).join(weights, on="_r")
-        seen = _digested(
-            seen.with_columns(pl.when(pl.col(_F) == PATH).then("_shown").alias("_h")), "_h", _ITEM
-        ).with_columns(
-            pl.when(pl.col(_F) == PATH).then(pl.col(_ITEM)).otherwise(pl.col("_shown")).alias(_ITEM)
-        )
-        seen = _digested(seen.rename({_NODE: "_where"}), "_where", _NODE)
-        self._merge(state, seen)
+        self._merge(state, _keyed(seen))
 
     @staticmethod
     def _merge_lengths(state: KeyedState, lengths: pl.DataFrame) -> None:
