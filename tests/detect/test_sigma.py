@@ -745,9 +745,20 @@ def test_the_error_names_the_line_of_the_selection(tmp_path: Path) -> None:
     assert err.where.endswith(f"rule0.yml:{line}")
 
 
-def test_a_proxy_rule_is_refused_for_its_unmapped_fields(tmp_path: Path) -> None:
-    rule = web_rule("c-useragent: 'Go-http-client/1.1'").replace("webserver", "proxy")
-    assert "'c-useragent' is not in the event contract" in str(refused(tmp_path, rule))
+def test_a_proxy_rule_is_refused_for_a_field_our_outbound_calls_do_not_carry(
+    tmp_path: Path,
+) -> None:
+    rule = web_rule("cs-cookie|contains: 'SESSIONID='").replace("webserver", "proxy")
+    assert "'cs-cookie' is not in the event contract" in str(refused(tmp_path, rule))
+
+
+def test_a_rule_of_a_log_source_shopwatch_does_not_read_names_it(tmp_path: Path) -> None:
+    rule = web_rule("verb: delete").replace(
+        "category: webserver", "product: kubernetes\n    service: audit"
+    )
+    error = str(refused(tmp_path, rule))
+    assert "log source product kubernetes, service audit is not one shopwatch ingests" in error
+    assert "webserver" in error and "proxy" in error  # what it does read
 
 
 def test_keywords_without_fields_to_search_are_refused(tmp_path: Path) -> None:

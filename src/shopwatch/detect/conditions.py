@@ -135,7 +135,7 @@ def _check_regex(pattern: Any, field: str, path: tuple[str | int, ...] = ()) -> 
 
 _ESCAPES = [f"%{code:02x}" for code in range(0x20, 0x7F)]
 _CHARS = [chr(code).lower() for code in range(0x20, 0x7F)]
-_MODIFIERS = {"asset", "decoded", "lower", "net", "text"}
+_MODIFIERS = {"asset", "decoded", "extension", "lower", "net", "text"}
 
 #: Paths of static page assets, what a browser loads with every page it renders
 #: (``|asset`` reads a path as ``asset`` or ``page``).
@@ -224,6 +224,8 @@ def derived_column(field: str) -> pl.Expr:
             .then(pl.lit("page"))
             .alias(derived_name(field))
         )
+    if "extension" in mods:  # of a path's last segment: "/a/setup.EXE" -> "EXE"
+        col = col.str.extract(r"\.([^./]*)$", 1)
     if "net" in mods:
         col = network_of(col)
     if "decoded" in mods:

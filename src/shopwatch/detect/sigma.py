@@ -50,7 +50,7 @@ from shopwatch.contract import EVENT_SCHEMA
 from shopwatch.detect.conditions import ConditionError, check_where
 from shopwatch.detect.content import RuleFile
 from shopwatch.detect.registry import human_duration
-from shopwatch.detect.sigma_meta import common_keys
+from shopwatch.detect.sigma_meta import common_keys, origin
 from shopwatch.detect.sigma_where import Unsupported, any_of, where_of
 from shopwatch.errors import ContentError
 
@@ -59,6 +59,8 @@ __all__ = ["SINGLE_EVENT_WINDOW", "convert_sigma", "pipeline_file"]
 #: How long one entity stays quiet after a detection rule's alert.
 SINGLE_EVENT_WINDOW = "10m"
 _DEFAULT_KEYS = ("source.ip",)
+#: Suffix of the pipeline items that scope a log source to our events (one per source read).
+_SCOPE = "_scope"
 
 _COUNTS = {SigmaCorrelationType.EVENT_COUNT, SigmaCorrelationType.VALUE_COUNT}
 _CHAINS = {SigmaCorrelationType.TEMPORAL, SigmaCorrelationType.TEMPORAL_ORDERED}
@@ -148,12 +150,17 @@ def convert_sigma(files: Sequence[RuleFile]) -> tuple[list[RuleFile], list[Conte
                 silent.update(id(ref.rule) for ref in item.rule.referenced_rules)
     # Detection rules first: a correlation's log source is that of the rules it references.
     ordered = sorted(items, key=lambda i: isinstance(i.rule, SigmaCorrelationRule))
+    scopes = [
+        i.identifier for i in pipeline.items if i.identifier and i.identifier.endswith(_SCOPE)
+    ]
     for item in ordered:
         if item.error is None:
             try:
                 pipeline.apply(item.rule)
             except SigmaError as err:
                 item.fail(f"processing pipeline: {err}")
+            else:
+                _check_ingested(item, scopes)
     for item in ordered:
         if item.error is None and isinstance(item.rule, SigmaRule):
             _detection(item)
@@ -177,6 +184,20 @@ def convert_sigma(files: Sequence[RuleFile]) -> tuple[list[RuleFile], list[Conte
         elif raw is not None:
             converted.append(RuleFile(raw, item.file.path, _lines(item.file.lines)))
     return converted, errors
+
+
+def _check_ingested(item: _Item, scopes: Sequence[str]) -> None:
+    """Fail a detection rule whose log source no ``*_scope`` item of the pipeline reads."""
+    if not isinstance(item.rule, SigmaRule) or any(item.rule.was_processed_by(s) for s in scopes):
+        return
+    source = item.rule.logsource.to_dict()
+    named = [f"{k} {source[k]}" for k in ("category", "product", "service") if source.get(k)]
+    ingested = ", ".join(s.removesuffix(_SCOPE) for s in scopes)
+    item.fail(
+        f"log source {', '.join(named) or '(none)'} is not one shopwatch ingests "
+        f"(the processing pipeline reads: {ingested})",
+        "logsource",
+    )
 
 
 def _detection(item: _Item) -> None:
@@ -214,7 +235,7 @@ def _single(item: _Item) -> dict[str, Any]:
     keys = attributes.get("shopwatch.group_by", attributes.get("shopwatch.default_group_by"))
     keys = list(_DEFAULT_KEYS) if keys is None else [keys] if isinstance(keys, str) else list(keys)
     return {
-        **common_keys(item.rule, []),
+        **common_keys(item.rule, [], origin(item.rule, item.file.path, item.file.ruleset)),
         "kind": "threshold",
         "where": item.where,
         "group_by": keys,
@@ -284,7 +305,7 @@ def _correlated(item: _Item, by_rule: Mapping[int, _Item]) -> dict[str, Any]:
         raise Unsupported("an extended (boolean) correlation condition is not supported")
     within = human_duration(timedelta(seconds=rule.timespan.seconds))
     keys = _group_by(rule)
-    common = common_keys(rule, inputs)
+    common = common_keys(rule, inputs, origin(rule, item.file.path, item.file.ruleset))
     if rule.type in _COUNTS:
         count: dict[str, Any] = {"at_least": _at_least(condition), "within": within}
         keys = keys or ["global"]

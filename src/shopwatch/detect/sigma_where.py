@@ -172,7 +172,9 @@ def _network(field: str, dtype: pl.DataType, value: SigmaCIDRExpression) -> dict
 
 def _leaf(field: str, value: SigmaType) -> dict[str, Any]:
     """One ``field = value`` leaf of the tree as a clause."""
-    dtype = EVENT_SCHEMA.get(field)
+    base, *mods = field.split("|")
+    # A pipeline may map a Sigma field onto a modified one of ours (url.path|extension).
+    dtype = EVENT_SCHEMA.get(field) if not mods else pl.String() if base in EVENT_SCHEMA else None
     if dtype is None:
         raise Unsupported(
             f"field {field!r} is not in the event contract and the processing pipeline "
