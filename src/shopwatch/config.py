@@ -219,6 +219,11 @@ class DetectSettings(_Strict):
     platforms_dirs: list[Path] = Field(
         default=[], description="Folders of your own platform files (overlay ours by id)."
     )
+    sigma_rules: bool = Field(
+        default=True,
+        description="Load the SigmaHQ rules shipped with shopwatch (content/rules/sigma); "
+        "your own Sigma rules in rules_dirs load either way.",
+    )
 
 
 class DetectorOverride(_Strict):

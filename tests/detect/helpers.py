@@ -125,6 +125,12 @@ class Line:
         return whole.filter(pl.col("event.id").is_in(alone["event.id"].to_list()))
 
 
+def ours(detectors: Iterable[Detector]) -> list[Detector]:
+    """The detectors of our own rules: not those of a rule set shipped from elsewhere (the
+    SigmaHQ rules, tested in tests/detect/test_sigma_content.py)."""
+    return [d for d in detectors if not (d.spec.origin or {}).get("ruleset")]
+
+
 @functools.cache
 def _read_cached(path: Path) -> pl.DataFrame:
     return read_events(path)

@@ -62,12 +62,13 @@ from .helpers import (
     clauses,
     fires_files,
     fires_lines,
+    ours,
     read_events,
     read_expect,
     run,
 )
 
-DETECTORS = {d.id: d for d in load_detectors().detectors}
+DETECTORS = {d.id: d for d in ours(load_detectors().detectors)}
 
 
 def is_signature(detector: Detector) -> bool:

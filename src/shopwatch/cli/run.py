@@ -87,6 +87,7 @@ def detectors(
         settings.detectors,
         include_disabled=True,
         max_window=timedelta(seconds=settings.runtime.state_max_window_s),
+        sigma_rules=settings.detect.sigma_rules,
     )
     live = _live_status(url, _token(settings, token)) if url else None
     idle: dict[str, Any] = {"status": "not running", "errors": 0, "last_error": None}

@@ -20,8 +20,20 @@ import yaml
 from shopwatch.detect.registry import Detector, build, horizon_of, human_duration
 from shopwatch.errors import ContentError
 
-__all__ = ["Loaded", "RuleFile", "builtin_rules_dir", "load_detectors", "read_rule_files"]
+__all__ = [
+    "RULESET_FILE",
+    "Loaded",
+    "RuleFile",
+    "builtin_rules_dir",
+    "builtin_sigma_dir",
+    "load_detectors",
+    "read_rule_files",
+]
 
+
+#: A file beside Sigma rules that says where the rules under its folder come from (name,
+#: link, licence): not a rule; its keys go into the alerts of those rules (``origin``).
+RULESET_FILE = "RULESET.yml"
 
 #: Keys that make a document a Sigma rule (see :mod:`shopwatch.detect.sigma`), not one of ours.
 _SIGMA_KEYS = frozenset({"detection", "correlation", "filter", "action"})
@@ -32,13 +44,59 @@ def builtin_rules_dir() -> Path:
     return Path(str(resources.files("shopwatch") / "content" / "rules"))
 
 
+def builtin_sigma_dir() -> Path:
+    """The SigmaHQ rules shipped with the package (a folder of the shipped rules)."""
+    return builtin_rules_dir() / "sigma"
+
+
 @dataclass(frozen=True, slots=True)
 class RuleFile:
-    """One rule as read: its mapping, its file, and the line of each of its keys."""
+    """One rule as read: its mapping, its file, the line of each of its keys, and the rule
+    set it belongs to (the nearest ``RULESET.yml`` above a Sigma rule's file)."""
 
     raw: dict[str, Any]
     path: str
     lines: Mapping[tuple[str | int, ...], int]
+    ruleset: Mapping[str, str] | None = None
+
+
+def _ruleset(
+    path: Path, top: Path, seen: dict[Path, Mapping[str, str] | None], errors: list[ContentError]
+) -> Mapping[str, str] | None:
+    """The rule set of ``path``: the nearest RULESET.yml in its folder or above, up to ``top``."""
+    folder = path.parent
+    chain: list[Path] = []
+    found: Mapping[str, str] | None = None
+    while True:
+        if folder in seen:
+            found = seen[folder]
+            break
+        chain.append(folder)
+        marker = folder / RULESET_FILE
+        if marker.is_file():
+            try:
+                doc = yaml.safe_load(marker.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+                errors.append(ContentError(f"cannot read rule set file: {err}", str(marker)))
+                doc = None
+            if isinstance(doc, dict):
+                found = {
+                    str(k): str(v) for k, v in doc.items() if v is not None and k != "disabled"
+                }
+                found["root"] = str(folder)
+                off = doc.get("disabled") or {}
+                if not isinstance(off, dict):
+                    errors.append(ContentError("'disabled' maps rule ids to why", str(marker)))
+                    off = {}
+                # rules of the set shipped disabled, each with why: "disabled:<uuid>"
+                found.update({f"disabled:{str(k).lower()}": str(v) for k, v in off.items()})
+            break
+        if folder == top or folder.parent == folder:
+            break
+        folder = folder.parent
+    for f in chain:
+        seen[f] = found
+    return found
 
 
 @dataclass
@@ -83,17 +141,24 @@ def _documents(text: str) -> list[tuple[Any, dict[tuple[str | int, ...], int]]]:
 
 
 def read_rule_files(
-    dirs: Iterable[Path],
+    dirs: Iterable[Path], *, skip: Iterable[Path] = ()
 ) -> tuple[dict[str, RuleFile], list[ContentError]]:
-    """Rule mappings by id (later folders overlay earlier ones) and the errors met."""
+    """Rule mappings by id (later folders overlay earlier ones) and the errors met.
+
+    Files under a folder of ``skip`` are not read.
+    """
     rules: dict[str, RuleFile] = {}
     errors: list[ContentError] = []
     sigma: list[RuleFile] = []
+    skipped = [s.resolve() for s in skip]
+    sets: dict[Path, Mapping[str, str] | None] = {}
     for folder in dirs:
         if not folder.is_dir():
             errors.append(ContentError("rules folder does not exist", str(folder)))
             continue
         for path in sorted(folder.rglob("*.yaml")) + sorted(folder.rglob("*.yml")):
+            if path.name == RULESET_FILE or any(path.resolve().is_relative_to(s) for s in skipped):
+                continue
             try:
                 docs = _documents(path.read_text(encoding="utf-8"))
             except yaml.MarkedYAMLError as err:
@@ -107,7 +172,8 @@ def read_rule_files(
                 if doc is None:
                     continue
                 if isinstance(doc, dict) and "kind" not in doc and _SIGMA_KEYS & doc.keys():
-                    sigma.append(RuleFile(doc, str(path), lines))
+                    ruleset = _ruleset(path, folder, sets, errors)
+                    sigma.append(RuleFile(doc, str(path), lines, ruleset))
                     continue
                 if not isinstance(doc, dict) or "id" not in doc or "kind" not in doc:
                     errors.append(
@@ -132,17 +198,21 @@ def load_detectors(
     *,
     include_disabled: bool = False,
     max_window: timedelta | None = None,
+    sigma_rules: bool = True,
 ) -> Loaded:
     """Build every enabled detector from the shipped rules and ``extra_dirs``.
 
     ``overrides`` maps a detector id to an object with ``enabled`` and ``params`` (the
     config's ``detectors:`` section); params overlay the rule's top-level keys. A rule that
     reads more event-time history than ``max_window`` (``runtime.state_max_window_s``) is
-    refused: its state could not be held.
+    refused: its state could not be held. ``sigma_rules`` False leaves the shipped SigmaHQ
+    rules out (``detect.sigma_rules``). A Sigma rule may be tuned by its UUID as well as by
+    its id.
     """
-    rules, errors = read_rule_files([builtin_rules_dir(), *extra_dirs])
+    skip = () if sigma_rules else (builtin_sigma_dir(),)
+    rules, errors = read_rule_files([builtin_rules_dir(), *extra_dirs], skip=skip)
+    overrides = _by_rule_id(overrides or {}, rules)
     loaded = Loaded(errors=errors)
-    overrides = overrides or {}
     for rule_id in sorted(rules):
         raw, where, lines = rules[rule_id].raw, rules[rule_id].path, rules[rule_id].lines
         override = overrides.get(rule_id)
@@ -151,6 +221,8 @@ def load_detectors(
             raw = {**raw, **params}
             if not getattr(override, "enabled", True):
                 raw["enabled"] = False
+            elif "enabled" in getattr(override, "model_fields_set", ()):
+                raw["enabled"] = True  # ``enabled: true`` switches on a rule shipped off
             # a key tuned by config is not on the file's line any more
             lines = {p: n for p, n in lines.items() if not (p and p[0] in params)}
         try:
@@ -175,3 +247,13 @@ def load_detectors(
     for rule_id in unknown:
         loaded.errors.append(ContentError(f"config tunes unknown detector {rule_id!r}", "config"))
     return loaded
+
+
+def _by_rule_id(overrides: Mapping[str, Any], rules: Mapping[str, RuleFile]) -> dict[str, Any]:
+    """``overrides`` keyed by rule id, a Sigma rule's UUID read as that rule's id."""
+    by_uuid = {
+        str(rule.raw["origin"]["id"]).lower(): rule_id
+        for rule_id, rule in rules.items()
+        if isinstance(rule.raw.get("origin"), dict) and rule.raw["origin"].get("id")
+    }
+    return {by_uuid.get(key.lower(), key): value for key, value in overrides.items()}

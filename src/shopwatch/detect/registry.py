@@ -40,6 +40,7 @@ __all__ = [
     "horizon_of",
     "kind",
     "parse_duration",
+    "with_origin",
 ]
 
 BASE_RISK = {"low": 25, "medium": 50, "high": 75, "critical": 90}
@@ -168,6 +169,24 @@ def alert_record(
     }
 
 
+def with_origin(alerts: pl.DataFrame, origin: Mapping[str, str]) -> pl.DataFrame:
+    """``alerts`` with the rule's origin in ``details.rule_origin`` (the licence's notice)."""
+
+    def add(details: str | None) -> str:
+        try:
+            parsed = json.loads(details) if details else {}
+        except json.JSONDecodeError:
+            parsed = {"text": details}
+        if not isinstance(parsed, dict):
+            parsed = {"value": parsed}
+        parsed["rule_origin"] = dict(origin)
+        return json.dumps(parsed, sort_keys=True)
+
+    return alerts.with_columns(
+        pl.Series("details", [add(d) for d in alerts["details"].to_list()], dtype=pl.String)
+    )
+
+
 class RuleSpec(BaseModel):
     """Fields every rule has, whatever its kind."""
 
@@ -185,6 +204,9 @@ class RuleSpec(BaseModel):
     tags: tuple[str, ...] = ()
     #: Fold the rule's alerts for many entities into one campaign alert and its updates.
     campaign: CampaignSpec | None = None
+    #: Where a rule written elsewhere comes from (a Sigma rule's id, author, rule set, link
+    #: and licence); every alert of the rule carries it in ``details.rule_origin``.
+    origin: dict[str, str] | None = None
 
     @field_validator("category")
     @classmethod

@@ -9,14 +9,15 @@ severity from its ``level``, the ATT&CK technique and the alert category from it
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from sigma.correlations import SigmaCorrelationRule
 from sigma.rule import SigmaRule
 from sigma.rule.attributes import SigmaStatus
 
-__all__ = ["DEFAULT_CATEGORY", "common_keys", "rule_id"]
+__all__ = ["DEFAULT_CATEGORY", "common_keys", "origin", "rule_id"]
 
 #: The alert category of a rule whose tags and log source say nothing more precise.
 DEFAULT_CATEGORY = "anomaly"
@@ -97,10 +98,45 @@ def _category(rules: Sequence[SigmaRule | SigmaCorrelationRule]) -> str:
     return DEFAULT_CATEGORY
 
 
+def origin(
+    rule: SigmaRule | SigmaCorrelationRule, path: str, ruleset: Mapping[str, str] | None
+) -> dict[str, str]:
+    """Where the rule comes from, for its alerts: its Sigma id, author and licence, and,
+    when its folder names its rule set (``RULESET.yml``), the set, a link and the licence;
+    ``disabled`` says why the set ships the rule disabled (the file's ``disabled:`` list).
+
+    The Detection Rule License asks that alerts from a rule keep its author, a link to the
+    rule set and the licence notice.
+    """
+    out = {"id": str(rule.id) if rule.id else "", "title": rule.title}
+    if rule.author:
+        out["author"] = rule.author
+    if rule.license:
+        out["license"] = rule.license
+    if ruleset:
+        out["ruleset"] = ruleset.get("name", "")
+        why = ruleset.get(f"disabled:{out['id'].lower()}")
+        if why:
+            out["disabled"] = why
+        link, commit, root = ruleset.get("link"), ruleset.get("commit"), ruleset.get("root")
+        if link and commit and root:
+            relative = Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
+            out["link"] = f"{link.rstrip('/')}/blob/{commit}/{relative}"
+        elif link:
+            out["link"] = link
+        for key in ("license", "license_link"):
+            if ruleset.get(key):
+                out[key] = ruleset[key]
+    return {k: v for k, v in out.items() if v}
+
+
 def common_keys(
-    rule: SigmaRule | SigmaCorrelationRule, inputs: Sequence[SigmaRule]
+    rule: SigmaRule | SigmaCorrelationRule,
+    inputs: Sequence[SigmaRule],
+    origin_of: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The keys every rule has: id, name, category, severity, technique, description, tags."""
+    """The keys every rule has: id, name, category, severity, technique, description, tags,
+    and the rule's ``origin`` (see :func:`origin`)."""
     techniques = _techniques([rule, *inputs])
     about = " ".join((rule.description or "").split())
     origin = f"Sigma rule {rule.id or rule.name or rule.title}" + (
@@ -114,5 +150,7 @@ def common_keys(
         "technique": techniques[0] if techniques else None,
         "description": f"{about} ({origin})" if about else origin,
         "tags": ["sigma", *(str(tag) for tag in rule.tags)],
-        "enabled": rule.status not in (SigmaStatus.DEPRECATED, SigmaStatus.UNSUPPORTED),
+        "enabled": rule.status not in (SigmaStatus.DEPRECATED, SigmaStatus.UNSUPPORTED)
+        and not (origin_of or {}).get("disabled"),
+        **({"origin": dict(origin_of)} if origin_of else {}),
     }

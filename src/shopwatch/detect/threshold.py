@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shopwatch.contract import ALERT_SCHEMA, ENTITY_FIELDS, TIMESTAMP, empty_alerts, stable_id
 from shopwatch.detect.conditions import Where, derived_column, derived_name
+from shopwatch.detect.gate import literal_gate
 from shopwatch.detect.registry import (
     Duration,
     RuleSpec,
@@ -171,6 +172,12 @@ class ThresholdDetector:
         self.single_event = spec.count.at_least == 1
         self.where = Where(spec.where)
         self.share = Where(spec.share.where) if spec.share is not None else None
+        #: Literals one of which a matching event must contain (see detect.gate): the
+        #: engine may then give this rule only the rows of one multi-pattern pass. A rule
+        #: that reads non-matching events too (a share, a baseline) is never gated.
+        self.gate = (
+            literal_gate(spec.where) if spec.share is None and spec.baseline is None else None
+        )
         key_fields = {k.split("|", 1)[0] for k in self.keys if k != GLOBAL}
         self._key_fields = frozenset(key_fields)
         # Modified group keys (``source.ip|net``) are derived here, on the rows the where

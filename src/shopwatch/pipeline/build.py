@@ -96,6 +96,7 @@ def build_engine(
         settings.rules_dirs,
         settings.detectors,
         max_window=timedelta(seconds=settings.runtime.state_max_window_s),
+        sigma_rules=settings.detect.sigma_rules,
     )
     for problem in loaded.errors:
         log.warning("rule_skipped", problem=str(problem))

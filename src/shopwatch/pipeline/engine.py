@@ -62,9 +62,10 @@ from shopwatch.config import RuntimeSettings
 from shopwatch.contract import empty_alerts
 from shopwatch.detect.campaign import CampaignFolder
 from shopwatch.detect.conditions import derived_column
+from shopwatch.detect.gate import candidates, gate_fields
 from shopwatch.detect.health import DetectorHealth
 from shopwatch.detect.profiles import PROFILE_FIELDS, PROFILE_STATE, Profiler, ProfileSettings
-from shopwatch.detect.registry import Detector, horizon_of
+from shopwatch.detect.registry import Detector, horizon_of, with_origin
 from shopwatch.detect.state import (
     EARLIEST,
     LATEST,
@@ -284,7 +285,13 @@ class Engine:
         self.health = DetectorHealth([d.id for d in self.detectors])
         self.sources: dict[str, SourceClock] = {}
         self.clock: datetime | None = None
-        self._derived = sorted({f for d in self.detectors for f in getattr(d, "derived", ())})
+        # Modified fields computed once a batch for every row: those the ungated detectors
+        # read and those the gates look in. A gated detector derives its own on its few rows.
+        gated = [d for d in self.detectors if getattr(d, "gate", None)]
+        self._derived = sorted(
+            {f for d in self.detectors if d not in gated for f in getattr(d, "derived", ())}
+            | {f for d in gated for f in gate_fields(d.gate)}  # type: ignore[attr-defined]
+        )
         self._last_evict: datetime | None = None
 
     @property
@@ -350,12 +357,17 @@ class Engine:
                 self.stats.detect_seconds.get(PROFILE_STATE, 0.0) + time.perf_counter() - started
             )
         outputs: list[pl.DataFrame] = []
+        # Signature rules whose matches must contain a literal see only the rows of one
+        # multi-pattern pass over the batch (detect.gate): many rules cost about one.
+        gates = {d.id: g for d in self.detectors if (g := getattr(d, "gate", None))}
+        gated = candidates(batch, gates) if gates else {}
         for detector in self.detectors:
             started = time.perf_counter()
             try:
                 state = self.states[detector.id]
+                given = gated.get(detector.id, batch)
                 found = self.folders[detector.id].fold(
-                    detector.detect(batch, state), state, self.clock, batch
+                    detector.detect(given, state), state, self.clock, batch
                 )
             except Exception as err:  # a broken detector must not stop the others
                 self.stats.detector_errors[detector.id] += 1
@@ -382,6 +394,8 @@ class Engine:
                     self.stats.detect_seconds.get(detector.id, 0.0) + spent
                 )
             if found.height:
+                if detector.spec.origin:
+                    found = with_origin(found, detector.spec.origin)
                 outputs.append(found)
         batch_max = batch["@timestamp"].max()
         assert isinstance(batch_max, datetime)
