@@ -713,7 +713,6 @@ UNSUPPORTED = [
         "'cs-content-type' is not in the event contract",
     ),
     ("field_reference", "cs-referer|fieldref: cs-host", "field references"),
-    ("ipv6_network", "c-ip|cidr: '2001:db8::/32'", "IPv6"),
     ("placeholder", "cs-uri-query|expand: '%admin_paths%'", "placeholder %admin_paths%"),
     ("timestamp_part", "sc-status|hour: 3", "timestamp part"),
     ("bad_modifier", "cs-uri-query|sounds_like: x", "not a valid Sigma rule"),

@@ -64,7 +64,7 @@ def one(tmp_path: Path, text: str) -> Detector:
 
 def test_the_sigmahq_rules_ship_loaded_with_their_licence() -> None:
     assert LOADED.errors == []
-    assert len(SHIPPED) >= 120  # 132 at commit 8eaafff of SigmaHQ/sigma
+    assert len(SHIPPED) >= 120  # 132 enabled (133 shipped) at commit 8eaafff of SigmaHQ/sigma
     folder = builtin_sigma_dir()
     assert "Detection Rule License" in (folder / "LICENSE.Detection.Rules.md").read_text()
     sources = {d.spec.origin["id"] for d in SHIPPED if d.spec.origin}
@@ -166,6 +166,19 @@ def test_a_proxy_rule_reads_the_shops_outbound_calls(tmp_path: Path) -> None:
     # the extension of the path's last segment only; and inbound requests are not read
     assert alerts(detector, frame({**call, "url.path": "/raw.txt/dump"})).height == 0
     assert alerts(detector, frame({**call, "event.dataset": "http.access"})).height == 0
+
+
+def test_an_ipv6_network_matches_an_address_however_it_is_written(tmp_path: Path) -> None:
+    rule = PROXY.replace(
+        "        cs-host|endswith: 'pastebin.com'\n        c-uri-extension: 'txt'",
+        "        dst_ip|cidr: ['::1/128', '2001:db8::/32', '10.0.0.0/8']",
+    )
+    detector = one(tmp_path, rule)
+    call = {"event.dataset": "vendor.api", "url.domain": "x.example"}
+    for address in ("::1", "0:0:0:0:0:0:0:1", "2001:DB8:0::7", "10.1.2.3", "::ffff:10.0.0.9"):
+        assert alerts(detector, frame({**call, "destination.ip": address})).height == 1, address
+    for address in ("::2", "2001:db9::1", "11.0.0.1", "not an address", None):
+        assert alerts(detector, frame({**call, "destination.ip": address})).height == 0, address
 
 
 @pytest.mark.parametrize(

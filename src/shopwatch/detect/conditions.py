@@ -4,15 +4,17 @@ A clause maps field names to conditions, all of which must hold:
 
 - a scalar: equality (``event.outcome: failure``);
 - a list: membership (``http.response.status_code: [401, 403]``);
-- a mapping of operators: ``eq ne in not_in gte gt lte lt exists`` and the regular
+- a mapping of operators: ``eq ne in not_in gte gt lte lt exists``, the regular
   expression operators ``regex`` / ``not_regex`` (Rust regex syntax, unanchored; prefix
-  ``(?i)`` for case-insensitive matching). Several operators on one field all must hold.
+  ``(?i)`` for case-insensitive matching) and ``in_network`` (an address in one of a list
+  of IPv4 or IPv6 networks, however its text is written). Several operators on one field
+  all must hold.
 
 A field name may carry modifiers after ``|`` that transform the value first, as in Sigma:
 ``url.original|decoded`` percent-decodes (twice, so double encoding is seen through, and
 ``+`` reads as a space) and lower-cases; ``|lower`` only lower-cases; ``|net`` gives an
-address's /24 (IPv4) or /48 (IPv6) network, for keys above the single address; ``|asset``
-reads a URL path as ``asset`` (a style sheet, script, image or font) or ``page``; ``|text``
+address's /24 (IPv4) or /48 (IPv6) network, for keys above the single address; ``|extension`` is
+the text after the last ``.`` of a path's last segment; ``|asset`` reads a URL path as ``asset`` (a style sheet, script, image or font) or ``page``; ``|text``
 reads a number as its decimal text (a Sigma wildcard on ``http.response.status_code``).
 
 ``any_of`` (a list of clauses, at least one holds) and ``none_of`` (no listed clause holds)
@@ -49,7 +51,20 @@ __all__ = [
     "shown",
 ]
 
-_OPS = {"eq", "ne", "in", "not_in", "regex", "not_regex", "gte", "gt", "lte", "lt", "exists"}
+_OPS = {
+    "eq",
+    "ne",
+    "in",
+    "not_in",
+    "regex",
+    "not_regex",
+    "gte",
+    "gt",
+    "lte",
+    "lt",
+    "exists",
+    "in_network",
+}
 
 
 _WORD_BOUNDARY = re.compile(r"(?<!\\)\\b")
@@ -187,6 +202,52 @@ def network_of(expr: pl.Expr) -> pl.Expr:
     return expr.map_batches(prefixes, return_dtype=pl.String)
 
 
+def _networks(
+    value: Any, field: str, path: tuple[str | int, ...]
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    values = value if isinstance(value, list) else [value]
+    try:
+        return tuple(ipaddress.ip_network(str(v), strict=False) for v in values)
+    except ValueError as err:
+        raise ConditionError(f"in_network on {field!r}: {err}", path) from None
+
+
+def in_networks(
+    expr: pl.Expr, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+) -> pl.Expr:
+    """Whether an address lies in one of ``networks``, by ``ipaddress`` (``::1``,
+    ``0:0::1`` and ``::ffff:127.0.0.1``-style forms alike), once per distinct address.
+
+    >>> nets = (ipaddress.ip_network("::1/128"), ipaddress.ip_network("10.0.0.0/8"))
+    >>> pl.select(in_networks(pl.lit("0:0:0:0:0:0:0:1"), nets)).item()
+    True
+    """
+
+    def inside(address: str | None) -> bool:
+        if address is None:
+            return False
+        try:
+            ip = ipaddress.ip_address(address.strip("[]"))
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip.version == n.version and ip in n for n in networks)
+
+    def look(values: pl.Series) -> pl.Series:
+        unique = values.cast(pl.String).unique()
+        mapping = pl.DataFrame(
+            {
+                "_a": unique,
+                "_in": pl.Series([inside(v) for v in unique.to_list()], dtype=pl.Boolean),
+            }
+        )
+        keyed = pl.DataFrame({"_a": values.cast(pl.String)}).with_row_index("_i")
+        return keyed.join(mapping, on="_a", how="left", nulls_equal=True).sort("_i")["_in"]
+
+    return expr.map_batches(look, return_dtype=pl.Boolean).fill_null(False)
+
+
 def percent_decoded(expr: pl.Expr) -> pl.Expr:
     """Lower-case, then percent-decode printable ASCII escapes, seeing through ``%25``.
 
@@ -282,6 +343,8 @@ def _field_expr(
             parts.append((col < value).fill_null(False))
         elif op == "exists":
             parts.append(col.is_not_null() if value else col.is_null())
+        elif op == "in_network":
+            parts.append(in_networks(col, _networks(value, field, (*path, field, op))))
     return pl.all_horizontal(parts) if parts else pl.lit(True)
 
 

@@ -10,7 +10,7 @@ OR is ``any_of``, NOT is ``none_of``.
 Values follow Sigma's semantics: strings match case-insensitively (``|lower`` for plain
 equality, ``(?i)`` for wildcards) unless ``|cased``; ``*`` and ``?`` are wildcards; a
 ``|re`` pattern is case-sensitive unless ``|i``; ``null`` is a missing field. What has no
-faithful counterpart (field references, placeholders, IPv6 networks, timestamp parts) is
+faithful counterpart (field references, placeholders, timestamp parts) is
 refused with :class:`Unsupported`, never approximated.
 """
 
@@ -160,14 +160,9 @@ def _regex(field: str, dtype: pl.DataType, value: SigmaRegularExpression) -> dic
 def _network(field: str, dtype: pl.DataType, value: SigmaCIDRExpression) -> dict[str, Any]:
     if dtype != pl.String():
         raise Unsupported(f"a network ({value.cidr}) on {field!r} ({dtype}) is not supported")
-    if value.network.version != 4:
-        raise Unsupported(
-            f"IPv6 network {value.cidr} is not supported: an address's text has several forms, "
-            "so no pattern matches it exactly; list the addresses or use an IPv4 network"
-        )
-    # pySigma splits the network into octet-aligned prefixes ("192.168.*"): exact for IPv4.
-    patterns = [SigmaString(p) for p in value.expand()]
-    return any_of([{field: {"regex": _wildcard_regex(p, True)}} for p in patterns])
+    # Compared as addresses, not as text: "::1" and "0:0::1", "::ffff:10.0.0.9" and
+    # "10.0.0.9" are one address each (a pattern over the text would miss some forms).
+    return {field: {"in_network": [str(value.network)]}}
 
 
 def _leaf(field: str, value: SigmaType) -> dict[str, Any]:
