@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from shopwatch.pipeline.merge import matched_rules
 from shopwatch.sim import simulate
 
 pytestmark = pytest.mark.slow
@@ -119,5 +120,6 @@ def test_dash_writes_alerts_to_standard_output(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     assert not (tmp_path / "-").exists(), "'-' is standard output, not a file"
     alerts = [json.loads(line) for line in run.stdout.splitlines()]
-    assert alerts and {a["rule.id"] for a in alerts} >= {"web.sqli_probe"}
+    matched = {r for a in alerts for r in matched_rules(a["rule.id"], a.get("details"))}
+    assert alerts and matched >= {"web.sqli_probe"}
     assert "replayed" in run.stderr and "standard output" in run.stderr

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from shopwatch.pipeline.merge import matched_rules
 from shopwatch.store import Store
 
 CASE = Path(__file__).resolve().parents[1] / "detect" / "cases" / "web.sqli_probe" / "fires.log"
@@ -38,7 +39,7 @@ def test_run_tails_a_configured_file(tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stderr
     with Store(f"sqlite:///{tmp_path / 'data' / 'shopwatch.db'}") as store:
-        rules = {a.rule_id for a in store.alerts()}
+        rules = {r for a in store.alerts() for r in matched_rules(a.rule_id, a.details)}
     assert "web.sqli_probe" in rules
 
 

@@ -327,7 +327,10 @@ def test_command_flags_the_injection_and_not_the_shop_requests(
     assert figures["detection_at_fp"] == {"0.001": 0.5, "0.005": 0.5, "0.01": 0.5}
     assert (figures["train"], figures["normal"], figures["anomalous"]) == (2, 3, 2)
     assert figures["rejected"] == {"train": 0, "normal": 0, "anomalous": 0}
-    assert figures["rules"] == {"web.sqli_probe": {"anomalous": 1, "normal": 0}}
+    assert figures["rules"] == {
+        "web.injection_tokenizer": {"anomalous": 1, "normal": 0},
+        "web.sqli_probe": {"anomalous": 1, "normal": 0},
+    }
     with out_csv.open(newline="") as fh:
         rows = list(csv.reader(fh))
     assert rows[0] == ["file", "index", "flagged", "score", "rejected"]
@@ -377,14 +380,15 @@ def test_command_takes_settings_from_a_config_file(small: dict[str, Path], tmp_p
     config = tmp_path / "shopwatch.yaml"
     config.write_text(
         f"data_dir: {json.dumps(str(data_dir))}\n"
-        "detectors:\n  web.sqli_probe: {enabled: false}\n",
+        "detectors:\n  web.sqli_probe: {enabled: false}\n"
+        "  web.injection_tokenizer: {enabled: false}\n",
         encoding="utf-8",
     )
     out_json = tmp_path / "csic.json"
     code, output = run(small, "--config", str(config), "--json", str(out_json))
     assert code == 0, output
     figures = json.loads(out_json.read_text())
-    assert "web.sqli_probe" not in figures["rules"]
+    assert not {"web.sqli_probe", "web.injection_tokenizer"} & set(figures["rules"])
     assert figures["detection_rate"] == 0.0
     assert not data_dir.exists()  # the configured data folder is never used
 

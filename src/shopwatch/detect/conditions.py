@@ -13,9 +13,11 @@ A clause maps field names to conditions, all of which must hold:
 A field name may carry modifiers after ``|`` that transform the value first, as in Sigma:
 ``url.original|decoded`` percent-decodes (twice, so double encoding is seen through, and
 ``+`` reads as a space) and lower-cases; ``|lower`` only lower-cases; ``|net`` gives an
-address's /24 (IPv4) or /48 (IPv6) network, for keys above the single address; ``|extension`` is
-the text after the last ``.`` of a path's last segment; ``|asset`` reads a URL path as ``asset`` (a style sheet, script, image or font) or ``page``; ``|text``
-reads a number as its decimal text (a Sigma wildcard on ``http.response.status_code``).
+address's /24 (IPv4) or /48 (IPv6) network, for keys above the single address;
+``|injection`` is what libinjection finds in the decoded values
+(:mod:`shopwatch.detect.injection`); ``|extension`` is the text after the last ``.`` of a
+path's last segment; ``|asset`` reads a URL path as ``asset`` (a style sheet, script,
+image or font) or ``page``; ``|text`` reads a number as its decimal text (a Sigma wildcard on ``http.response.status_code``).
 
 ``any_of`` (a list of clauses, at least one holds) and ``none_of`` (no listed clause holds)
 may appear beside the fields. A null field satisfies no condition except ``exists: false``
@@ -27,7 +29,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import polars as pl
@@ -150,7 +152,7 @@ def _check_regex(pattern: Any, field: str, path: tuple[str | int, ...] = ()) -> 
 
 _ESCAPES = [f"%{code:02x}" for code in range(0x20, 0x7F)]
 _CHARS = [chr(code).lower() for code in range(0x20, 0x7F)]
-_MODIFIERS = {"asset", "decoded", "extension", "lower", "net", "text"}
+_MODIFIERS = {"asset", "decoded", "extension", "injection", "lower", "net", "text"}
 
 #: Paths of static page assets, what a browser loads with every page it renders
 #: (``|asset`` reads a path as ``asset`` or ``page``).
@@ -174,6 +176,22 @@ def _prefix(address: str | None) -> str | None:
     return str(ipaddress.ip_network(f"{ip}/{bits}", strict=False))
 
 
+def per_distinct(expr: pl.Expr, fn: Callable[[Any], Any], dtype: pl.DataType) -> pl.Expr:
+    """``fn`` of each value of ``expr`` (as text), called once per distinct value of a batch:
+    for what only Python can compute (``ipaddress``, libinjection) over values that repeat."""
+
+    def mapped(values: pl.Series) -> pl.Series:
+        unique = values.cast(pl.String).unique()
+        mapping = pl.DataFrame(
+            {"_a": unique, "_out": pl.Series([fn(v) for v in unique.to_list()], dtype=dtype)}
+        )
+        keyed = pl.DataFrame({"_a": values.cast(pl.String)}).with_row_index("_i")
+        joined = keyed.join(mapping, on="_a", how="left", nulls_equal=True).sort("_i")
+        return joined["_out"]
+
+    return expr.map_batches(mapped, return_dtype=dtype)
+
+
 def network_of(expr: pl.Expr) -> pl.Expr:
     """``|net``: the /24 or /48 network of an address, computed once per distinct address.
 
@@ -187,19 +205,7 @@ def network_of(expr: pl.Expr) -> pl.Expr:
     '2a0b:f4c2::/48'
     """
 
-    def prefixes(values: pl.Series) -> pl.Series:
-        unique = values.cast(pl.String).unique()
-        mapping = pl.DataFrame(
-            {
-                "_a": unique,
-                "_net": pl.Series([_prefix(v) for v in unique.to_list()], dtype=pl.String),
-            }
-        )
-        keyed = pl.DataFrame({"_a": values.cast(pl.String)}).with_row_index("_i")
-        joined = keyed.join(mapping, on="_a", how="left", nulls_equal=True).sort("_i")
-        return joined["_net"]
-
-    return expr.map_batches(prefixes, return_dtype=pl.String)
+    return per_distinct(expr, _prefix, pl.String())
 
 
 def _networks(
@@ -234,18 +240,7 @@ def in_networks(
             ip = ip.ipv4_mapped
         return any(ip.version == n.version and ip in n for n in networks)
 
-    def look(values: pl.Series) -> pl.Series:
-        unique = values.cast(pl.String).unique()
-        mapping = pl.DataFrame(
-            {
-                "_a": unique,
-                "_in": pl.Series([inside(v) for v in unique.to_list()], dtype=pl.Boolean),
-            }
-        )
-        keyed = pl.DataFrame({"_a": values.cast(pl.String)}).with_row_index("_i")
-        return keyed.join(mapping, on="_a", how="left", nulls_equal=True).sort("_i")["_in"]
-
-    return expr.map_batches(look, return_dtype=pl.Boolean).fill_null(False)
+    return per_distinct(expr, inside, pl.Boolean()).fill_null(False)
 
 
 def percent_decoded(expr: pl.Expr) -> pl.Expr:
@@ -285,6 +280,10 @@ def derived_column(field: str) -> pl.Expr:
             .then(pl.lit("page"))
             .alias(derived_name(field))
         )
+    if "injection" in mods:  # libinjection on each decoded value (detect.injection)
+        from shopwatch.detect.injection import injection_of
+
+        return injection_of(col).alias(derived_name(field))
     if "extension" in mods:  # of a path's last segment: "/a/setup.EXE" -> "EXE"
         col = col.str.extract(r"\.([^./]*)$", 1)
     if "net" in mods:

@@ -33,6 +33,7 @@ from shopwatch.config import Settings, load_settings
 from shopwatch.contract import conform, empty_alerts
 from shopwatch.errors import ConfigError
 from shopwatch.evaluate.http_requests import EPOCH, RequestFile, read_requests
+from shopwatch.pipeline.merge import expand_matches
 
 __all__ = [
     "FP_LEVELS",
@@ -184,7 +185,7 @@ def evaluate_csic(
                 for batch in events.iter_slices(BATCH_SIZE):
                     found = engine.process(batch)
                     if keep:
-                        alerts.append(found.select("rule.id", "risk_score", "event.ids"))
+                        alerts.append(found.select("rule.id", "risk_score", "event.ids", "details"))
                     else:
                         discarded += found.height
                     if on_progress is not None:
@@ -202,17 +203,10 @@ def _requests(read: RequestFile, role: str) -> pl.DataFrame:
     )
 
 
-def _score(
-    train: RequestFile,
-    normal: RequestFile,
-    anomalous: RequestFile,
-    alerts: list[pl.DataFrame],
-    discarded: int,
-) -> CsicEvaluation:
-    columns = ("rule.id", "risk_score", "event.ids")
-    hits = (
-        pl.concat([empty_alerts().select(columns), *alerts])
-        .explode("event.ids")
+def _hits(alerts: pl.DataFrame) -> pl.DataFrame:
+    """One row per (alert, test request it names): ``rule.id``, ``risk_score``, file, index."""
+    return (
+        alerts.explode("event.ids")
         .rename({"event.ids": "event.id"})
         .filter(pl.col("event.id").str.contains("^(normal|anomalous):"))
         .with_columns(
@@ -220,6 +214,20 @@ def _score(
             pl.col("event.id").str.extract(":([0-9]+)$", 1).cast(pl.Int64).alias("index"),
         )
     )
+
+
+def _score(
+    train: RequestFile,
+    normal: RequestFile,
+    anomalous: RequestFile,
+    alerts: list[pl.DataFrame],
+    discarded: int,
+) -> CsicEvaluation:
+    columns = ("rule.id", "risk_score", "event.ids", "details")
+    found = pl.concat([empty_alerts().select(columns), *alerts])
+    hits = _hits(found.drop("details"))
+    # by rule: a folded alert (one request, several signatures) counts for each of them
+    by_rule = _hits(expand_matches(found))
     requests = pl.concat([_requests(normal, "normal"), _requests(anomalous, "anomalous")])
     best = hits.group_by("file", "index").agg(pl.col("risk_score").max().alias("score"))
     predictions = requests.join(best, on=["file", "index"], how="left", maintain_order="left")
@@ -233,7 +241,7 @@ def _score(
     normal_pred = predictions.filter(pl.col("file") == "normal")
     anom_pred = predictions.filter(pl.col("file") == "anomalous")
     per_rule = (
-        hits.unique(["rule.id", "file", "index"])
+        by_rule.unique(["rule.id", "file", "index"])
         .group_by("rule.id")
         .agg(
             (pl.col("file") == "anomalous").sum().alias("anomalous"),

@@ -25,6 +25,7 @@ from shopwatch.config import Settings
 from shopwatch.contract import Alert
 from shopwatch.errors import ConfigError
 from shopwatch.evaluate.backtest import Span, backtest, named, parse_time, ratio
+from shopwatch.pipeline.merge import matched_rules
 
 __all__ = ["BENIGN", "Label", "evaluate_truth", "read_labels", "score_labels"]
 
@@ -123,7 +124,7 @@ def score_labels(labels: Sequence[Label], alerts: Iterable[Alert]) -> dict[str, 
         for row in known:
             if row.span.covers(alert):
                 detected.add((row.label, row.entity))
-                rules[row.label].add(alert.rule_id)
+                rules[row.label].update(matched_rules(alert.rule_id, alert.details))
     totals: dict[str, set[str]] = defaultdict(set)
     for label in labels:
         totals[label.label].add(label.entity)

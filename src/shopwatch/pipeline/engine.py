@@ -76,6 +76,7 @@ from shopwatch.detect.state import (
 from shopwatch.enrich.base import Enricher
 from shopwatch.enrich.logins import LoginReader
 from shopwatch.parse.base import Parsed
+from shopwatch.pipeline.merge import one_alert_per_request
 
 __all__ = ["DEFAULT_SOURCE", "SOURCE", "Engine", "EngineStats", "SourceClock", "merge_by_time"]
 
@@ -409,6 +410,8 @@ class Engine:
         if not outputs:
             return empty_alerts()
         alerts = pl.concat(outputs, how="vertical").sort(["@timestamp", "rule.id", "alert.id"])
+        signatures = {d.id for d in self.detectors if getattr(d, "single_event", False)}
+        alerts = one_alert_per_request(alerts, signatures)
         alerts = raise_risk_by_reputation(alerts, batch)
         return self._raise(alerts)
 

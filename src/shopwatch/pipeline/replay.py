@@ -20,6 +20,7 @@ from shopwatch.parse import parse_file, sniff_format
 from shopwatch.parse.base import Parsed
 from shopwatch.parse.read import iter_chunks
 from shopwatch.pipeline.engine import SOURCE, Engine, merge_by_time
+from shopwatch.pipeline.merge import expand_matches
 
 __all__ = ["FileReport", "ReplayReport", "infer_year", "replay"]
 
@@ -150,7 +151,8 @@ def replay(
     def account(alerts: pl.DataFrame) -> None:
         if alerts.height:
             report.alerts += alerts.height
-            for rule_id, n in alerts.group_by("rule.id").len().iter_rows():
+            # a folded alert counts for each rule that matched its request
+            for rule_id, n in expand_matches(alerts).group_by("rule.id").len().iter_rows():
                 report.alerts_by_rule[str(rule_id)] += int(n)
             for category, n in alerts.group_by("rule.category").len().iter_rows():
                 report.alerts_by_category[str(category)] += int(n)
