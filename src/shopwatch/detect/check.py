@@ -108,27 +108,30 @@ def _log_source(raw: dict[str, Any]) -> str:
     return " ".join(named) or "none"
 
 
-def _documents(path: Path) -> list[tuple[dict[str, Any], int]]:
-    """Each mapping document of a rule file and its first line (unreadable: none)."""
+def _documents(path: Path) -> list[tuple[Any, int]]:
+    """Each document of a rule file and its first line, up to the first that cannot be
+    parsed (the loader reports that one)."""
     try:
         text = path.read_text(encoding="utf-8")
         loader = yaml.SafeLoader(text)
     except (OSError, UnicodeDecodeError):
         return []
-    out: list[tuple[dict[str, Any], int]] = []
+    out: list[tuple[Any, int]] = []
     try:
         while loader.check_node():
             node = loader.get_node()
             if node is None:
                 break
-            doc = loader.construct_document(node)
-            if isinstance(doc, dict):
-                out.append((doc, node.start_mark.line + 1))
+            out.append((loader.construct_document(node), node.start_mark.line + 1))
     except yaml.YAMLError:
         pass
     finally:
         loader.dispose()
     return out
+
+
+#: Problems of a whole file (it cannot be read or parsed), never one rule's.
+_FILE_PROBLEMS = ("not valid YAML", "cannot read rule file")
 
 
 def _file_of(where: str) -> tuple[str, int]:
@@ -175,50 +178,80 @@ def check_rules(dirs: Sequence[Path]) -> list[RuleCheck]:
             loose.append(RuleCheck(where, line, "", "", "none", "fails", _reason(err)))
     batch = probe_batch()
     out: list[RuleCheck] = list(loose)
+    winners = _winners(rules)
     files = sorted({p for d in dirs if d.is_dir() for p in (*d.rglob("*.yml"), *d.rglob("*.yaml"))})
     for path in files:
-        if path.name == RULESET_FILE:
-            continue
         name = str(path)
-        docs = _documents(path)
-        converted = {str(r.raw.get("name") or r.raw.get("id")): r for r in by_file.get(name, [])}
         problems = failures.get(name, [])
+        if path.name == RULESET_FILE:
+            for line, reason in problems:
+                out.append(RuleCheck(name, line, "", "", "ruleset", "fails", reason))
+            continue
+        for line, reason in problems:
+            if reason.startswith(_FILE_PROBLEMS):
+                out.append(RuleCheck(name, line, "", "", "none", "fails", reason))
+        problems = [p for p in problems if not p[1].startswith(_FILE_PROBLEMS)]
+        docs = _documents(path)
         for index, (doc, line) in enumerate(docs):
-            title = str(doc.get("title") or doc.get("name") or doc.get("id") or "")
-            sigma_id = str(doc.get("id") or "")
-            source = _log_source(doc)
             nxt = docs[index + 1][1] if index + 1 < len(docs) else None
             mine = [
                 p for p in problems if p[0] == 0 or (p[0] >= line and (nxt is None or p[0] < nxt))
             ]
-            if mine:
-                at = mine[0][0] or line
-                out.append(RuleCheck(name, at, title, sigma_id, source, "fails", mine[0][1]))
+            if doc is None:
                 continue
-            rule: RuleFile | None = next(
-                (r for r in by_file.get(name, []) if _same(r, doc)),
-                converted.get(title),
-            )
-            if rule is None:  # an input of a correlation only: it runs inside that rule
-                status = "runs" if "correlation" not in doc else "fails"
-                out.append(RuleCheck(name, line, title, sigma_id, source, status, ""))
+            if not isinstance(doc, dict):
+                reason = mine[0][1] if mine else "a rule is a mapping"
+                out.append(RuleCheck(name, line, "", "", "none", "fails", reason))
                 continue
-            reason = _run(rule, batch)
-            out.append(
-                RuleCheck(
-                    name,
-                    line,
-                    title,
-                    str(rule.raw.get("id", sigma_id)),
-                    source,
-                    "fails" if reason else "runs",
-                    reason,
-                )
-            )
-        if not docs and problems:
-            line, reason = problems[0]
-            out.append(RuleCheck(name, line, "", "", "none", "fails", reason))
+            out.append(_check_doc(name, doc, line, mine, by_file.get(name, []), winners, batch))
     return out
+
+
+def _key(doc: dict[str, Any]) -> str:
+    """The id a document is known by: ours as written, a Sigma rule's UUID in lower case."""
+    return str(doc.get("id") or "") if "kind" in doc else str(doc.get("id") or "").lower()
+
+
+def _winners(rules: dict[str, RuleFile]) -> dict[str, str]:
+    """For each rule id (a Sigma rule: its UUID), the file whose rule was kept."""
+    out: dict[str, str] = {}
+    for rule_id, rule in rules.items():
+        origin = rule.raw.get("origin")
+        if isinstance(origin, dict) and origin.get("id"):
+            out[str(origin["id"]).lower()] = rule.path
+        else:
+            out[rule_id] = rule.path
+    return out
+
+
+def _check_doc(
+    name: str,
+    doc: dict[str, Any],
+    line: int,
+    problems: list[tuple[int, str]],
+    converted: list[RuleFile],
+    winners: dict[str, str],
+    batch: pl.DataFrame,
+) -> RuleCheck:
+    """The check of one mapping document of file ``name``."""
+    title = str(doc.get("title") or doc.get("name") or doc.get("id") or "")
+    sigma_id = str(doc.get("id") or "")
+    source = _log_source(doc)
+    if problems:
+        at = problems[0][0] or line
+        return RuleCheck(name, at, title, sigma_id, source, "fails", problems[0][1])
+    rule = next((r for r in converted if _same(r, doc)), None)
+    if rule is None:
+        winner = winners.get(_key(doc))
+        if winner is not None and winner != name:
+            why = f"shadowed: {winner} holds a rule with the same id, which is the one loaded"
+            return RuleCheck(name, line, title, sigma_id, source, "fails", why)
+        # an input of a correlation only: it runs inside that rule
+        status = "runs" if "correlation" not in doc else "fails"
+        return RuleCheck(name, line, title, sigma_id, source, status, "")
+    reason = _run(rule, batch)
+    rule_id = str(rule.raw.get("id", sigma_id))
+    return RuleCheck(name, line, title, rule_id, source, "fails" if reason else "runs", reason)
 
 
 def _same(rule: RuleFile, doc: dict[str, Any]) -> bool:

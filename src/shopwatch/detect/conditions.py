@@ -318,6 +318,10 @@ def _field_expr(
         )
     parts: list[pl.Expr] = []
     for op, value in cond.items():
+        if op in ("in", "not_in") and not isinstance(value, list):
+            raise ConditionError(
+                f"{op} for {field!r} takes a list of values, not {value!r}", (*path, field, op)
+            )
         if op == "eq":
             parts.append(col.eq(value).fill_null(False))
         elif op == "ne":

@@ -85,6 +85,8 @@ def _ruleset(
                 }
                 found["root"] = str(folder)
                 off = doc.get("disabled") or {}
+                if isinstance(off, list):  # ids alone: no reason given
+                    off = {str(k): f"listed as disabled in {marker}" for k in off}
                 if not isinstance(off, dict):
                     errors.append(ContentError("'disabled' maps rule ids to why", str(marker)))
                     off = {}
@@ -211,7 +213,8 @@ def load_detectors(
     """
     skip = () if sigma_rules else (builtin_sigma_dir(),)
     rules, errors = read_rule_files([builtin_rules_dir(), *extra_dirs], skip=skip)
-    overrides = _by_rule_id(overrides or {}, rules)
+    overrides, twice = _by_rule_id(overrides or {}, rules)
+    errors.extend(twice)
     loaded = Loaded(errors=errors)
     for rule_id in sorted(rules):
         raw, where, lines = rules[rule_id].raw, rules[rule_id].path, rules[rule_id].lines
@@ -223,6 +226,8 @@ def load_detectors(
                 raw["enabled"] = False
             elif "enabled" in getattr(override, "model_fields_set", ()):
                 raw["enabled"] = True  # ``enabled: true`` switches on a rule shipped off
+                if isinstance(raw.get("origin"), dict) and "disabled" in raw["origin"]:
+                    raw["origin"] = {k: v for k, v in raw["origin"].items() if k != "disabled"}
             # a key tuned by config is not on the file's line any more
             lines = {p: n for p, n in lines.items() if not (p and p[0] in params)}
         try:
@@ -249,11 +254,28 @@ def load_detectors(
     return loaded
 
 
-def _by_rule_id(overrides: Mapping[str, Any], rules: Mapping[str, RuleFile]) -> dict[str, Any]:
-    """``overrides`` keyed by rule id, a Sigma rule's UUID read as that rule's id."""
+def _by_rule_id(
+    overrides: Mapping[str, Any], rules: Mapping[str, RuleFile]
+) -> tuple[dict[str, Any], list[ContentError]]:
+    """``overrides`` keyed by rule id, a Sigma rule's UUID read as that rule's id; a rule
+    tuned twice (by id and by UUID) is an error, not a silent choice of one."""
     by_uuid = {
         str(rule.raw["origin"]["id"]).lower(): rule_id
         for rule_id, rule in rules.items()
         if isinstance(rule.raw.get("origin"), dict) and rule.raw["origin"].get("id")
     }
-    return {by_uuid.get(key.lower(), key): value for key, value in overrides.items()}
+    out: dict[str, Any] = {}
+    errors: list[ContentError] = []
+    for key, value in overrides.items():
+        rule_id = by_uuid.get(key.lower(), key)
+        if rule_id in out:
+            errors.append(
+                ContentError(
+                    f"config tunes rule {rule_id!r} twice (by its id and by its UUID); "
+                    "keep one entry",
+                    "config",
+                )
+            )
+            continue
+        out[rule_id] = value
+    return out, errors

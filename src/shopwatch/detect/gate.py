@@ -35,6 +35,8 @@ _EQUALS = "="
 
 #: What is not a literal in a regex (outside a class: ``-``, ``&``, ``~`` and ``#`` are).
 _META = frozenset("\\.+*?()|[]{}^$")
+#: What a backslash makes a literal (Rust regex; ``\<`` and ``\>`` are word boundaries).
+_ESCAPED = frozenset("\\.+*?()|[]{}^$#&-~/ ")
 #: Modifiers a gate can see through: lower-casing (the pass folds case itself) and
 #: percent-decoding (read from the engine's precomputed helper column).
 _LOWER = {"lower"}
@@ -115,8 +117,8 @@ def _alternative(text: str) -> str | None:
     while i < len(text):
         c = text[i]
         if c == "\\":
-            if i + 1 >= len(text) or text[i + 1].isalnum():
-                return None  # \d, \b, \x41 ...: not a literal
+            if i + 1 >= len(text) or text[i + 1] not in _ESCAPED:
+                return None  # \d, \b, \x41, \< (a word boundary in Rust) ...: not a literal
             runs[-1] += text[i + 1]
             i += 2
             continue
@@ -170,7 +172,7 @@ def _leaf(field: str, cond: Any) -> Gate | None:
             found = _regex(value)
             if found:
                 options.append({column: found})
-        elif op in ("eq", "in"):
+        elif op == "eq" or (op == "in" and isinstance(value, list)):
             found = _values(value)
             if found:
                 options.append({_EQUALS + column: found})

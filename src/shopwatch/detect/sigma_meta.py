@@ -119,11 +119,15 @@ def origin(
         if why:
             out["disabled"] = why
         link, commit, root = ruleset.get("link"), ruleset.get("commit"), ruleset.get("root")
-        if link and commit and root:
-            relative = Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
-            out["link"] = f"{link.rstrip('/')}/blob/{commit}/{relative}"
-        elif link:
+        if link:
             out["link"] = link
+        if link and commit and root:
+            try:  # the file's place in the set, as named (a symlink is not followed)
+                relative = Path(path).absolute().relative_to(Path(root).absolute()).as_posix()
+            except ValueError:
+                pass
+            else:
+                out["link"] = f"{link.rstrip('/')}/blob/{commit}/{relative}"
         for key in ("license", "license_link"):
             if ruleset.get(key):
                 out[key] = ruleset[key]

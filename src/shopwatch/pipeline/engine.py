@@ -361,7 +361,11 @@ class Engine:
         # Signature rules whose matches must contain a literal see only the rows of one
         # multi-pattern pass over the batch (detect.gate): many rules cost about one.
         gates = {d.id: g for d in self.detectors if (g := getattr(d, "gate", None))}
-        gated = candidates(batch, gates) if gates else {}
+        try:
+            gated = candidates(batch, gates) if gates else {}
+        except Exception as err:  # a failed pass must not cost the batch: run every rule on it
+            gated = {}
+            log.warning("gate_failed", error=str(err), rules=len(gates), rows=batch.height)
         for detector in self.detectors:
             started = time.perf_counter()
             try:
