@@ -208,8 +208,55 @@ class RuntimeSettings(_Strict):
         return self
 
 
+class FixedExemption(_Strict):
+    """One field of one endpoint that signatures do not read (see detect.exemptions)."""
+
+    endpoint: str = Field(
+        description="The endpoint template: the path with ids as {n} and {id}, "
+        "e.g. /api/reviews or /api/orders/{n}/notes.",
+        pattern=r"^/",
+    )
+    field: str = Field(
+        description="query:<name>, body:<name> (a form field, or the JSON key holding "
+        "the string) or path.",
+        pattern=r"^(path|query:.+|body:.+)$",
+    )
+    rules: list[str] | None = Field(
+        default=None,
+        description="The rule ids (or Sigma UUIDs as sigma.<uuid>) it applies to; "
+        "every web signature when unset.",
+    )
+
+
+class ExemptionSettings(_Strict):
+    """Per-field exemptions of web signatures (the ``detect.exemptions:`` section)."""
+
+    enabled: bool = Field(default=True, description="Apply exemptions at all.")
+    learn: bool = Field(
+        default=True,
+        description="Learn exemptions from answered requests; false keeps only `fixed`.",
+    )
+    min_sources: int = Field(
+        default=10,
+        ge=2,
+        description="Client networks (IPv4 /24, IPv6 /48) whose answered requests matched "
+        "a rule in one field of one endpoint before that field is exempt from it.",
+    )
+    max_hits_per_source: int = Field(
+        default=3,
+        ge=1,
+        description="A network that matched there more often is probing and does not count.",
+    )
+    forget_after_days: float = Field(
+        default=30.0, gt=0, description="What was not seen for this long is forgotten."
+    )
+    fixed: list[FixedExemption] = Field(default=[], description="Exemptions you write.")
+
+
 class DetectSettings(_Strict):
     """How access logs are read before detection (the ``detect:`` section)."""
+
+    exemptions: ExemptionSettings = ExemptionSettings()
 
     login_platforms: list[str] | None = Field(
         default=None,

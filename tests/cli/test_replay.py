@@ -123,3 +123,33 @@ def test_dash_writes_alerts_to_standard_output(tmp_path: Path) -> None:
     matched = {r for a in alerts for r in matched_rules(a["rule.id"], a.get("details"))}
     assert alerts and matched >= {"web.sqli_probe"}
     assert "replayed" in run.stderr and "standard output" in run.stderr
+
+
+def test_the_summary_counts_requests_a_written_exemption_kept_from_a_rule(tmp_path: Path) -> None:
+    line = (
+        '84.155.{i}.61 - - [14/Mar/2026:09:0{i}:38 +0000] "GET /search?q=2l+bladder%3B+drop+table+'
+        'cover HTTP/1.1" 200 5120 "-" "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Firefox/128.0"\n'
+    )
+    log = tmp_path / "access.log"
+    log.write_text("".join(line.format(i=i) for i in range(3)))
+    config = tmp_path / "shopwatch.yml"
+    config.write_text(
+        "detect:\n  exemptions:\n    fixed:\n"
+        "      - {endpoint: /search, field: 'query:q', rules: [web.sqli_probe]}\n"
+    )
+    plain = replay(str(log), "--alerts", str(tmp_path / "a.jsonl"))
+    assert plain.returncode == 0, plain.stderr
+    assert "web.sqli_probe" in {
+        r
+        for a in alerts_of(tmp_path / "a.jsonl")
+        for r in matched_rules(a["rule.id"], a.get("details"))
+    }
+    done = replay(str(log), "-c", str(config), "--alerts", str(tmp_path / "b.jsonl"))
+    assert done.returncode == 0, done.stderr
+    assert "web.sqli_probe" not in {
+        r
+        for a in alerts_of(tmp_path / "b.jsonl")
+        for r in matched_rules(a["rule.id"], a.get("details"))
+    }
+    assert "only fields exempt from the rule matched" in done.stdout + done.stderr
+    assert "web.sqli_probe 3" in done.stdout + done.stderr

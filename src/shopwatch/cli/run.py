@@ -199,6 +199,13 @@ def _print_summary(report: Any, out: Path | str | None, console: Console) -> Non
         for rule_id, n in report.alerts_by_rule.most_common():
             rules.add_row(rule_id, f"{n:,}")
         console.print(rules)
+    exempted = getattr(report, "exempted", None)
+    if exempted:
+        console.print(
+            "requests not alerted because only fields exempt from the rule matched "
+            "(detect.exemptions): "
+            + ", ".join(f"{rule} {n:,}" for rule, n in exempted.most_common())
+        )
 
 
 def replay_cmd(

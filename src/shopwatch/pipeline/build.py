@@ -11,6 +11,7 @@ import structlog
 
 from shopwatch.config import Settings
 from shopwatch.detect.content import load_detectors
+from shopwatch.detect.exemptions import Exemption, ExemptionRules
 from shopwatch.enrich.base import Enricher
 from shopwatch.enrich.logins import LoginReader
 from shopwatch.enrich.platforms import load_platforms, select_platforms
@@ -112,4 +113,23 @@ def build_engine(
         runtime=settings.runtime,
         sinks=sinks,
         logins=build_login_reader(settings, strict=strict),
+        exemptions=exemption_rules(settings),
+    )
+
+
+def exemption_rules(settings: Settings) -> ExemptionRules | None:
+    """The ``detect.exemptions`` settings as the engine reads them (None: switched off)."""
+    options = settings.detect.exemptions
+    if not options.enabled:
+        return None
+    return ExemptionRules(
+        learn=options.learn,
+        min_sources=options.min_sources,
+        max_hits_per_source=options.max_hits_per_source,
+        forget_after=timedelta(days=options.forget_after_days),
+        max_keys=settings.runtime.state_max_keys,
+        fixed=tuple(
+            Exemption(f.endpoint, f.field, frozenset(f.rules) if f.rules is not None else None)
+            for f in options.fixed
+        ),
     )

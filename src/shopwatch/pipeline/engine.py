@@ -49,7 +49,7 @@ import time
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -62,6 +62,7 @@ from shopwatch.config import RuntimeSettings
 from shopwatch.contract import empty_alerts
 from shopwatch.detect.campaign import CampaignFolder
 from shopwatch.detect.conditions import derived_column
+from shopwatch.detect.exemptions import EXEMPT_STATE, ExemptionRules, FieldExemptions, exemptable
 from shopwatch.detect.gate import candidates, gate_fields
 from shopwatch.detect.health import DetectorHealth
 from shopwatch.detect.profiles import PROFILE_FIELDS, PROFILE_STATE, Profiler, ProfileSettings
@@ -220,6 +221,8 @@ class EngineStats:
     state_rows: int = 0
     shed_keys: Counter[str] = field(default_factory=Counter)
     shed_rows: Counter[str] = field(default_factory=Counter)
+    #: Requests a rule did not see because only exempt fields matched it (per rule).
+    exempted: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready figures."""
@@ -237,6 +240,7 @@ class EngineStats:
             "state_rows": self.state_rows,
             "shed_keys": dict(self.shed_keys),
             "shed_rows": dict(self.shed_rows),
+            "exempted": dict(self.exempted),
         }
 
 
@@ -251,6 +255,7 @@ class Engine:
         runtime: RuntimeSettings | None = None,
         sinks: Iterable[AlertSink] = (),
         logins: LoginReader | None = None,
+        exemptions: ExemptionRules | None = None,
     ) -> None:
         self.runtime = runtime or RuntimeSettings()
         self.detectors = list(detectors)
@@ -283,6 +288,13 @@ class Engine:
             )
             self.states[PROFILE_STATE] = self.profiler.new_state()
         self.stats = EngineStats()
+        # Per-field exemptions of web signatures (detect.exemptions), with their own state.
+        self._exemptable = frozenset(d.id for d in self.detectors if exemptable(d))
+        self.exemptions: FieldExemptions | None = None
+        if exemptions is not None and self._exemptable:
+            self.exemptions = FieldExemptions(self._fixed_by_id(exemptions))
+            self.exemptions.exempted = self.stats.exempted
+            self.states[EXEMPT_STATE] = self.exemptions.new_state()
         self.health = DetectorHealth([d.id for d in self.detectors])
         self.sources: dict[str, SourceClock] = {}
         self.clock: datetime | None = None
@@ -358,6 +370,8 @@ class Engine:
                 self.stats.detect_seconds.get(PROFILE_STATE, 0.0) + time.perf_counter() - started
             )
         outputs: list[pl.DataFrame] = []
+        if self.exemptions is not None:  # read again: a restore, eviction or shedding changed it
+            self.exemptions.forget_cache()
         # Signature rules whose matches must contain a literal see only the rows of one
         # multi-pattern pass over the batch (detect.gate): many rules cost about one.
         gates = {d.id: g for d in self.detectors if (g := getattr(d, "gate", None))}
@@ -371,6 +385,8 @@ class Engine:
             try:
                 state = self.states[detector.id]
                 given = gated.get(detector.id, batch)
+                if self.exemptions is not None and detector.id in self._exemptable:
+                    given = self._screen(detector, given)
                 found = self.folders[detector.id].fold(
                     detector.detect(given, state), state, self.clock, batch
                 )
@@ -402,6 +418,11 @@ class Engine:
                 if detector.spec.origin:
                     found = with_origin(found, detector.spec.origin)
                 outputs.append(found)
+        if self.exemptions is not None:
+            try:
+                self.exemptions.commit(self.states[EXEMPT_STATE])
+            except Exception as err:  # learning must never cost the batch its alerts
+                log.warning("exemptions_failed", stage="learn", error=str(err))
         batch_max = batch["@timestamp"].max()
         assert isinstance(batch_max, datetime)
         if self.stats.max_event_time is None or batch_max > self.stats.max_event_time:
@@ -418,6 +439,33 @@ class Engine:
         alerts = one_alert_per_request(alerts, signatures)
         alerts = raise_risk_by_reputation(alerts, batch)
         return self._raise(alerts)
+
+    def _fixed_by_id(self, rules: ExemptionRules) -> ExemptionRules:
+        """``rules`` with a Sigma UUID in a written exemption read as its rule's id."""
+        by_uuid = {
+            str(d.spec.origin["id"]).lower(): d.id
+            for d in self.detectors
+            if d.spec.origin and d.spec.origin.get("id")
+        }
+        fixed = []
+        for item in rules.fixed:
+            if item.rules is None:
+                fixed.append(item)
+                continue
+            ids = frozenset(by_uuid.get(r.lower(), r) for r in item.rules)
+            for unknown in sorted(ids - self._exemptable):
+                log.warning("exemption_rule_unknown", rule=unknown, endpoint=item.endpoint)
+            fixed.append(replace(item, rules=ids))
+        return replace(rules, fixed=tuple(fixed))
+
+    def _screen(self, detector: Detector, given: pl.DataFrame) -> pl.DataFrame:
+        """``given`` less the requests only exempt fields made match (all of it on failure)."""
+        assert self.exemptions is not None
+        try:
+            return self.exemptions.screen(detector, given, self.states[EXEMPT_STATE])
+        except Exception as err:  # an exemption that cannot be judged is no exemption
+            log.warning("exemptions_failed", stage="screen", detector=detector.id, error=str(err))
+            return given
 
     def _raise(self, alerts: pl.DataFrame) -> pl.DataFrame:
         """Count ``alerts`` and hand them to the sinks; returns them."""
@@ -688,6 +736,7 @@ class Engine:
         self.stats.alerts_by_category.update(saved.get("alerts_by_category", {}))
         self.stats.shed_keys.update(saved.get("shed_keys", {}))
         self.stats.shed_rows.update(saved.get("shed_rows", {}))
+        self.stats.exempted.update(saved.get("exempted", {}))
         if saved.get("max_event_time"):
             self.stats.max_event_time = datetime.fromisoformat(saved["max_event_time"])
         # Version 1 kept one global maximum, which one event could poison: it is not

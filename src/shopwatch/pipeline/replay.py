@@ -61,6 +61,8 @@ class ReplayReport:
     alerts: int = 0
     alerts_by_rule: Counter[str] = field(default_factory=Counter)
     alerts_by_category: Counter[str] = field(default_factory=Counter)
+    #: Requests a web signature did not alert on because only exempt fields matched it.
+    exempted: Counter[str] = field(default_factory=Counter)
     elapsed_s: float = 0.0
     first_event: datetime | None = None
     last_event: datetime | None = None
@@ -167,5 +169,6 @@ def replay(
             on_batch(batch)
         account(engine.process(batch))
     account(engine.flush())  # logins still waiting for a next request: the files have ended
+    report.exempted = Counter(engine.stats.exempted)
     report.elapsed_s = time.perf_counter() - started
     return report
