@@ -33,3 +33,12 @@ def test_the_modifier_runs_once_per_distinct_value_and_keeps_nulls() -> None:
     frame = pl.DataFrame({"url.original": urls}, schema={"url.original": pl.String})
     hits = frame.select(compile_where({"url.original|injection": {"exists": True}}))
     assert hits.to_series().to_list() == [True, False, False, True]
+
+
+def test_a_lone_surrogate_or_deep_nesting_costs_nothing_else() -> None:
+    # a JSON "\ud800" decodes to a lone surrogate, which the C tokenizer cannot take
+    assert injection_in('{"x": "\\ud800", "t": "1\' or 1=1 --"}') == "sqli:t:s&1c"
+    assert injection_in('{"x": "\\ud800"}') is None
+    # nested past what a walk can read: read as text, never raised
+    deep = '{"a":' * 5000 + '"ok"' + "}" * 5000
+    injection_in(deep)

@@ -80,8 +80,8 @@ def values_of(text: str) -> list[tuple[str, str]]:
     if stripped.startswith(("{", "[")):
         try:
             out.extend(_strings(json.loads(text), "body"))
-        except ValueError:
-            pass
+        except (ValueError, RecursionError):  # not JSON, or nested past what a walk can read
+            out = []
         else:
             return [(n, _decoded(v)) for n, v in out if not _PLAIN.fullmatch(v)][:MAX_VALUES]
     path, sep, query = text.partition("?")
@@ -108,7 +108,9 @@ def injection_in(text: str | None) -> str | None:
     if not text or _libinjection is None:
         return None
     for name, value in values_of(text):
-        value = value[:MAX_VALUE]
+        # A lone surrogate (a JSON "\ud800") cannot go to the C tokenizer: it reads it as
+        # the replacement character, so one odd value never fails the batch it is in.
+        value = value[:MAX_VALUE].encode("utf-8", "replace").decode("utf-8")
         sqli = _libinjection.is_sql_injection(value)
         if sqli["is_sqli"]:
             return f"sqli:{name}:{sqli['fingerprint']}"
