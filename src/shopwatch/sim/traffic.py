@@ -9,6 +9,7 @@ minute a few hundred, well within budget (see ``bench/simulate.py``).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote_plus
@@ -114,6 +115,11 @@ def emit_api_form(
     })
 
 
+#: Share of a customer's visits that end in a product review (an assumption of this
+#: simulator: review requests reach a few percent of orders, and most visits do not order).
+REVIEW_SHARE: Final = 0.006
+
+
 class Traffic:
     """Generates benign traffic for a :class:`Shop`."""
 
@@ -125,6 +131,13 @@ class Traffic:
         self.staff_ip = self.office_ip
 
     # ------------------------------------------------------------------ visitors
+
+    def review(self, out: Out, rng: np.random.Generator, t: float, v: Visitor, sid: str | None, product: Any) -> None:
+        """A product review posted through the API (its text from :data:`data.REVIEWS`)."""
+        text = str(rng.choice(data.REVIEWS))
+        body = json.dumps({"product": product.id, "rating": int(rng.integers(3, 6)), "text": text},
+                          ensure_ascii=False, separators=(",", ":"))
+        emit_api_form(out, t, v, "/api/reviews", body, 201, SITE + f"/products/{product.id}", sid, rt=0.12)
 
     def visitor_for(self, rng: np.random.Generator, c: Customer, ip: str | None = None) -> Visitor:
         """A session of customer ``c`` from one of their devices (home or mobile network)."""
@@ -333,10 +346,8 @@ class Traffic:
             email = v.customer.email if v.customer else _throwaway(rng)
             emit_api_form(out, t, v, "/api/newsletter", f'{{"email":"{email}","source":"footer"}}', 201, ref, sid)
             t += _lognormal(rng, 6.0, 0.4)
-        if c is not None and rng.random() < 0.006:
-            text = str(rng.choice(_REVIEWS))
-            emit_api_form(out, t, v, "/api/reviews", f'{{"product":"{current.id}","rating":{int(rng.integers(3, 6))},"text":"{text}"}}',
-                          201, SITE + f"/products/{current.id}", sid, rt=0.12)
+        if c is not None and rng.random() < REVIEW_SHARE:
+            self.review(out, rng, t, v, sid, current)
             t += _lognormal(rng, 6.0, 0.4)
         if cart and rng.random() < 0.15:
             product, qty = cart.pop()
@@ -571,14 +582,6 @@ def time_of_day(ts: float) -> float:
     return (ts % 86400) / 3600.0
 
 
-_REVIEWS: Final = (
-    "Great fit, warm and light. Ordered a size up as recommended.",
-    "Arrived quickly, quality is fine for the price.",
-    "The zip feels a bit cheap but otherwise I'm happy :)",
-    "Perfect for hiking in autumn & spring. Would buy again!",
-    "Colour is darker than on the photos - still nice.",
-    "Returned it, too small (I'm 1.85 m). Exchange was easy.",
-)
 
 
 def _throwaway(rng: np.random.Generator) -> str:
