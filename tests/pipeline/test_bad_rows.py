@@ -77,7 +77,7 @@ def test_replay_counts_bad_lines_and_keeps_every_alert(tmp_path: Path) -> None:
     bad = _replay(tmp_path, bad_files, tmp_path / "bad.jsonl")
     assert bad.returncode == 0, bad.stderr[-3000:]
     want = _alert_ids(tmp_path / "clean.jsonl")
-    assert len(want) > 100, "the good lines raise alerts"
+    assert len(want) > 40, "the good lines raise alerts (one per probe series)"
     assert _alert_ids(tmp_path / "bad.jsonl") == want, "the bad lines cost no alert"
     total = sum(len(h) for h in expected.values())
     summary = bad.stdout + bad.stderr

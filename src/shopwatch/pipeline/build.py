@@ -17,6 +17,7 @@ from shopwatch.enrich.logins import LoginReader
 from shopwatch.enrich.platforms import load_platforms, select_platforms
 from shopwatch.errors import ConfigError
 from shopwatch.pipeline.engine import AlertSink, Engine
+from shopwatch.pipeline.series import SeriesRules
 
 __all__ = ["build_engine", "build_enrichers", "build_login_reader"]
 
@@ -114,6 +115,19 @@ def build_engine(
         sinks=sinks,
         logins=build_login_reader(settings, strict=strict),
         exemptions=exemption_rules(settings),
+        series=series_rules(settings),
+    )
+
+
+def series_rules(settings: Settings) -> SeriesRules | None:
+    """The ``detect.probe_series`` settings as the engine reads them (None: switched off)."""
+    options = settings.detect.probe_series
+    if not options.enabled:
+        return None
+    return SeriesRules(
+        within=timedelta(minutes=options.within_minutes),
+        hold=timedelta(minutes=options.hold_minutes),
+        at_most=timedelta(hours=options.at_most_hours),
     )
 
 
@@ -127,9 +141,14 @@ def exemption_rules(settings: Settings) -> ExemptionRules | None:
         min_sources=options.min_sources,
         max_hits_per_source=options.max_hits_per_source,
         forget_after=timedelta(days=options.forget_after_days),
-        max_keys=settings.runtime.state_max_keys,
+        max_keys=min(20_000, settings.runtime.state_max_keys),
         fixed=tuple(
             Exemption(f.endpoint, f.field, frozenset(f.rules) if f.rules is not None else None)
             for f in options.fixed
         ),
+        never=tuple(
+            Exemption(f.endpoint, f.field, frozenset(f.rules) if f.rules is not None else None)
+            for f in options.never
+        ),
+        learn_rules=frozenset(options.learn_rules) if options.learn_rules is not None else None,
     )

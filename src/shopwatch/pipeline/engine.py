@@ -62,7 +62,13 @@ from shopwatch.config import RuntimeSettings
 from shopwatch.contract import empty_alerts
 from shopwatch.detect.campaign import CampaignFolder
 from shopwatch.detect.conditions import derived_column
-from shopwatch.detect.exemptions import EXEMPT_STATE, ExemptionRules, FieldExemptions, exemptable
+from shopwatch.detect.exemptions import (
+    EXEMPT_STATE,
+    Exemption,
+    ExemptionRules,
+    FieldExemptions,
+    exemptable,
+)
 from shopwatch.detect.gate import candidates, gate_fields
 from shopwatch.detect.health import DetectorHealth
 from shopwatch.detect.profiles import PROFILE_FIELDS, PROFILE_STATE, Profiler, ProfileSettings
@@ -78,6 +84,7 @@ from shopwatch.enrich.base import Enricher
 from shopwatch.enrich.logins import LoginReader
 from shopwatch.parse.base import Parsed
 from shopwatch.pipeline.merge import one_alert_per_request
+from shopwatch.pipeline.series import SERIES_STATE, ProbeSeries, SeriesRules
 
 __all__ = ["DEFAULT_SOURCE", "SOURCE", "Engine", "EngineStats", "SourceClock", "merge_by_time"]
 
@@ -256,6 +263,7 @@ class Engine:
         sinks: Iterable[AlertSink] = (),
         logins: LoginReader | None = None,
         exemptions: ExemptionRules | None = None,
+        series: SeriesRules | None = None,
     ) -> None:
         self.runtime = runtime or RuntimeSettings()
         self.detectors = list(detectors)
@@ -295,6 +303,14 @@ class Engine:
             self.exemptions = FieldExemptions(self._fixed_by_id(exemptions))
             self.exemptions.exempted = self.stats.exempted
             self.states[EXEMPT_STATE] = self.exemptions.new_state()
+        # Signature alerts: one per request (pipeline.merge), one series per source.
+        self._signatures = frozenset(
+            d.id for d in self.detectors if getattr(d, "single_event", False)
+        )
+        self.series: ProbeSeries | None = None
+        if series is not None and self._signatures:
+            self.series = ProbeSeries(self._signatures, series)
+            self.states[SERIES_STATE] = self.series.new_state(self.runtime.state_max_keys)
         self.health = DetectorHealth([d.id for d in self.detectors])
         self.sources: dict[str, SourceClock] = {}
         self.clock: datetime | None = None
@@ -430,33 +446,48 @@ class Engine:
         self.stats.events += batch.height
         self.stats.batches += 1
         EVENTS.inc(batch.height)
+        alerts = empty_alerts()
+        if outputs:
+            alerts = pl.concat(outputs, how="vertical").sort(["@timestamp", "rule.id", "alert.id"])
+            alerts = one_alert_per_request(alerts, self._signatures)
+            alerts = raise_risk_by_reputation(alerts, batch)
+        if self.series is not None:  # before eviction: a waiting update is raised, not lost
+            alerts = self.series.fold(alerts, self.states[SERIES_STATE], self.clock)
         self._maybe_evict()
         self._hold_budget()
-        if not outputs:
+        if alerts.height == 0:
             return empty_alerts()
-        alerts = pl.concat(outputs, how="vertical").sort(["@timestamp", "rule.id", "alert.id"])
-        signatures = {d.id for d in self.detectors if getattr(d, "single_event", False)}
-        alerts = one_alert_per_request(alerts, signatures)
-        alerts = raise_risk_by_reputation(alerts, batch)
         return self._raise(alerts)
 
     def _fixed_by_id(self, rules: ExemptionRules) -> ExemptionRules:
-        """``rules`` with a Sigma UUID in a written exemption read as its rule's id."""
+        """``rules`` with a Sigma UUID (in written exemptions, ``never`` and ``learn_rules``)
+        read as its rule's id."""
         by_uuid = {
             str(d.spec.origin["id"]).lower(): d.id
             for d in self.detectors
             if d.spec.origin and d.spec.origin.get("id")
         }
-        fixed = []
-        for item in rules.fixed:
-            if item.rules is None:
-                fixed.append(item)
-                continue
-            ids = frozenset(by_uuid.get(r.lower(), r) for r in item.rules)
-            for unknown in sorted(ids - self._exemptable):
-                log.warning("exemption_rule_unknown", rule=unknown, endpoint=item.endpoint)
-            fixed.append(replace(item, rules=ids))
-        return replace(rules, fixed=tuple(fixed))
+
+        def ids(given: frozenset[str], where: str) -> frozenset[str]:
+            out = frozenset(by_uuid.get(r.lower(), r) for r in given)
+            for unknown in sorted(out - self._exemptable):
+                log.warning("exemption_rule_unknown", rule=unknown, where=where)
+            return out
+
+        def each(items: tuple[Exemption, ...], where: str) -> tuple[Exemption, ...]:
+            return tuple(
+                item if item.rules is None else replace(item, rules=ids(item.rules, where))
+                for item in items
+            )
+
+        return replace(
+            rules,
+            fixed=each(rules.fixed, "fixed"),
+            never=each(rules.never, "never"),
+            learn_rules=(
+                ids(rules.learn_rules, "learn_rules") if rules.learn_rules is not None else None
+            ),
+        )
 
     def _screen(self, detector: Detector, given: pl.DataFrame) -> pl.DataFrame:
         """``given`` less the requests only exempt fields made match (all of it on failure)."""
@@ -659,6 +690,11 @@ class Engine:
                         waiting.append(folded)
             if (found := folder.flush(state)).height:
                 waiting.append(found)
+        if (
+            self.series is not None
+            and (found := self.series.flush(self.states[SERIES_STATE])).height
+        ):
+            waiting.append(found)
         if not waiting:
             return held
         updates = self._raise(pl.concat(waiting).sort(["@timestamp", "rule.id", "alert.id"]))
