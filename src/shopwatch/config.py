@@ -275,14 +275,16 @@ class ProbeSeriesSettings(_Strict):
 
     enabled: bool = Field(
         default=True,
-        description="Fold a source's web-attack (and, apart, scanner) signature alerts "
-        "into the first one, with updates as the series grows (pipeline.series).",
+        description="Fold the repeats of a source's web-attack (and, apart, scanner) "
+        "signature alerts into one series; what brings news is raised (pipeline.series).",
     )
     within_minutes: float = Field(
         default=30.0, gt=0, description="A series ends after this long without an alert."
     )
-    hold_minutes: float = Field(
-        default=1.0, ge=0, description="At most one update per series this often."
+    remind_minutes: float = Field(
+        default=60.0,
+        gt=0,
+        description="A series that raised nothing this long raises its next alert anyway.",
     )
     at_most_hours: float = Field(
         default=24.0, gt=0, description="A series older than this ends; the next alert starts one."

@@ -9,11 +9,11 @@ from typing import Any
 import polars as pl
 
 from shopwatch.config import Settings
-from shopwatch.contract import conform
+from shopwatch.contract import ALERT_SCHEMA, conform
 from shopwatch.detect.content import load_detectors
 from shopwatch.pipeline.build import build_engine
 from shopwatch.pipeline.engine import Engine
-from shopwatch.pipeline.series import SeriesRules
+from shopwatch.pipeline.series import ProbeSeries, SeriesRules
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 WEB = [d for d in load_detectors().detectors if d.id.startswith(("web.", "sigma."))]
@@ -62,19 +62,20 @@ def forty_minutes(ip: str = "198.51.100.7", every_s: float = 60.0) -> list[pl.Da
     return [probe(ip, every_s * k, PROBES[k % len(PROBES)], k) for k in range(40)]
 
 
-def test_forty_minutes_of_probes_are_one_alert_and_the_updates_that_bring_new_rules() -> None:
+def test_forty_minutes_of_probes_are_one_series_raising_only_news() -> None:
     plain = run(Engine(WEB), forty_minutes())
     engine = Engine(WEB, series=SeriesRules())
     grown = run(engine, forty_minutes())
     assert len(plain) >= 10  # each rule once per 10-minute window
     groups = series_of(grown)
     assert len(groups) == 1 and len(grown) == len(next(iter(groups.values())))
-    first, *updates = grown
-    # raised on the first probe, as before
+    first, *news = grown
+    # raised on the first probe, as before; what is raised is the rules' own alerts
     assert first["@timestamp"] == T0 and first["details"]["series"]["update"] == 0
-    assert plain[0]["alert.id"] == first["alert.id"]
-    assert 1 <= len(updates) <= 3
-    last = updates[-1]["details"]["series"]
+    assert {r["alert.id"] for r in grown} <= {r["alert.id"] for r in plain}
+    assert 1 <= len(news) <= 4
+    assert all(r["details"]["series"]["new_rules"] for r in news)  # within the hour
+    last = news[-1]["details"]["series"]
     assert {
         "web.sqli_probe",
         "web.path_traversal",
@@ -82,10 +83,20 @@ def test_forty_minutes_of_probes_are_one_alert_and_the_updates_that_bring_new_ru
         "web.command_injection",
     } <= set(last["rules"])
     assert engine.series is not None  # every alert the rules raised is in the series
-    assert 1 + engine.series.folded == len(plain)
-    assert "matches" not in updates[-1]["details"]
-    assert "one probe series since 10:00:00" in updates[-1]["message"]
-    assert len(updates[-1]["event.ids"]) > len(first["event.ids"])
+    assert len(grown) + engine.series.folded == len(plain)
+    assert "probe series since 10:00:00" in news[-1]["message"]
+
+
+def test_a_graver_attack_after_a_mild_first_alert_is_raised_at_once_as_itself() -> None:
+    engine = Engine(WEB, series=SeriesRules())
+    mild = probe("198.51.100.7", 0, "/p?x=%0d%0aSet-Cookie:%20a=b", 0)
+    assert [r["rule.id"] for r in run(engine, [mild])] == ["web.crlf_injection"]
+    grave = probe("198.51.100.7", 5, PROBES[0], 1)
+    raised = [engine.process(grave)]
+    rows = pl.concat(raised).to_dicts()
+    assert rows and rows[0]["@timestamp"] == T0 + timedelta(seconds=5)
+    assert rows[0]["rule.id"] != "web.crlf_injection"
+    assert json.loads(rows[0]["details"])["series"]["update"] == 1
 
 
 def test_more_of_the_same_is_counted_not_raised() -> None:
@@ -123,19 +134,46 @@ def test_a_quiet_gap_or_a_long_series_starts_another() -> None:
     assert len(series_of(run(Engine(WEB, series=rules), slow))) == 3
 
 
-def test_the_update_waiting_at_the_end_of_a_replay_is_raised() -> None:
-    engine = Engine(WEB, series=SeriesRules(hold=timedelta(hours=1)))
-    rows = run(engine, forty_minutes()[:5])
-    assert [r["details"]["series"]["update"] for r in rows] == [0, 1]
+def test_a_long_series_still_raises_once_per_remind() -> None:
+    # the same probe every 25 minutes for 5 hours: never quiet for 30, news once an hour
+    slow = [probe("198.51.100.7", 1500.0 * k, PROBES[1], k) for k in range(12)]
+    rows = run(Engine(WEB, series=SeriesRules(remind=timedelta(hours=1))), slow)
+    assert len(series_of(rows)) == 1
+    assert 4 <= len(rows) <= 6  # the first, then one per hour
+
+
+def test_odd_alerts_are_raised_not_lost() -> None:
+    series = ProbeSeries({"web.sqli_probe"})
+    state = series.new_state(1000)
+    row = {
+        "alert.id": "a1",
+        "@timestamp": T0,
+        "rule.id": "web.sqli_probe",
+        "rule.name": "SQL injection probe",
+        "rule.category": "web_attack",
+        "severity": "high",
+        "risk_score": None,
+        "entity": {"source.ip": "198.51.100.7"},
+        "event.ids": ["e1"],
+        "threat.technique.id": None,
+        "message": "m",
+        "details": "not json",
+    }
+    alerts = pl.DataFrame(
+        [row, {**row, "alert.id": "a2", "details": "[1, 2]"}], schema=ALERT_SCHEMA
+    )
+    out = series.fold(alerts, state)
+    assert out["alert.id"].to_list()[0] == "a1"
+    assert json.loads(out["details"][0])["text"] == "not json"
 
 
 def test_a_series_goes_on_after_a_restart() -> None:
     engine = Engine(WEB, series=SeriesRules())
     batches = forty_minutes()
-    run_a = [engine.process(b) for b in batches[:3]]
+    run_a = [engine.process(b) for b in batches[:1]]
     restored = Engine(WEB, series=SeriesRules())
     restored.restore(engine.snapshot())
-    rows = run(restored, batches[3:])
+    rows = run(restored, batches[1:])
     assert rows and all(r["details"]["series"]["update"] > 0 for r in rows)
     assert sum(o.height for o in run_a) == 1
 

@@ -126,7 +126,7 @@ def series_rules(settings: Settings) -> SeriesRules | None:
         return None
     return SeriesRules(
         within=timedelta(minutes=options.within_minutes),
-        hold=timedelta(minutes=options.hold_minutes),
+        remind=timedelta(minutes=options.remind_minutes),
         at_most=timedelta(hours=options.at_most_hours),
     )
 

@@ -451,8 +451,11 @@ class Engine:
             alerts = pl.concat(outputs, how="vertical").sort(["@timestamp", "rule.id", "alert.id"])
             alerts = one_alert_per_request(alerts, self._signatures)
             alerts = raise_risk_by_reputation(alerts, batch)
-        if self.series is not None:  # before eviction: a waiting update is raised, not lost
-            alerts = self.series.fold(alerts, self.states[SERIES_STATE], self.clock)
+        if self.series is not None and alerts.height:
+            try:
+                alerts = self.series.fold(alerts, self.states[SERIES_STATE])
+            except Exception as err:  # a series that cannot be read costs no alert
+                log.warning("series_failed", error=str(err), alerts=alerts.height)
         self._maybe_evict()
         self._hold_budget()
         if alerts.height == 0:
@@ -690,11 +693,6 @@ class Engine:
                         waiting.append(folded)
             if (found := folder.flush(state)).height:
                 waiting.append(found)
-        if (
-            self.series is not None
-            and (found := self.series.flush(self.states[SERIES_STATE])).height
-        ):
-            waiting.append(found)
         if not waiting:
             return held
         updates = self._raise(pl.concat(waiting).sort(["@timestamp", "rule.id", "alert.id"]))
