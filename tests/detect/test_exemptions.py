@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
 
-from shopwatch.config import Settings
+from shopwatch.config import Settings, load_settings
 from shopwatch.contract import conform
 from shopwatch.detect.content import load_detectors
 from shopwatch.detect.exemptions import (
@@ -24,6 +27,8 @@ from shopwatch.detect.exemptions import (
 from shopwatch.pipeline.build import build_engine
 from shopwatch.pipeline.engine import Engine
 from shopwatch.pipeline.merge import expand_matches
+from shopwatch.pipeline.service import CHECKPOINT
+from shopwatch.store import Store
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 WEB = [d for d in load_detectors().detectors if d.id.startswith(("web.", "sigma."))]
@@ -417,3 +422,56 @@ def test_a_form_body_that_backtracks_is_read_in_linear_time() -> None:
     thread = threading.Thread(target=read, daemon=True)
     thread.start()
     assert done.wait(30)
+
+
+def test_rules_exemptions_lists_written_learned_and_revoked(tmp_path: Path) -> None:
+    config = tmp_path / "shopwatch.yml"
+    config.write_text(
+        f"data_dir: {tmp_path / 'data'}\n"
+        "detect:\n  exemptions:\n"
+        "    fixed: [{endpoint: /api/contact, field: 'body:message', rules: [web.xss_probe]}]\n"
+        "    never: [{endpoint: /api/reviews, field: 'body:text', rules: [web.injection_tokenizer]}]\n"
+    )
+    settings = load_settings(config)
+    engine = build_engine(settings)
+    fired(engine, *[review(ip, FOREST) for ip in networks(12)])
+    with Store.open(settings.store_url) as store:
+        store.save_checkpoint(CHECKPOINT, engine.snapshot())
+    out = tmp_path / "exemptions.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "shopwatch",
+            "rules",
+            "exemptions",
+            "-c",
+            str(config),
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = {(r["rule"], r["endpoint"], r["field"]): r for r in json.loads(out.read_text())}
+    assert rows[("web.xss_probe", "/api/contact", "body:message")]["how"] == "written"
+    learned = rows[("web.sqli_probe", "/api/reviews", "body:text")]
+    assert (learned["how"], learned["exempt"], learned["networks"]) == ("learned", True, 12)
+    revoked = rows[("web.injection_tokenizer", "/api/reviews", "body:text")]
+    assert (revoked["how"], revoked["exempt"]) == ("revoked", False)
+    assert "exemptions" in done.stdout
+
+
+def test_rules_exemptions_on_a_fresh_install_says_nothing_is_learned_yet(tmp_path: Path) -> None:
+    config = tmp_path / "shopwatch.yml"
+    config.write_text(f"data_dir: {tmp_path / 'data'}\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "shopwatch", "rules", "exemptions", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "0 exemptions (learned ones from no saved state yet" in " ".join(done.stdout.split())

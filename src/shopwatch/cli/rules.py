@@ -1,4 +1,4 @@
-"""``shopwatch rules lint`` and ``shopwatch config show``."""
+"""``shopwatch rules lint``, ``rules check``, ``rules exemptions`` and ``shopwatch config show``."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from shopwatch.cli.common import settings_from
+from shopwatch.cli.common import fail, settings_from
 from shopwatch.detect.content import load_detectors
+from shopwatch.errors import StoreError
 
 __all__ = ["register"]
 
@@ -92,6 +93,85 @@ def check(
         )
     if runs < len(checks):
         raise typer.Exit(1)
+
+
+@rules_app.command("exemptions")
+def exemptions(
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML settings file."),
+    url: str | None = typer.Option(
+        None, "--url", help="Database URL; overrides store.url (SQLite in data_dir by default)."
+    ),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write them as JSON here."),
+) -> None:
+    """The per-field exemptions of web signatures: written and learned (docs/exemptions.md).
+
+    Learned ones are read from the state ``shopwatch run`` last saved in the store: each
+    (rule, endpoint, field) with the networks that count toward it, the probers that do
+    not, and whether it is exempt now. Revoke one under ``detect.exemptions.never``.
+    """
+    from rich.table import Table
+
+    from shopwatch.detect.exemptions import EXEMPT_STATE
+    from shopwatch.pipeline.build import build_engine
+    from shopwatch.pipeline.service import CHECKPOINT
+    from shopwatch.store import Store
+
+    settings = settings_from(config)
+    console = Console(soft_wrap=True)
+    engine = build_engine(settings)
+    if engine.exemptions is None:
+        console.print("exemptions are switched off (detect.exemptions.enabled: false)")
+        return
+    try:
+        with Store(url or settings.store_url) as store:
+            where = store.url
+            blob = store.load_checkpoint(CHECKPOINT) if store.revision() else None
+    except StoreError as err:
+        fail(str(err), 1)
+    if blob is not None:
+        engine.restore(blob)
+    rows = [
+        {
+            "rule": ", ".join(sorted(f.rules)) if f.rules else "every web signature",
+            "endpoint": f.endpoint,
+            "field": f.field,
+            "how": "written",
+            "exempt": True,
+        }
+        for f in engine.exemptions.rules.fixed
+    ]
+    learned = engine.exemptions.listing(engine.states[EXEMPT_STATE])
+    for row in learned.iter_rows(named=True):
+        revoked = any(
+            n.covers(row["rule"], row["endpoint"], row["field"])
+            for n in engine.exemptions.rules.never
+        )
+        rows.append(
+            {
+                **row,
+                "how": "revoked" if revoked else "learned",
+                "exempt": bool(row["exempt"]) and not revoked and engine.exemptions.rules.learn,
+                "last_seen": row["last_seen"].isoformat() if row["last_seen"] else None,
+            }
+        )
+    table = Table(title="exemptions", show_edge=False)
+    for col in ("rule", "endpoint", "field", "how", "networks", "probers", "exempt"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(
+            str(row["rule"]),
+            str(row["endpoint"]),
+            str(row["field"]),
+            str(row["how"]),
+            str(row.get("networks", "")),
+            str(row.get("probers", "")),
+            "yes" if row["exempt"] else "no",
+        )
+    console.print(table)
+    state = "no saved state yet" if blob is None else "the state last saved"
+    console.print(f"{len(rows)} exemptions (learned ones from {state} in {where})")
+    if json_out is not None:
+        json_out.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
 
 
 @config_app.command("show")
