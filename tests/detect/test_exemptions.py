@@ -475,3 +475,13 @@ def test_rules_exemptions_on_a_fresh_install_says_nothing_is_learned_yet(tmp_pat
     )
     assert done.returncode == 0, done.stderr
     assert "0 exemptions (learned ones from no saved state yet" in " ".join(done.stdout.split())
+
+
+def test_a_field_many_customers_write_in_keeps_a_bounded_number_of_networks() -> None:
+    engine = Engine(WEB, exemptions=ExemptionRules(min_sources=10))
+    for start in range(0, 120, 30):
+        fired(engine, *[review(ip, SQL_BOOK) for ip in networks(30, start)])
+    hits = engine.states[EXEMPT_STATE].table("hits", {})
+    per_key = hits.group_by("_key").len()["len"].to_list()
+    assert per_key and max(per_key) <= 40  # 4 x min_sources, the newest
+    assert fired(engine, review("84.1.2.3", SQL_BOOK)) == {}  # still exempt

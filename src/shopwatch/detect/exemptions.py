@@ -111,6 +111,8 @@ MAX_ENDPOINT: Final = 256
 MAX_NAME: Final = 128
 #: Rows of one rule that teach in one batch, and per (endpoint, network) in one batch.
 LEARN_ROWS: Final = 200
+#: Networks a (rule, endpoint, field) keeps, in multiples of ``min_sources`` (the newest).
+NETWORKS_KEPT: Final = 4
 #: The rules that learn by default: those that fire on prose (SQL and HTML look-alikes in
 #: reviews, addresses, searches). A probe for one flaw (a CVE's path, Log4Shell, an open
 #: proxy) is answered by many servers the world over and must learn nothing.
@@ -604,10 +606,10 @@ class FieldExemptions:
 
     def commit(self, state: KeyedState) -> list[dict[str, Any]]:
         """Fold what this batch taught into the state; returns the exemptions it made."""
+        if not self._pending:  # most batches: nothing to fold, nothing to re-count
+            return []
         before = self.learned(state)
         self._learned = None
-        if not self._pending:
-            return []
         taught = pl.concat(self._pending, how="vertical")
         self._pending = []
         hits = pl.concat(
@@ -619,8 +621,14 @@ class FieldExemptions:
             ],
             how="vertical_relaxed",
         )
+        # A key keeps its most recent networks only, enough to count and to know probers:
+        # a field thousands of customers write in costs as much as one a few dozen do.
+        merged = hits.group_by("_key", "_src").agg(pl.col("_n").sum(), pl.col("_ts").max())
         state.put(
-            "hits", hits.group_by("_key", "_src").agg(pl.col("_n").sum(), pl.col("_ts").max())
+            "hits",
+            merged.sort(["_key", "_ts", "_src"], descending=[False, True, False])
+            .group_by("_key", maintain_order=True)
+            .head(NETWORKS_KEPT * self.rules.min_sources),
         )
         keys = pl.concat(
             [state.table("keys", _KEYS), taught.select(list(_KEYS))], how="vertical_relaxed"
