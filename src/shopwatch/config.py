@@ -310,6 +310,12 @@ class DetectSettings(_Strict):
         description="Load the SigmaHQ rules shipped with shopwatch (content/rules/sigma); "
         "your own Sigma rules in rules_dirs load either way.",
     )
+    vendor_inventory: Path | None = Field(
+        default=None,
+        description="The shop's vendor inventory (YAML: each third party's domains and the "
+        "personal data it may receive; docs/vendors.md). Unset: no vendor may receive "
+        "personal data, and new vendors are learned from the traffic.",
+    )
 
 
 class DetectorOverride(_Strict):

@@ -63,6 +63,21 @@ def _window(
 # ------------------------------------------------------------------ formats
 
 
+def test_the_vendor_inventory_lists_every_vendor_the_run_calls(run: dict[str, Any]) -> None:
+    import yaml
+
+    inventory = yaml.safe_load((run["dir"] / "vendors.yaml").read_text())["vendors"]
+    called = set()
+    with (run["dir"] / "events.ndjson").open() as lines:
+        for line in lines:
+            if '"vendor.api"' in line:
+                called.add(json.loads(line)["shop"]["vendor"]["name"])
+    # the shop's own vendors are all listed; a leak campaign's vendor never is
+    unlisted = called - set(inventory)
+    assert {"stripe", "sendgrid", "google-analytics"} <= set(inventory)
+    assert unlisted <= {"pixelpulse", "chatnest", "adsync", "reviewloop"}
+
+
 def test_every_file_is_written_with_lines(run: dict[str, Any]) -> None:
     names = sorted(p.name for p in run["dir"].iterdir())
     assert names == [
@@ -71,6 +86,7 @@ def test_every_file_is_written_with_lines(run: dict[str, Any]) -> None:
         "events.ndjson",
         "ground_truth.json",
         "run.json",
+        "vendors.yaml",
         "vpcflow.log",
     ]
     assert len(run["nginx"]) > 2000

@@ -39,6 +39,7 @@ __all__ = [
     "build",
     "horizon_of",
     "kind",
+    "memory_of",
     "parse_duration",
     "with_origin",
 ]
@@ -241,6 +242,13 @@ class Detector(Protocol):
     single_event: bool
 
     def detect(self, batch: pl.DataFrame, state: KeyedState) -> pl.DataFrame: ...
+
+
+def memory_of(detector: Detector) -> timedelta:
+    """How long a detector's per-entity memory lives after the entity's last event (a
+    learned profile's weeks; none when the detector only reads its horizon)."""
+    memory = getattr(detector, "memory", None)
+    return memory if isinstance(memory, timedelta) else timedelta(0)
 
 
 def horizon_of(detector: Detector) -> timedelta:

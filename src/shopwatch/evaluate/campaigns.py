@@ -44,7 +44,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from shopwatch.config import Settings
+from shopwatch.config import Settings, load_settings
 from shopwatch.contract import Alert
 from shopwatch.errors import ConfigError
 from shopwatch.evaluate.backtest import (
@@ -74,6 +74,8 @@ DEFAULT_GRACE_S = 300.0
 TRUTH_FILE = "ground_truth.json"
 #: What ``simulate`` records of the run itself (its start, end and weeks of history).
 RUN_FILE = "run.json"
+#: The run's vendor inventory (what ``simulate`` writes of the shop's vendors).
+INVENTORY_FILE = "vendors.yaml"
 
 
 def _category(record: dict[str, Any]) -> str | None:
@@ -363,6 +365,7 @@ def _run(
     truth = load_truth(truth_path)
     population = Population(since=_run_start(directory))
     files = _log_files(directory)
+    settings = _with_inventory(directory, settings)
     run = backtest(files, settings, on_batch=population.observe)
     records, tally = _score(truth, run.alerts, population, grace_s)
     extra = {
@@ -371,6 +374,18 @@ def _run(
         "files": [p.name for p in files],
     }
     return records, tally, extra
+
+
+def _with_inventory(directory: Path, settings: Settings | None) -> Settings | None:
+    """``settings`` with the run's ``vendors.yaml`` as vendor inventory, unless one is set."""
+    path = directory / INVENTORY_FILE
+    if not path.is_file():
+        return settings
+    base = settings or load_settings()
+    if base.detect.vendor_inventory is not None:
+        return base
+    detect = base.detect.model_copy(update={"vendor_inventory": path})
+    return base.model_copy(update={"detect": detect})
 
 
 def _run_start(directory: Path) -> datetime | None:

@@ -12,6 +12,7 @@ import structlog
 from shopwatch.config import Settings
 from shopwatch.detect.content import load_detectors
 from shopwatch.detect.exemptions import Exemption, ExemptionRules
+from shopwatch.detect.registry import Detector
 from shopwatch.enrich.base import Enricher
 from shopwatch.enrich.logins import LoginReader
 from shopwatch.enrich.platforms import load_platforms, select_platforms
@@ -107,6 +108,7 @@ def build_engine(
     if not loaded.detectors:
         raise ConfigError("no detector is enabled: check the rules folders and detectors: config")
     log.info("detectors_loaded", loaded=len(loaded.detectors), skipped=len(loaded.errors))
+    use_vendor_inventory(loaded.detectors, settings)
     chain = build_enrichers(settings, live=live) if enrichers is None else list(enrichers)
     return Engine(
         loaded.detectors,
@@ -117,6 +119,20 @@ def build_engine(
         exemptions=exemption_rules(settings),
         series=series_rules(settings),
     )
+
+
+def use_vendor_inventory(detectors: Iterable[Detector], settings: Settings) -> None:
+    """Hand ``detect.vendor_inventory`` (when set) to every rule that reads one."""
+    path = settings.detect.vendor_inventory
+    if path is None:
+        return
+    from shopwatch.detect.vendors import load_inventory
+
+    inventory = load_inventory(path)
+    readers = [d for d in detectors if hasattr(d, "use_inventory")]
+    for detector in readers:
+        detector.use_inventory(inventory)
+    log.info("vendor_inventory_loaded", path=str(path), vendors=len(inventory.vendors))
 
 
 def series_rules(settings: Settings) -> SeriesRules | None:

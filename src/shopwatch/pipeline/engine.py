@@ -72,7 +72,7 @@ from shopwatch.detect.exemptions import (
 from shopwatch.detect.gate import candidates, gate_fields
 from shopwatch.detect.health import DetectorHealth
 from shopwatch.detect.profiles import PROFILE_FIELDS, PROFILE_STATE, Profiler, ProfileSettings
-from shopwatch.detect.registry import Detector, horizon_of, with_origin
+from shopwatch.detect.registry import Detector, horizon_of, memory_of, with_origin
 from shopwatch.detect.state import (
     EARLIEST,
     LATEST,
@@ -278,7 +278,12 @@ class Engine:
             d.id: KeyedState(
                 d.keys,
                 max_keys=self.runtime.state_max_keys,
-                max_age=max(floor, horizon_of(d) + self.lateness, self.folders[d.id].lifetime),
+                max_age=max(
+                    floor,
+                    horizon_of(d) + self.lateness,
+                    memory_of(d),
+                    self.folders[d.id].lifetime,
+                ),
             )
             for d in self.detectors
         }

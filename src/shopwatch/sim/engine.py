@@ -27,12 +27,13 @@ from shopwatch.errors import ConfigError
 from shopwatch.sim.campaigns import KINDS, Campaign, generate, tr_base_rate
 from shopwatch.sim.emit import FORMATS, VPCFLOW_HEADER, Out, Sink, p95, render_vpcflow
 from shopwatch.sim.history import history
-from shopwatch.sim.traffic import Traffic
+from shopwatch.sim.traffic import Traffic, vendor_inventory
 from shopwatch.sim.world import Shop, build_shop
 
 __all__ = [
     "DEFAULT_START",
     "FILES",
+    "INVENTORY_FILE",
     "LiveFeed",
     "PlannedCampaign",
     "SimulationResult",
@@ -46,6 +47,8 @@ log = structlog.get_logger(__name__)
 #: Start of a run when none is given (a Tuesday morning, UTC).
 DEFAULT_START: Final = datetime(2025, 6, 3, 8, 0, tzinfo=UTC)
 #: Output file of each format.
+#: The shop's vendor inventory, written beside each run (``detect.vendor_inventory``).
+INVENTORY_FILE: Final = "vendors.yaml"
 FILES: Final[dict[str, str]] = {
     "nginx": "access.log",
     "ecs": "events.ndjson",
@@ -420,6 +423,7 @@ def simulate(
         "customers": customers,
     }
     (directory / "run.json").write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
+    (directory / INVENTORY_FILE).write_text(vendor_inventory(), encoding="utf-8")
     log.info("simulation_written", out_dir=str(directory), campaigns=len(truth), **counts)
     return SimulationResult(
         out_dir=directory,

@@ -20,7 +20,16 @@ from shopwatch.sim import data
 from shopwatch.sim.emit import APP_ENI, APP_IP, BASTION_ENI, BASTION_IP, LB_ENI, LB_IP, Out
 from shopwatch.sim.world import FX, SHOP_DOMAIN, SHOP_OFFSET, Card, Customer, Shop, pick_browser
 
-__all__ = ["SITE", "Traffic", "Visitor", "emit_api_form", "emit_login", "ssh_failure"]
+__all__ = [
+    "SITE",
+    "VENDOR_INVENTORY",
+    "Traffic",
+    "Visitor",
+    "emit_api_form",
+    "emit_login",
+    "ssh_failure",
+    "vendor_inventory",
+]
 
 SITE: Final = f"https://www.{SHOP_DOMAIN}"
 _STATIC: Final = (
@@ -45,6 +54,16 @@ _VENDORS: Final[dict[str, tuple[str, str]]] = {
     "sendgrid": ("api.sendgrid.com", "3.125.51.120"),
     "google-analytics": ("www.google-analytics.com", "34.95.102.37"),
     "algolia": ("nordhaven-dsn.algolia.net", "51.254.33.17"),
+}
+#: What the shop declares each vendor receives (its vendor inventory, written beside a run
+#: as ``vendors.yaml``): the payment processor and the carrier get contact details for
+#: receipts and delivery, the mailer the address it mails, search and analytics nothing.
+VENDOR_INVENTORY: Final[dict[str, tuple[str, ...]]] = {
+    "stripe": ("email", "phone"),
+    "dhl": ("email", "phone"),
+    "sendgrid": ("email",),
+    "google-analytics": (),
+    "algolia": (),
 }
 _SSH_HOSTS: Final = ("bastion-1", "web-1", "web-2")
 _ADMINS: Final = ("deploy", "mkoch", "jwagner")
@@ -118,6 +137,15 @@ def emit_api_form(
 #: Share of a customer's visits that end in a product review (an assumption of this
 #: simulator: review requests reach a few percent of orders, and most visits do not order).
 REVIEW_SHARE: Final = 0.006
+
+
+def vendor_inventory() -> str:
+    """The shop's vendor inventory as YAML (the format of ``detect.vendor_inventory``)."""
+    lines = ["# The vendors this shop uses and the personal data each may receive.", "vendors:"]
+    for name, receives in VENDOR_INVENTORY.items():
+        domain = _VENDORS[name][0]
+        lines.append(f"  {name}: {{domains: [{domain}], receives: [{', '.join(receives)}]}}")
+    return "\n".join(lines) + "\n"
 
 
 class Traffic:
@@ -507,7 +535,7 @@ class Traffic:
         office = weekday < 5 and 8 <= local < 18
         if office:
             for _ in range(int(rng.poisson(0.5))):
-                self._data_access(out, rng, t0 + float(rng.uniform(0, 60)))
+                self.data_access(out, rng, t0 + float(rng.uniform(0, 60)))
             if rng.random() < 0.03:
                 self._admin_ssh(out, rng, t0 + float(rng.uniform(0, 60)), str(rng.choice(_ADMINS[1:])), self.office_ip)
         if rng.random() < 1 / 120:
@@ -527,7 +555,8 @@ class Traffic:
             out.flow(t0 + float(rng.uniform(0, 60)), eni, src, dst, int(rng.integers(1024, 65535)), port, 6,
                      int(rng.integers(1, 3)), int(rng.integers(40, 120)), "REJECT")
 
-    def _data_access(self, out: Out, rng: np.random.Generator, t: float) -> None:
+    def data_access(self, out: Out, rng: np.random.Generator, t: float) -> None:
+        """One staff member reading customer data in the back office (search, bulk read, export)."""
         staff = self.shop.staff[int(rng.integers(0, len(self.shop.staff)))]
         action = str(rng.choice(["search", "bulk_read", "export"], p=[0.78, 0.2, 0.02]))
         obj = str(rng.choice(["customers", "orders", "payments", "addresses", "returns"], p=[0.35, 0.4, 0.1, 0.1, 0.05]))
