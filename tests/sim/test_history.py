@@ -55,6 +55,20 @@ def test_the_past_is_the_customers_own_logins_and_orders(run: Path) -> None:
     assert per.max() >= 4 and per.len() < len(shop.customers)
 
 
+def test_the_past_has_the_back_office_on_office_days(run: Path) -> None:
+    shop = build_shop(4, 1500)
+    past = _events(run / "events.ndjson").filter(
+        (pl.col("@timestamp") < START) & (pl.col("event.dataset") == "shop.data_access")
+    )
+    assert set(past["user.name"].unique()) <= {s.email for s in shop.staff}
+    local = past["@timestamp"].dt.offset_by("1h")  # the office keeps Central European time
+    assert local.dt.weekday().max() <= 5 and local.dt.hour().is_between(8, 17).all()
+    per_day = past.height / (30 * 5 / 7)
+    assert 200 < per_day < 400  # 0.5 a minute over ten office hours
+    exports = past.filter(pl.col("event.action") == "export")
+    assert 0 < exports.height < 0.05 * past.height
+
+
 def test_no_history_writes_none(tmp_path: Path) -> None:
     simulate(tmp_path, 2, seed=4, start=START, customers=60, campaigns=[], history_days=0)
     events = _events(tmp_path / "events.ndjson")

@@ -220,7 +220,9 @@ def scan(text: str | None, *, region: str | None = None) -> Found:
         if plausible_card(digits):
             add("card", digits)
     phones: set[str] = set()
-    candidates = [(h.group(0), None) for h in _PHONE_INTL.finditer(body)]
+    candidates: list[tuple[str, str | None]] = [
+        (h.group(0), None) for h in _PHONE_INTL.finditer(body)
+    ]
     candidates += [(h.group(1), region) for h in _PHONE_KEY.finditer(body)]
     for raw, where in candidates:
         e164 = _valid_phone("+" + raw[2:] if raw.startswith("00") else raw, where)

@@ -16,6 +16,12 @@ a month, a few weekly, some not at all); a visit ends in an order with probabili
 (the share of logged-in visits that convert, an assumption of this simulator). Visits
 are spread uniformly over the weeks; each comes from one of the customer's devices, on
 their home or mobile network, as in live traffic.
+
+The staff's back-office work of those weeks is written too (``shop.data_access``): on
+weekdays between 08:00 and 18:00 office time, Poisson at 0.5 events a minute, each drawn
+by the same code as live (a search, a bulk read or, one time in fifty, an export), from the
+office network. A shop that has watched its back office for weeks knows each account's
+usual exports.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import numpy as np
 from shopwatch.sim.draw import hex_id
 from shopwatch.sim.emit import Out, Sink
 from shopwatch.sim.traffic import REVIEW_SHARE, Traffic
-from shopwatch.sim.world import Shop
+from shopwatch.sim.world import SHOP_OFFSET, Shop
 
 __all__ = ["history"]
 
@@ -35,6 +41,9 @@ __all__ = ["history"]
 VISITS_PER_28D: Final = (0.5, 8.0)
 #: Probability that a logged-in visit of the past ends in an order.
 ORDER_SHARE: Final = 0.3
+#: Back-office events per minute of office hours (as live traffic: ``Traffic.minute``).
+STAFF_PER_MIN: Final = 0.5
+OFFICE_HOURS: Final = (8.0, 18.0)
 
 
 def history(shop: Shop, traffic: Traffic, seed: int, start: float, days: float) -> list[str]:
@@ -61,4 +70,22 @@ def history(shop: Shop, traffic: Traffic, seed: int, start: float, days: float) 
             if rng.random() < ORDER_SHARE:
                 cart = [(shop.pick_product(rng), max(1, int(rng.poisson(cust.basket))))]
                 traffic.checkout(out, rng, after + float(rng.uniform(120, 1500)), v, sid, cart)
+    _back_office(out, traffic, np.random.default_rng([seed, 5]), begin, start - 3600.0)
     return sink.release(start - 1e-3)["ecs"]
+
+
+def _back_office(
+    out: Out, traffic: Traffic, rng: np.random.Generator, begin: float, end: float
+) -> None:
+    """The staff's data access on the office days between ``begin`` and ``end``."""
+    offset = SHOP_OFFSET * 3600.0
+    first_day = int((begin + offset) // 86400)
+    for day in range(first_day, int((end + offset) // 86400) + 1):
+        if (day + 3) % 7 >= 5:  # 1970-01-01 was a Thursday: 0 = Monday
+            continue
+        opens = day * 86400.0 + OFFICE_HOURS[0] * 3600.0 - offset
+        length = (OFFICE_HOURS[1] - OFFICE_HOURS[0]) * 3600.0
+        n = int(rng.poisson(STAFF_PER_MIN * length / 60.0))
+        for t in np.sort(rng.uniform(opens, opens + length, n)):
+            if begin <= t < end:
+                traffic.data_access(out, rng, float(t))
