@@ -49,7 +49,7 @@ from shopwatch.detect.registry import (
     kind,
     parse_duration,
 )
-from shopwatch.detect.state import KeyedState
+from shopwatch.detect.state import KeyedState, split_by_keys
 from shopwatch.learn.baseline import (
     PROFILE_SCHEMA,
     Profile,
@@ -171,14 +171,20 @@ class EntityBaselineDetector:
         )
         if events.height == 0:
             return empty_alerts()
-        table = state.table("profiles", self._schema)
+        # Only the batch's entities (and their populations) come out of the table: a batch
+        # costs in proportion to its own entities, not to every profile held.
+        wanted = (
+            events.select(self.keys)
+            .vstack(events.select(pl.lit(POPULATION).alias(self.keys[0]), *self.keys[1:]))
+            .unique()
+        )
+        table, rest = split_by_keys(state.table("profiles", self._schema), wanted, list(self.keys))
         profiles: dict[tuple[str, ...], Profile] = {}
         alerted: dict[tuple[str, ...], datetime | None] = {}
         for row in table.iter_rows(named=True):
             key = tuple(row[k] for k in self.keys)
             profiles[key] = Profile.from_row(row)
             alerted[key] = row["_alerted"]
-        touched: set[tuple[str, ...]] = set()
         alerts: list[dict[str, Any]] = []
         for ev in events.iter_rows(named=True):
             key = tuple(ev[k] for k in self.keys)
@@ -220,12 +226,12 @@ class EntityBaselineDetector:
                     high = quantile(prof.values, 0.9)
                     taught = min(value, spec.learn_cap * high) if high > 0 and ref else value
                     prof.learn(at, hour, taught, net, country, hosting, keep=spec.keep)
-                touched.add(k)
         rows = [
             {**dict(zip(self.keys, k, strict=True)), **p.row(), "_alerted": alerted.get(k)}
             for k, p in profiles.items()
         ]
-        state.put("profiles", pl.DataFrame(rows, schema=self._schema, orient="row"))
+        updated = pl.DataFrame(rows, schema=self._schema, orient="row")
+        state.put("profiles", pl.concat([rest, updated]) if rest.height else updated)
         if not alerts:
             return empty_alerts()
         return pl.DataFrame(alerts, schema=empty_alerts().schema)
