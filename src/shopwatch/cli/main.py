@@ -38,6 +38,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "live",
     "run",
     "rules",
+    "models",
     "db",
     "intel",
     "simulate",

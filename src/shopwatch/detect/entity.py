@@ -226,15 +226,34 @@ class EntityBaselineDetector:
                     high = quantile(prof.values, 0.9)
                     taught = min(value, spec.learn_cap * high) if high > 0 and ref else value
                     prof.learn(at, hour, taught, net, country, hosting, keep=spec.keep)
-        rows = [
-            {**dict(zip(self.keys, k, strict=True)), **p.row(), "_alerted": alerted.get(k)}
-            for k, p in profiles.items()
-        ]
-        updated = pl.DataFrame(rows, schema=self._schema, orient="row")
+        columns: dict[str, list[Any]] = {name: [] for name in self._schema}
+        for k, p in profiles.items():
+            for name, key_value in zip(self.keys, k, strict=True):
+                columns[name].append(key_value)
+            for name, field_value in p.row().items():
+                columns[name].append(field_value)
+            columns["_alerted"].append(alerted.get(k))
+        updated = pl.DataFrame(columns, schema=self._schema)
         state.put("profiles", pl.concat([rest, updated]) if rest.height else updated)
         if not alerts:
             return empty_alerts()
         return pl.DataFrame(alerts, schema=empty_alerts().schema)
+
+    def model_summary(self, state: KeyedState) -> dict[str, Any]:
+        """What this baseline holds (``shopwatch models``)."""
+        table = state.table("profiles", self._schema)
+        mine = table.filter(pl.col(self.spec.entity) != POPULATION)
+        warm = mine.filter(pl.col("n") >= self.spec.warmup_events).height
+        return {
+            "kind_version": 1,
+            "learns_from": f"{self.spec.value} of events matching its where clause",
+            "entities": mine.height,
+            "entity": ", ".join(self.keys),
+            "events": int(mine.get_column("n").sum()) if mine.height else 0,
+            "first": mine.get_column("_first").min() if mine.height else None,
+            "last": mine.get_column("_ts").max() if mine.height else None,
+            "warm_entities": warm,
+        }
 
     def _warm(self, profile: Profile, at: datetime, events: int) -> bool:
         return profile.n >= events and at - profile.first >= self.warmup

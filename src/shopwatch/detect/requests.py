@@ -526,6 +526,21 @@ class RequestModelDetector:
 
     # -- scoring ------------------------------------------------------------------------
 
+    def model_summary(self, state: KeyedState) -> dict[str, Any]:
+        """The endpoints this model has learned (``shopwatch models``)."""
+        totals = state.table("totals", _TOTALS_SCHEMA)
+        items = state.table("items", _ITEMS_SCHEMA)
+        return {
+            "kind_version": 1,
+            "learns_from": "requests the shop answered, per endpoint (path template)",
+            "entities": totals.get_column(_NODE).n_unique() if totals.height else 0,
+            "entity": "endpoint",
+            "events": None,
+            "first": None,
+            "last": totals.get_column("_ts").max() if totals.height else None,
+            "items": items.height,
+        }
+
     def detect(self, batch: pl.DataFrame, state: KeyedState) -> pl.DataFrame:
         """Alerts for this batch's anomalous requests; then learn from the others.
 

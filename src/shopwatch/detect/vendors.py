@@ -455,6 +455,24 @@ class VendorNewDetector:
         rows.sort(key=lambda a: (a["@timestamp"], a["alert.id"]))
         return pl.DataFrame(rows, schema=empty_alerts().schema)
 
+    def model_summary(self, state: KeyedState) -> dict[str, Any]:
+        """The vendors this rule knows (``shopwatch models``)."""
+        table = state.table("seen", self._schema)
+        vendors = table.filter(pl.col("shop.vendor.name") != _WATCH)
+        watch = table.filter(pl.col("shop.vendor.name") == _WATCH)
+        mode = "inventory" if self.inventory is not None else "learned"
+        return {
+            "kind_version": 1,
+            "learns_from": f"vendor.api calls ({mode}: "
+            + (self.inventory.source if self.inventory else "no inventory")
+            + ")",
+            "entities": vendors.height,
+            "entity": "shop.vendor.name",
+            "events": None,
+            "first": watch.item(0, "_first") if watch.height else None,
+            "last": watch.item(0, "_ts") if watch.height else None,
+        }
+
     def _alert(
         self,
         r: Mapping[str, Any],
