@@ -11,9 +11,10 @@
    weeks (so every profile is warm and holds sizes, hours, networks and days), through the
    entity baseline; and the same number of accounts' logins (device, country, network)
    through the account profiles (``shop.profile.*``). Prints the state's bytes per entity
-   (Polars' estimate of the tables) and the process's resident-memory growth while it
-   learned, per entity (the input is built before; the growth includes each batch's
-   transient frames that the allocator keeps, so it is an upper bound, and noisy).
+   (Polars' estimate of the tables) and what the state costs a process that loads it:
+   the resident-memory growth of a fresh interpreter (Polars' reader already warm)
+   restoring the saved state, per entity (the learning process's own growth mixes in the input and the allocator's
+   retained pages, so it says nothing about the state).
 """
 
 from __future__ import annotations
@@ -84,10 +85,42 @@ def logins(rng: np.random.Generator, accounts: int, n: int, start: datetime) -> 
     )
 
 
-def rss() -> int:
-    import psutil
+_LOADER = """
+import gc, pickle, sys, psutil
+from shopwatch.detect.state import KeyedState
+import io, polars as pl
+warm = io.BytesIO()
+pl.DataFrame({"a": [1], "b": [["x"]]}).write_ipc(warm)
+pl.read_ipc(io.BytesIO(warm.getvalue()))  # Polars' reader and thread pool, before measuring
+gc.collect()
+before = psutil.Process().memory_info().rss
+blobs = pickle.load(open(sys.argv[1], "rb"))
+state = KeyedState(())
+state.restore(blobs)
+del blobs
+gc.collect()
+print(psutil.Process().memory_info().rss - before)
+"""
 
-    return int(psutil.Process().memory_info().rss)
+
+def loaded_bytes(blobs: dict[str, bytes]) -> int:
+    """Resident-memory growth of a fresh interpreter that restores ``blobs``."""
+    import pickle
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".pickle") as handle:
+        pickle.dump(blobs, handle)
+        handle.flush()
+        # warm the imports first so that only the restored tables are measured
+        done = subprocess.run(
+            [sys.executable, "-c", "import polars, shopwatch.detect.state;" + _LOADER, handle.name],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    return int(done.stdout.strip().splitlines()[-1])
 
 
 def cost(batch: int, repeat: int) -> None:
@@ -140,8 +173,6 @@ def memory(entities: int, per: int) -> None:
     ]
     state = KeyedState(model.keys, max_keys=entities * 2, max_age=timedelta(days=90))
     frame = exports(rng, entities, entities * per, T0, 14)
-    gc.collect()
-    before = rss()
     began = time.perf_counter()
     step = 20_000
     for i in range(0, frame.height, step):
@@ -151,18 +182,16 @@ def memory(entities: int, per: int) -> None:
     took = time.perf_counter() - began
     held = state.table("profiles", model._schema)
     n = held.height - 1  # the population profile
-    grew = rss() - before
+    grew = loaded_bytes(state.snapshot())
     print(f"memory, entity baseline: {n:,} accounts of {per} exports ({took:.0f} s to learn):")
     print(f"  state {state.nbytes / 1e6:8.1f} MB   {state.nbytes / n:6.0f} bytes per entity")
-    print(f"  RSS growth {grew / 1e6:8.1f} MB   {grew / n:6.0f} bytes per entity")
+    print(f"  loaded     {grew / 1e6:8.1f} MB   {grew / n:6.0f} bytes per entity")
     del held, state
     gc.collect()
 
     profiler = Profiler()
     pstate = profiler.new_state()
     frame = logins(rng, entities, entities * 4, T0)
-    gc.collect()
-    before = rss()
     began = time.perf_counter()
     for i in range(0, frame.height, 50_000):
         profiler.annotate(frame.slice(i, 50_000), pstate)
@@ -170,10 +199,10 @@ def memory(entities: int, per: int) -> None:
     gc.collect()
     took = time.perf_counter() - began
     keys = pstate.key_summary().height
-    grew = rss() - before
+    grew = loaded_bytes(pstate.snapshot())
     print(f"memory, account profiles: {keys:,} accounts of about 4 logins ({took:.0f} s):")
     print(f"  state {pstate.nbytes / 1e6:8.1f} MB   {pstate.nbytes / keys:6.0f} bytes per entity")
-    print(f"  RSS growth {grew / 1e6:8.1f} MB   {grew / keys:6.0f} bytes per entity")
+    print(f"  loaded     {grew / 1e6:8.1f} MB   {grew / keys:6.0f} bytes per entity")
 
 
 def main() -> None:
