@@ -99,3 +99,19 @@ def test_a_bad_evaluation_file_is_a_clear_error(tmp_path: Path) -> None:
     done = models("--evaluation", str(bad), cwd=tmp_path)
     assert done.returncode != 0
     assert "not an evaluate JSON file" in " ".join((done.stderr + done.stdout).split())
+
+
+def test_the_models_doctests_hold() -> None:
+    import doctest
+
+    import shopwatch.pipeline.models as module
+
+    assert doctest.testmod(module, verbose=False).failed == 0
+
+
+def test_an_evaluation_that_is_not_an_object_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "x.json"
+    bad.write_text("[1]")
+    done = models("--evaluation", str(bad), cwd=tmp_path)
+    assert done.returncode != 0
+    assert "expected an object" in " ".join((done.stderr + done.stdout).split())

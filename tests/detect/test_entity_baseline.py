@@ -279,3 +279,73 @@ def test_memory_per_entity_is_bounded() -> None:
         assert len(prof.values) <= det.spec.keep and len(prof.days) <= det.spec.keep_days
         assert prof.nbytes() <= MAX_BYTES
     assert table.estimated_size() / table.height < 1024
+
+
+def test_exports_held_back_by_quiet_do_not_teach() -> None:
+    det = detector()
+    state = KeyedState(det.keys)
+    run(det, [frame(weeks())], state)
+    burst = [
+        export(
+            DAY + timedelta(hours=2, minutes=m),
+            STAFF[0],
+            60_000,
+            ip="45.134.212.9",
+            country="NL",
+            as_type="hosting",
+            n=m,
+        )
+        for m in range(0, 50, 5)
+    ]
+    assert run(det, [frame(burst)], state).height == 1  # one alert for the hour
+    row = (
+        state.table("profiles", det._schema)
+        .filter((pl.col("user.name") == STAFF[0]) & (pl.col("event.action") == "export"))
+        .row(0, named=True)
+    )
+    prof = Profile.from_row(row)
+    assert max(prof.values) <= 2500 and "45.134.212.0/24" not in prof.nets and not prof.hosting
+    # the next night the same export is as far out as the first
+    again = export(
+        DAY + timedelta(days=1, hours=2),
+        STAFF[0],
+        60_000,
+        ip="45.134.212.9",
+        country="NL",
+        as_type="hosting",
+        n=99,
+    )
+    assert run(det, [frame([again])], state).height == 1
+
+
+def test_the_documented_poisoning_bound() -> None:
+    """About ten alert-free exports, each four times the usual, one a day, make an export
+    100 times the old usual pass (docs/baselines.md); three are not enough."""
+    det = detector()
+
+    def after(n: int) -> int:
+        state = KeyedState(det.keys)
+        run(det, [frame(weeks())], state)
+        for k in range(n):
+            row = (
+                state.table("profiles", det._schema)
+                .filter((pl.col("user.name") == STAFF[0]) & (pl.col("event.action") == "export"))
+                .row(0, named=True)
+            )
+            high = quantile(Profile.from_row(row).values, 0.9)
+            step = export(DAY + timedelta(days=k, hours=11), STAFF[0], int(high * 3.9), n=500 + k)
+            assert run(det, [frame([step])], state).height == 0
+        old_high = 2_500 * 0.9
+        big = export(DAY + timedelta(days=n, hours=11), STAFF[0], int(old_high * 100), n=999)
+        return run(det, [frame([big])], state).height
+
+    assert after(3) == 1
+    assert after(12) == 0
+
+
+def test_an_ipv6_profile_stays_within_its_bound() -> None:
+    prof = Profile(first=START, last=START)
+    for k in range(100):
+        prof.learn(START, k % 24, 1000.0, f"2a01:4ff8:{k:04x}::/48", f"C{k % 10}", False, keep=50)
+        prof.add_to_day(k, 1000.0, 30)
+    assert prof.nbytes() <= MAX_BYTES

@@ -85,7 +85,7 @@ def fresh(rule_id: str, inventory: Path | None = None) -> Any:
         ("u=%3Femail%3Dmax%2540web.de", "email", "m***@w***.de"),
         ('{"card":"4111 1111 1111 1111"}', "card", "411111******1111"),
         ("pan=5555-5555-5555-4444", "card", "555555******4444"),
-        ("pan=378282246310005", "card", "378282*****0005"),
+        ("pan=378282246310005", "card", "***********0005"),
         ("pan=2223003122003222", "card", "222300******3222"),
         ("sid=1&phone=%2B49%20151%2023456789", "phone", "+49*********89"),
         ("call 0044 20 7946 0018 now", "phone", "+44********18"),
@@ -282,3 +282,68 @@ def test_engine_keeps_vendor_memory_for_weeks() -> None:
     det = fresh("vendor.new_vendor")
     engine = Engine([det], [])
     assert engine.states[det.id].max_age >= timedelta(days=90)
+
+
+@pytest.mark.parametrize(
+    ("text", "counts"),
+    [
+        ('{"phone":"+4915112345009"}', {"phone": 1}),  # 13 digits after '+', Luhn-valid: no card
+        ("gtin=4006381000093", {}),  # a German GTIN-13 that passes Luhn
+        ("x=%2B1%20(415)%20555-2671", {"phone": 1}),
+        ("tel: +44 (0)20 7946 0018", {"phone": 1}),
+        ("logo@2x.png&hero@3x.webp", {}),
+    ],
+)
+def test_scan_look_alikes_found_in_review(text: str, counts: dict[str, int]) -> None:
+    assert scan(text).counts == counts
+
+
+def test_phone_keys_inside_longer_names_read_with_a_region() -> None:
+    assert scan("shipping_phone=030123456", region="DE").counts == {"phone": 1}
+    assert scan('{"customerPhone": "0151 23456789"}', region="DE").counts == {"phone": 1}
+
+
+def test_short_card_numbers_show_only_their_last_four() -> None:
+    assert mask("card", "501800000009") == "********0009"
+
+
+def test_a_huge_body_costs_bounded_work() -> None:
+    import time
+
+    began = time.perf_counter()
+    found = scan("+1234567 " * 120_000 + "jane@example.com")
+    assert time.perf_counter() - began < 2.0
+    assert found.truncated and found.counts == {"email": 1}  # the tail is read
+
+
+def test_the_screen_lets_through_what_the_scan_finds() -> None:
+    det = fresh("vendor.data_leak")
+    rows = [
+        call(T0, "a", "a.example", query="x=%2B49.151.2345.6789", n=1),
+        call(T0, "b", "b.example", body="key=-----BEGIN+PRIVATE+KEY-----", n=2),
+        call(T0, "c", "c.example", query="cell=%2B4915123456789", n=3),
+    ]
+    alerts = det.detect(frame(rows), KeyedState(det.keys))
+    assert sorted(alerts["entity"].struct.field("shop.vendor.name").to_list()) == ["a", "b", "c"]
+
+
+def test_a_listed_name_at_an_unlisted_domain_is_not_that_vendor(inventory_file: Path) -> None:
+    leak = fresh("vendor.data_leak", inventory_file)
+    new = fresh("vendor.new_vendor", inventory_file)
+    rows = [call(T0, "stripe", "collect.evil.example", body="email=jane@example.com", n=1)]
+    alerts = leak.detect(frame(rows), KeyedState(leak.keys))
+    assert alerts.height == 1
+    assert "does not list collect.evil.example" in alerts.item(0, "message")
+    assert new.detect(frame(rows), KeyedState(new.keys)).height == 1
+    ok = [call(T0, "stripe", "api.stripe.com", body="email=jane@example.com", n=2)]
+    assert leak.detect(frame(ok), KeyedState(leak.keys)).height == 0
+
+
+def test_phone_region_is_checked_and_upper_cased() -> None:
+    from shopwatch.detect.registry import build
+    from shopwatch.errors import ContentError
+
+    raw = DETECTORS["vendor.data_leak"].spec.model_dump(exclude_none=True)
+    assert build({**raw, "phone_region": "de"}).spec.phone_region == "DE"
+    with pytest.raises(ContentError, match="phone_region"):
+        build({**raw, "phone_region": "XX"})

@@ -61,6 +61,8 @@ def models(
             figures = json.loads(evaluation.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as err:
             fail(f"{evaluation}: not an evaluate JSON file ({err})")
+        if not isinstance(figures, dict):
+            fail(f"{evaluation}: not an evaluate JSON file (expected an object)")
     try:
         engine = build_engine(settings)
     except ShopwatchError as err:

@@ -17,12 +17,16 @@ is not exfiltration. With the defaults (4.5 bits, 3x) an export 23 times the usu
 alerts on its own, one 4 times it from a new network at 03:00 alerts, and an office-hours
 export six times the usual from the office network (2.6 bits) does not.
 
-Poisoning bound: only events that raised no alert teach, each taught value is capped at
-``learn_cap`` times the usual high, and a day with an alert does not enter the daily
-totals. An insider who wants an export 100 times their usual to pass unseen must first
-raise the usual high with alert-free exports, each at most ``learn_cap`` (4) times it; the
-90th percentile of ``keep`` (50) values moves only when a tenth of them (5) are that
-large, so it takes three rounds of five growing exports, each visible in the account's history.
+Poisoning bound: only events that are not far out teach (an event held back by
+``quiet`` teaches no more than the one that alerted), each taught value is capped at
+``learn_cap`` times the usual high, and a day with a far event does not enter the daily
+totals. The usual high (the 90th percentile of ``keep`` = 50 values) rises fully once six
+values exceed it, and an export passes unseen while under 23 times it (4.5 bits) from the
+office in office hours. So a patient insider can raise their usual about fourfold per six
+alert-free exports: an export 100 times today's usual passes after about ten exports,
+each up to four times the usual, spread over days (one a day keeps the day totals too
+low to alert), each visible in the account's history. The bound slows poisoning; it does
+not prevent it.
 
 One alert per entity per ``quiet``; the alert's time, id and evidence depend only on the
 events and their order (time, then event id), never on how they were cut into batches.
@@ -153,14 +157,14 @@ class EntityBaselineDetector:
                 where
                 & pl.col("@timestamp").is_not_null()
                 & pl.col(spec.value).is_not_null()
-                & (pl.col(spec.value).cast(pl.Float64) >= 0).fill_null(False)
+                & (pl.col(spec.value).cast(pl.Float64, strict=False) >= 0).fill_null(False)
                 & pl.all_horizontal([pl.col(k).is_not_null() for k in self.keys])
             )
             .select(
                 *[pl.col(k).cast(pl.String) for k in self.keys],
                 pl.col("@timestamp"),
                 column("event.id").alias("event.id"),
-                pl.col(spec.value).cast(pl.Float64).alias("_value"),
+                pl.col(spec.value).cast(pl.Float64, strict=False).alias("_value"),
                 local.dt.hour().cast(pl.Int32).alias("_hour"),
                 local.dt.date().cast(pl.Int32).alias("_day"),
                 network_of(column("source.ip")).alias("_net"),
@@ -201,16 +205,14 @@ class EntityBaselineDetector:
                 ref, basis = own, "account"
             elif pop is not None and self._warm(pop, at, spec.population_events):
                 ref, basis = pop, "population"
-            fired = False
+            # ``far``: the event is far enough out to alert. One alert per ``quiet``, but
+            # every far event, alerted or held back, is kept out of what the profile learns.
+            far = False
             if ref is not None:
                 s = surprise(ref, hour, value, net, country, hosting, today)
+                far = max(s.ratio, s.day_ratio) >= spec.min_ratio and s.total >= spec.threshold
                 last = alerted.get(key)
-                if (
-                    max(s.ratio, s.day_ratio) >= spec.min_ratio
-                    and s.total >= spec.threshold
-                    and (last is None or at >= last + self.quiet)
-                ):
-                    fired = True
+                if far and (last is None or at >= last + self.quiet):
                     alerted[key] = at
                     alerts.append(self._alert(ev, key, ref, basis, s, today))
             for k in (key, pop_key):
@@ -219,7 +221,7 @@ class EntityBaselineDetector:
                     prof = profiles[k] = Profile(first=at, last=at)
                     alerted.setdefault(k, None)
                 prof.add_to_day(day, value, spec.keep_days)
-                if fired:
+                if far:
                     prof.day_alerted = True
                     prof.last = max(prof.last, at)
                 else:

@@ -4,15 +4,21 @@
 
 - ``card``: a run of 12 to 19 digits (spaces or dashes between groups allowed) that passes
   the Luhn check and starts with an issuer prefix of that length (:data:`_ISSUERS`: Visa,
-  Mastercard, American Express, Discover, JCB, Diners, UnionPay, Maestro, Mir). A random
-  16-digit id starting with 4 passes Luhn one time in ten, so the prefix and length matter.
+  Mastercard, American Express, Discover, JCB, Diners, UnionPay, Maestro, Mir), not
+  right after a ``+`` (a phone number). A random 16-digit id starting with 4 passes Luhn
+  one time in ten, so the prefix and length matter; 13-digit Visa numbers are no longer
+  issued and would make one German barcode (GTIN-13, prefix 40-44) in ten a card.
 - ``email``: an address with a dotted domain whose last label is 2 to 24 letters.
 - ``phone``: a number in international form (``+`` or ``00``) that the ``phonenumbers``
   library (Google's libphonenumber metadata) calls valid; or the value of a key named like
-  a phone field (``phone``, ``tel``, ``mobile``, ``msisdn``) in national form, valid in the
-  shop's ``region``.
+  a phone field (``phone``, ``shipping_phone``, ``customerPhone``, ``tel``, ``mobile``,
+  ``msisdn``, ``cell``) in national form, valid in the shop's ``region``.
 - ``secret``: credentials of well-known formats: AWS access key ids, Stripe secret and
   restricted keys, GitHub and GitLab tokens, Slack tokens, Google API keys, PEM private keys.
+
+Work per text is bounded, whatever an attacker puts in it: of a text longer than 80 KiB
+only the first 64 KiB and the last 16 KiB are read (``Found.truncated`` says so), at most
+200 distinct phone candidates are parsed, and parsed numbers are cached.
 
 Texts are read as sent and percent-decoded (twice, ``+`` as a space) and with JSON's
 ``\\u0040``-style escapes undone, so ``em=jane%40example.com`` is an address.
@@ -25,6 +31,7 @@ Hashed or encrypted values (an ad pixel's SHA-256 of an e-mail) are not recognis
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Final
@@ -39,7 +46,7 @@ KINDS: Final = ("card", "secret", "email", "phone")
 
 #: Issuer prefixes (as digit-string ranges, inclusive) and the card lengths each issues.
 _ISSUERS: Final[tuple[tuple[str, str, tuple[int, ...]], ...]] = (
-    ("4", "4", (13, 16, 19)),  # Visa
+    ("4", "4", (16, 19)),  # Visa (13-digit numbers are no longer issued; GTIN-13s look alike)
     ("51", "55", (16,)),  # Mastercard
     ("2221", "2720", (16,)),  # Mastercard 2-series
     ("34", "34", (15,)),  # American Express
@@ -62,14 +69,15 @@ _ISSUERS: Final[tuple[tuple[str, str, tuple[int, ...]], ...]] = (
     ("2200", "2204", (16, 17, 18, 19)),  # Mir
 )
 
-_CARD: Final = re.compile(r"(?<![\d.])\d(?:[ -]?\d){11,18}(?![\d.])")
+_CARD: Final = re.compile(r"(?<![\d.+])\d(?:[ -]?\d){11,18}(?![\d.])")
 _EMAIL: Final = re.compile(
     r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
     r"[A-Za-z]{2,24}(?![A-Za-z0-9-])"
 )
-_PHONE_INTL: Final = re.compile(r"(?<![\w+])(?:\+|00)[1-9](?:[ \-.()]?\d){6,14}(?!\d)")
+_PHONE_INTL: Final = re.compile(r"(?<![\w+])(?:\+|00)[1-9](?:[ \-.()]{0,3}\d){6,14}(?!\d)")
+#: A value under a key named like a phone field (``phone``, ``shipping_phone``, ``customerPhone``).
 _PHONE_KEY: Final = re.compile(
-    r"""(?i)["']?\b(?:phone|telephone|tel|mobile|msisdn|cell)(?:_?number)?["']?\s*[=:]\s*["']?([+\d][\d \-.()]{5,20}\d)"""
+    r"""(?i)(?:phone|telephone|tel|mobile|msisdn|cell)(?:_?number)?["']?\s*[=:]\s*["']?([+\d(][\d \-.()]{5,24}\d)"""
 )
 _SECRETS: Final[tuple[tuple[str, re.Pattern[str]], ...]] = (
     ("aws access key", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
@@ -84,6 +92,13 @@ _SECRETS: Final[tuple[tuple[str, re.Pattern[str]], ...]] = (
     ),
 )
 _JSON_ESCAPE: Final = re.compile(r"\\u([0-9a-fA-F]{4})")
+#: Top-level "domains" that are file extensions (``logo@2x.png`` is an image, not an address).
+_NOT_TLDS: Final = frozenset({"png", "jpg", "jpeg", "gif", "webp", "svg", "css", "js", "ico", "avif"})
+#: Of a long text only its first and last parts are scanned (bounded work per row), and at
+#: most this many phone candidates per text are parsed.
+HEAD: Final = 64 * 1024
+TAIL: Final = 16 * 1024
+MAX_CANDIDATES: Final = 200
 #: At most this many masked samples per kind are kept.
 SAMPLES: Final = 3
 
@@ -94,6 +109,8 @@ class Found:
 
     counts: dict[str, int] = field(default_factory=dict)
     samples: dict[str, list[str]] = field(default_factory=dict)
+    #: Whether a text was longer than is scanned (its middle was not read).
+    truncated: bool = False
 
     def add(self, kind: str, masked: str) -> None:
         """Count one value of ``kind`` (its masked form kept among the first few)."""
@@ -104,6 +121,7 @@ class Found:
 
     def merge(self, other: Found) -> None:
         """Add ``other``'s counts and samples to these."""
+        self.truncated = self.truncated or other.truncated
         for kind, n in other.counts.items():
             self.counts[kind] = self.counts.get(kind, 0) + n
             kept = self.samples.setdefault(kind, [])
@@ -116,6 +134,7 @@ class Found:
         return Found(
             {k: n for k, n in self.counts.items() if k in kinds},
             {k: list(v) for k, v in self.samples.items() if k in kinds},
+            self.truncated,
         )
 
     def __bool__(self) -> bool:
@@ -160,6 +179,8 @@ def mask(kind: str, value: str) -> str:
     """
     if kind == "card":
         digits = re.sub(r"\D", "", value)
+        if len(digits) < 16:  # first six and last four would leave too few digits hidden
+            return "*" * (len(digits) - 4) + digits[-4:]
         return digits[:6] + "*" * (len(digits) - 10) + digits[-4:]
     if kind == "email":
         local, _, domain = value.partition("@")
@@ -182,6 +203,7 @@ def _decoded(text: str) -> str:
     return twice if twice == text else f"{text}\n{twice}"
 
 
+@functools.lru_cache(maxsize=8192)
 def _valid_phone(text: str, region: str | None) -> str | None:
     """The number in E.164 form when libphonenumber calls it valid, else None."""
     try:
@@ -201,6 +223,9 @@ def scan(text: str | None, *, region: str | None = None) -> Found:
     found = Found()
     if not text:
         return found
+    if len(text) > HEAD + TAIL:
+        text = text[:HEAD] + "\n" + text[-TAIL:]
+        found.truncated = True
     body = _decoded(text)
     seen: set[tuple[str, str]] = set()
 
@@ -214,7 +239,8 @@ def scan(text: str | None, *, region: str | None = None) -> Found:
         for hit in pattern.finditer(body):
             add("secret", hit.group(0) if name != "private key" else "-----BEGIN PRIVATE KEY")
     for hit in _EMAIL.finditer(body):
-        add("email", hit.group(0).lower())
+        if hit.group(0).rsplit(".", 1)[-1].lower() not in _NOT_TLDS:
+            add("email", hit.group(0).lower())
     for hit in _CARD.finditer(body):
         digits = re.sub(r"[ -]", "", hit.group(0))
         if plausible_card(digits):
@@ -224,7 +250,7 @@ def scan(text: str | None, *, region: str | None = None) -> Found:
         (h.group(0), None) for h in _PHONE_INTL.finditer(body)
     ]
     candidates += [(h.group(1), region) for h in _PHONE_KEY.finditer(body)]
-    for raw, where in candidates:
+    for raw, where in list(dict.fromkeys(candidates))[:MAX_CANDIDATES]:
         e164 = _valid_phone("+" + raw[2:] if raw.startswith("00") else raw, where)
         if e164:
             phones.add(e164)

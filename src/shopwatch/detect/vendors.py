@@ -40,7 +40,7 @@ from typing import Any, Final
 
 import polars as pl
 import yaml
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from shopwatch.contract import TIMESTAMP, empty_alerts
 from shopwatch.detect.conditions import Where
@@ -76,6 +76,12 @@ _NAMES: Final = {
 }
 _TEXT_FIELDS: Final = ("url.full", "url.query", "http.request.body.content")
 _NAME_FIELDS: Final = ("shop.vendor.name", "url.domain", "destination.domain")
+#: A cheap test before the scan: a text without any of these cannot hold what it finds
+#: (an '@' however encoded, a run of digits with separators, a key's prefix, a phone key).
+_SCREEN: Final = (
+    r"@|%40|%2540|\\u0040|\d[\d %+().-]{10,}\d|AKIA|ASIA|_live_|gh[pousr]_|glpat-|xox|AIza"
+    r"|PRIVATE|(?i:phone|tel|mobile|msisdn|cell)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +112,16 @@ class VendorInventory:
         return None
 
     def find(self, name: str | None, domain: str | None) -> Vendor | None:
-        """The entry of a call named ``name`` (or, unnamed, sent to ``domain``)."""
+        """The entry of a call named ``name`` (or, unnamed, sent to ``domain``).
+
+        A call named after a listed vendor but sent to a domain that vendor's entry does
+        not list is no call to that vendor (a hijacked SDK keeps its name): None.
+        """
         if name and name.lower() in self.vendors:
-            return self.vendors[name.lower()]
+            entry = self.vendors[name.lower()]
+            if entry.domains and domain and self.by_domain(domain) is not entry:
+                return None
+            return entry
         return self.by_domain(domain)
 
 
@@ -200,6 +213,18 @@ class OutboundDataSpec(RuleSpec):
     #: Path of the vendor inventory (usually set from ``detect.vendor_inventory``).
     inventory: str | None = None
 
+    @field_validator("phone_region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        import phonenumbers
+
+        code = value.strip().upper()
+        if code not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"phone_region {value!r} is not an ISO 3166 country code")
+        return code
+
 
 @kind("outbound_data")
 class OutboundDataDetector:
@@ -242,14 +267,9 @@ class OutboundDataDetector:
         texts = [f for f in _TEXT_FIELDS if f in batch.columns]
         if batch.height == 0 or where is None or not texts or "@timestamp" not in batch.columns:
             return empty_alerts()
-        # Cheap screen first: only texts with an '@', a long digit run or a key-like prefix.
         screen = pl.any_horizontal(
             [
-                pl.col(f)
-                .str.contains(
-                    r"@|%40|%2540|\\u0040|\d[\d %+-]{10,}\d|AKIA|ASIA|_live_|gh[pousr]_|glpat-|xox|AIza|PRIVATE KEY|(?i:phone|tel|mobile|msisdn)"
-                )
-                .fill_null(False)
+                pl.col(f).str.contains(_SCREEN).fill_null(False)
                 for f in texts
             ]
         )
@@ -304,6 +324,8 @@ class OutboundDataDetector:
         to = f"{name} ({domain})" if domain and domain != name else name
         if self.inventory is None:
             why = "no vendor inventory is configured, so no vendor may receive personal data"
+        elif entry is None and name in self.inventory.vendors:
+            why = f"the call is named {name}, but {name}'s inventory entry does not list {domain}"
         elif entry is None:
             why = "the vendor is not in the vendor inventory"
         else:
@@ -324,6 +346,7 @@ class OutboundDataDetector:
                 "counts": found.counts,
                 "samples": found.samples,
                 "fields": fields,
+                "truncated": found.truncated,
                 "in_inventory": entry is not None,
                 "may_receive": sorted(entry.receives) if entry else [],
                 "inventory": self.inventory.source if self.inventory else None,

@@ -43,10 +43,11 @@ __all__ = [
 HOUR_CAP: Final = 2000
 #: Networks and countries remembered per entity.
 MAX_NETS: Final = 8
-#: Upper bound of one profile's state (``keep`` values of 4 bytes, 24 hour counters, 8
-#: networks and countries, ``keep_days`` daily totals, timestamps), for the defaults of
-#: 50 values and 30 days; :meth:`Profile.nbytes` gives the actual figure.
-MAX_BYTES: Final = 50 * 4 + 24 * 4 + 8 * 20 + 8 * 3 + 30 * 4 + 64
+#: Upper bound of :meth:`Profile.nbytes` for the defaults (50 values of 4 bytes, 24 hour
+#: counters, 8 networks of at most 19 characters (an IPv6 /48 such as
+#: ``2a01:4ff8:c17b::/48``) plus 4, 8 countries, 30 daily totals, 6 scalars of 8 bytes).
+#: It counts the values a profile holds; ``bench.models`` measures what its table takes.
+MAX_BYTES: Final = 50 * 4 + 24 * 4 + 8 * (19 + 4) + 8 * 3 + 30 * 4 + 6 * 8
 
 #: The Polars schema profiles are kept in (beside the detector's key columns).
 PROFILE_SCHEMA: Final[dict[str, pl.DataType]] = {

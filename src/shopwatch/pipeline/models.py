@@ -27,7 +27,7 @@ def model_version(kind: str, kind_version: int, params: str) -> str:
     """``<kind>/v<n>-<digest of the parameters>``.
 
     >>> model_version("entity_baseline", 1, '{"keep": 50}')
-    'entity_baseline/v1-5b7a0f5b'
+    'entity_baseline/v1-8d198c52'
     """
     digest = hashlib.sha256(params.encode()).hexdigest()[:8]
     return f"{kind}/v{kind_version}-{digest}"
