@@ -348,6 +348,7 @@ def _log_files(directory: Path) -> list[Path]:
         if p.is_file()
         and not p.name.startswith((".", "alerts"))  # hidden files; a replay's output
         and not p.name.endswith(".json")  # the ground truth and other metadata
+        and p.name != INVENTORY_FILE  # the shop's vendor inventory is settings, not a log
     )
     if not files:
         raise ConfigError(f"{directory} holds no log files next to its {TRUTH_FILE}")
