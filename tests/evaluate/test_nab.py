@@ -227,18 +227,52 @@ def test_a_skipped_series_counts_its_windows_as_missed() -> None:
 GOLDEN = {"standard": 27.8279, "reward_low_FP_rate": 15.6306, "reward_low_FN_rate": 34.3095}
 
 
-def test_baseline_on_the_shared_corpus_scores_as_nab_scores_it(datasets: Path) -> None:
+def shared_figures(datasets: Path, name: str) -> dict:
+    """NAB's figures for detector ``name`` on the shared corpus (skips without it)."""
     root = datasets / "nab"
     if not (root / "labels" / "combined_windows.json").is_file():
         pytest.skip(f"NAB corpus not found under {root}")
     corpus = nab.load_corpus(root / "data", root / "labels")
     assert (len(corpus.series), corpus.problems) == (35, [])
-    baseline = nab.DETECTORS["baseline"]()
-    scores = {s.key: baseline.score(s.values) for s in corpus.series}
-    figures = nab.evaluate(corpus, scores, detector_name="baseline")
+    detector = nab.DETECTORS[name]()
+    scores = {s.key: detector.score(s.values, s.seconds) for s in corpus.series}
+    figures = nab.evaluate(corpus, scores, detector_name=name)
     assert figures["windows"] == 55
+    return figures
+
+
+def test_baseline_on_the_shared_corpus_scores_as_nab_scores_it(datasets: Path) -> None:
+    figures = shared_figures(datasets, "baseline")
     for name, expected in GOLDEN.items():
         assert figures["scores"][name] == pytest.approx(expected, abs=1e-4), name
+
+
+# shopwatch's metric model on the same corpus (its defaults were chosen on it: this pins
+# them, it is not a held-out figure).
+GOLDEN_OURS = {"standard": 62.86, "reward_low_FP_rate": 57.97, "reward_low_FN_rate": 67.36}
+
+
+def test_our_model_on_the_shared_corpus(datasets: Path) -> None:
+    figures = shared_figures(datasets, "shopwatch")
+    for name, expected in GOLDEN_OURS.items():
+        assert figures["scores"][name] == pytest.approx(expected, abs=0.01), name
+
+
+def test_our_model_is_streaming_and_skips_missing_values() -> None:
+    rng = np.random.default_rng(3)
+    values = np.concatenate([rng.normal(50, 5, 3000), [500.0], rng.normal(50, 5, 2000)])
+    ours = nab.DETECTORS["shopwatch"]()
+    whole = ours.score(values)
+    assert whole.shape == values.shape and bool(np.all((whole >= 0) & (whole < 1)))
+    for k in (1, 2, 50, 1000, 3001, 4500):
+        assert np.array_equal(ours.score(values[:k]), whole[:k])
+    assert whole[3000] > 0.9
+    holey = values.copy()
+    holey[[10, 2000]] = np.nan
+    got = ours.score(holey)
+    assert got[10] == 0.0 and got[2000] == 0.0
+    with pytest.raises(ValueError, match="timestamps"):
+        ours.score(values, np.arange(3.0))
 
 
 def test_baseline_is_streaming() -> None:
@@ -304,7 +338,7 @@ def test_cli_prints_writes_json_and_results(corpus_dir: tuple[Path, Path], tmp_p
     out, results = tmp_path / "nab.json", tmp_path / "results"
     code, output = run(
         *("--data", str(data), "--labels", str(labels), "--json", str(out)),
-        *("--results", str(results), "--skip-bad"),
+        *("--results", str(results), "--skip-bad", "--detector", "baseline"),
     )
     assert code == 0, output
     assert "standard" in output and "synthA/spike.csv" in output
@@ -338,10 +372,25 @@ def test_cli_writes_nab_own_results_layout(corpus_dir: tuple[Path, Path], tmp_pa
     results = tmp_path / "results"
     code, output = run(
         *("--data", str(data), "--labels", str(labels), "--results", str(results)),
-        *("--nab-names", "--skip-bad"),
+        *("--nab-names", "--skip-bad", "--detector", "baseline"),
     )
     assert code == 0, output
     assert (results / "baseline" / "synthA" / "baseline_spike.csv").is_file()
+
+
+def test_cli_scores_shopwatch_s_metric_model_by_default(
+    corpus_dir: tuple[Path, Path], tmp_path: Path
+) -> None:
+    data, labels = corpus_dir
+    out = tmp_path / "nab.json"
+    code, output = run(
+        "--data", str(data), "--labels", str(labels), "--skip-bad", "--json", str(out)
+    )
+    assert code == 0, output
+    figures = json.loads(out.read_text())
+    assert figures["detector"] == "shopwatch"
+    spike = next(r for r in figures["per_series"] if r["file"] == "synthA/spike.csv")
+    assert (spike["tp"], spike["fn"]) == (1, 0)
 
 
 def test_cli_floor_not_met_exits_3(corpus_dir: tuple[Path, Path]) -> None:

@@ -4,6 +4,7 @@ from shopwatch.detect import (
     entity,  # noqa: F401
     forms,  # noqa: F401
     intel,  # noqa: F401
+    metrics,  # noqa: F401
     requests,  # noqa: F401
     sequence,  # noqa: F401
     threshold,  # noqa: F401

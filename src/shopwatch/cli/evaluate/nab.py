@@ -2,7 +2,7 @@
 
 To cross-check with NAB's own scorer, write the scores in its layout
 (``--results NAB/results --nab-names``, for ``--detector null`` too, which its
-normalisation needs), then in a NAB checkout run ``python run.py -d baseline,null
+normalisation needs), then in a NAB checkout run ``python run.py -d shopwatch,null
 --optimize --score --normalize --skipConfirmation``. It scores the files it finds there.
 
 A labelled series that cannot be used (no data file, a bad header, a timestamp or value
@@ -94,7 +94,9 @@ def nab_cmd(
         help="With --results, use NAB's own layout DIR/<detector>/<folder>/<detector>_<file>.csv.",
     ),
     detector_name: str = typer.Option(
-        "baseline", "--detector", help="Streaming detector to score (see the registry)."
+        "shopwatch",
+        "--detector",
+        help="Streaming detector to score: shopwatch (the apm.metric model), baseline, null.",
     ),
     per_series: bool = typer.Option(False, "--per-series", help="List every series."),
     skip_bad: bool = typer.Option(
@@ -124,7 +126,7 @@ def nab_cmd(
             "fix them, or pass --skip-bad to score the rest with their windows counted as missed"
         )
     det = factory()
-    scores = {s.key: det.score(s.values) for s in corpus.series}
+    scores = {s.key: det.score(s.values, s.seconds) for s in corpus.series}
     if results is not None:
         out_dir, prefix = (
             (results / detector_name, f"{detector_name}_") if nab_names else (results, "")

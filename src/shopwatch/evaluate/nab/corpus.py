@@ -83,6 +83,12 @@ class Series:
         return len(self.values)
 
     @property
+    def seconds(self) -> Floats:
+        """The timestamps as seconds since the epoch (read as UTC)."""
+        stamps = np.array(self.timestamps, dtype="datetime64[s]")
+        return stamps.astype(np.int64).astype(np.float64)
+
+    @property
     def missing_values(self) -> int:
         """Points whose value is missing or not finite."""
         return int(np.count_nonzero(~np.isfinite(self.values)))

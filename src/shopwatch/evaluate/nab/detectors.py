@@ -1,4 +1,4 @@
-"""Streaming detectors for NAB: the registry, the windowed-Gaussian baseline, the null.
+"""Streaming detectors for NAB: the registry, ours, the windowed-Gaussian baseline, the null.
 
 A detector sees a series' values in order. A missing or non-finite value scores 0 and
 leaves the detector's state as it was: the next value is judged against the same history.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 import numpy as np
@@ -16,8 +16,16 @@ import numpy.typing as npt
 
 from shopwatch.errors import RegistryError
 from shopwatch.evaluate.nab.scoring import NULL_SCORE
+from shopwatch.learn.series import SeriesModel, SeriesParams
 
-__all__ = ["DETECTORS", "Constant", "SeriesDetector", "WindowedGaussian", "detector"]
+__all__ = [
+    "DETECTORS",
+    "Constant",
+    "SeriesDetector",
+    "Streaming",
+    "WindowedGaussian",
+    "detector",
+]
 
 Floats = npt.NDArray[np.float64]
 
@@ -34,8 +42,8 @@ class SeriesDetector(Protocol):
         """The name ``--detector`` selects it by."""
         ...
 
-    def score(self, values: Floats) -> Floats:
-        """One score per value."""
+    def score(self, values: Floats, timestamps: Floats | None = None) -> Floats:
+        """One score per value; ``timestamps`` (seconds) for detectors that use time."""
         ...
 
 
@@ -73,7 +81,7 @@ class WindowedGaussian:
     window: int = 1000
     min_std: float = 1e-6
 
-    def score(self, values: Floats) -> Floats:
+    def score(self, values: Floats, timestamps: Floats | None = None) -> Floats:
         x = np.asarray(values, dtype=np.float64)
         out = np.zeros(x.size, dtype=np.float64)
         seen = np.isfinite(x)
@@ -106,9 +114,36 @@ class Constant:
     name: str = "null"
     value: float = NULL_SCORE
 
-    def score(self, values: Floats) -> Floats:
+    def score(self, values: Floats, timestamps: Floats | None = None) -> Floats:
         return np.full(np.asarray(values).shape, self.value, dtype=np.float64)
 
 
+@dataclass(frozen=True, slots=True)
+class Streaming:
+    """shopwatch's metric model (:class:`~shopwatch.learn.series.SeriesModel`), fed one
+    point at a time as ``apm.metric`` samples are. Without timestamps the points are taken
+    as evenly spaced a ``step`` apart."""
+
+    name: str = "shopwatch"
+    params: SeriesParams = field(default_factory=SeriesParams)
+    step: float = 300.0
+
+    def score(self, values: Floats, timestamps: Floats | None = None) -> Floats:
+        x = np.asarray(values, dtype=np.float64)
+        if timestamps is None:
+            t = np.arange(x.size, dtype=np.float64) * self.step
+        else:
+            t = np.asarray(timestamps, dtype=np.float64)
+            if t.shape != x.shape:
+                raise ValueError(f"{t.size} timestamps for {x.size} values")
+        model = SeriesModel(self.params)
+        return np.fromiter(
+            (model.update(ti, xi).score for ti, xi in zip(t.tolist(), x.tolist(), strict=True)),
+            dtype=np.float64,
+            count=x.size,
+        )
+
+
+detector("shopwatch")(Streaming)
 detector("baseline")(WindowedGaussian)
 detector("null")(Constant)

@@ -1,0 +1,98 @@
+"""Kind ``metric_anomaly``: harmful directions, state across batches, what it reports."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+
+from shopwatch.detect.content import load_detectors
+from shopwatch.detect.metrics import MetricAnomalyDetector
+from shopwatch.detect.state import KeyedState
+
+from .helpers import CASES, read_events, run
+
+CASE = CASES / "apm.metric_anomaly"
+
+
+@pytest.fixture(scope="module")
+def detector() -> MetricAnomalyDetector:
+    loaded = load_detectors(sigma_rules=False)
+    found = next(d for d in loaded.detectors if d.id == "apm.metric_anomaly")
+    assert isinstance(found, MetricAnomalyDetector)
+    return found
+
+
+@pytest.fixture(scope="module")
+def fires() -> pl.DataFrame:
+    return read_events(CASE / "fires.jsonl")
+
+
+@pytest.mark.parametrize(
+    ("metric", "harm"),
+    [
+        ("checkout.latency.p95_ms", "up"),
+        ("http.error_rate", "up"),
+        ("payments.decline_rate", "up"),
+        ("auth.login_failure_rate", "up"),
+        ("orders.per_min", "down"),
+        ("http.requests", "down"),
+        ("checkout.conversion", "down"),
+        ("orders.revenue", "down"),
+        ("queue.depth", "both"),
+    ],
+)
+def test_harmful_direction_by_metric_name(
+    detector: MetricAnomalyDetector, metric: str, harm: str
+) -> None:
+    assert detector.harm_of(metric) == harm
+
+
+def test_alerts_do_not_depend_on_how_samples_are_cut_into_batches(
+    detector: MetricAnomalyDetector, fires: pl.DataFrame
+) -> None:
+    whole = run(detector, [fires])
+    state = KeyedState(detector.keys)
+    cut = [fires.slice(i, 700) for i in range(0, fires.height, 700)]
+    parts = run(detector, cut, state)
+    assert whole.height == 3
+    assert parts.select("alert.id", "message").equals(whole.select("alert.id", "message"))
+
+
+def test_the_alert_names_the_series_its_usual_and_the_feature(
+    detector: MetricAnomalyDetector, fires: pl.DataFrame
+) -> None:
+    alerts = run(detector, [fires]).sort("@timestamp")
+    first = alerts.row(0, named=True)
+    details = json.loads(first["details"])
+    assert first["entity"]["service.name"] == "storefront"
+    assert details["keys"] == {
+        "service.name": "storefront",
+        "shop.metric.name": "checkout.latency.p95_ms",
+    }
+    assert details["direction"] == "up" and details["feature"] in {"value", "level", "daily"}
+    lo, hi = details["usual_p5_p95"]
+    assert lo < hi < details["value"]
+    assert "its usual is" in first["message"] and first["rule.category"] == "anomaly"
+    assert 40 <= first["risk_score"] <= 90
+
+
+def test_a_harmless_direction_is_learnt_not_alerted(detector: MetricAnomalyDetector) -> None:
+    benign = read_events(CASE / "benign.jsonl")
+    # The flash sale's orders score high, upwards: the model sees it, the rule stays quiet.
+    assert run(detector, [benign]).height == 0
+    both = MetricAnomalyDetector(detector.spec.model_copy(update={"harm": {}}))
+    alerts = run(both, [benign])
+    keys = {json.loads(d)["keys"]["shop.metric.name"] for d in alerts["details"].to_list()}
+    assert "orders.per_min" in keys or "http.requests" in keys
+
+
+def test_model_summary_reports_series_and_bytes(
+    detector: MetricAnomalyDetector, fires: pl.DataFrame
+) -> None:
+    state = KeyedState(detector.keys)
+    run(detector, [fires], state)
+    summary = detector.model_summary(state)
+    assert summary["entities"] == 3 and summary["events"] == fires.height
+    assert 0 < summary["state_bytes"] < 3 * 500_000
