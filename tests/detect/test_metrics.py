@@ -95,4 +95,4 @@ def test_model_summary_reports_series_and_bytes(
     run(detector, [fires], state)
     summary = detector.model_summary(state)
     assert summary["entities"] == 3 and summary["events"] == fires.height
-    assert 0 < summary["state_bytes"] < 3 * 500_000
+    assert 0 < summary["model_bytes"] < 3 * 500_000

@@ -204,7 +204,7 @@ class MetricAnomalyDetector:
             "events": int(table.get_column("_points").sum()) if table.height else 0,
             "first": table.get_column("_first").min() if table.height else None,
             "last": table.get_column("_ts").max() if table.height else None,
-            "state_bytes": sum(sizes),
+            "model_bytes": sum(sizes),
         }
 
     def _alert(

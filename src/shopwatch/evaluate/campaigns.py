@@ -34,6 +34,7 @@ tallies added, and the same summary is computed over them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 import tempfile
@@ -44,9 +45,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from shopwatch.config import Settings, load_settings
+from shopwatch.config import DetectorOverride, Settings, load_settings
 from shopwatch.contract import Alert
 from shopwatch.errors import ConfigError
+from shopwatch.evaluate import payments
 from shopwatch.evaluate.backtest import (
     Population,
     Span,
@@ -364,17 +366,33 @@ def _run(
             f"{directory} has no {TRUTH_FILE} (a 'shopwatch simulate' output has one)"
         )
     truth = load_truth(truth_path)
-    population = Population(since=_run_start(directory))
+    start = _run_start(directory)
+    population = Population(since=start)
     files = _log_files(directory)
-    settings = _with_inventory(directory, settings)
+    settings = _scoring_payments(_with_inventory(directory, settings))
     run = backtest(files, settings, on_batch=population.observe)
-    records, tally = _score(truth, run.alerts, population, grace_s)
+    # The payment rule reports every order's score; below its threshold it is no alert.
+    alerts = [a for a in run.alerts if a.rule_id != payments.RULE or a.details.get("alerting")]
+    records, tally = _score(truth, alerts, population, grace_s)
+    orders = payments.scored_orders(run.alerts)
+    first = start if start is not None else min((c["start"] for c in truth), default=None)
     extra = {
         "lines": run.report.lines,
         "rejected": run.report.rejected,
         "files": [p.name for p in files],
+        "_orders": payments.label_orders(orders, truth, first, 0) if first else [],
     }
     return records, tally, extra
+
+
+def _scoring_payments(settings: Settings | None) -> Settings:
+    """``settings`` with ``payment.fraud_score`` reporting every order's score."""
+    base = settings or load_settings()
+    current = base.detectors.get(payments.RULE, DetectorOverride())
+    if not current.enabled:
+        return base
+    tuned = current.model_copy(update={"params": {**current.params, "score_all": True}})
+    return base.model_copy(update={"detectors": {**base.detectors, payments.RULE: tuned}})
 
 
 def _with_inventory(directory: Path, settings: Settings | None) -> Settings | None:
@@ -405,7 +423,19 @@ def evaluate_dir(
 ) -> dict[str, Any]:
     """Replay a ``simulate`` output folder and score its alerts against its ground truth."""
     records, tally, extra = _run(directory, settings, grace_s)
-    return {**summarise(records, tally), **extra}
+    orders = extra.pop("_orders")
+    midpoint = _midpoint(orders)
+    return {
+        **summarise(records, tally),
+        **extra,
+        "payment_scores": payments.payment_figures(orders, {0: midpoint} if midpoint else {}),
+    }
+
+
+def _midpoint(orders: Sequence[payments.ScoredOrder]) -> datetime | None:
+    """Halfway between a run's first and last live order."""
+    live = [o.at for o in orders if o.live]
+    return min(live) + (max(live) - min(live)) / 2 if live else None
 
 
 def evaluate_seeds(
@@ -425,12 +455,19 @@ def evaluate_seeds(
     pooled: list[dict[str, Any]] = []
     total = Tally()
     runs: list[dict[str, Any]] = []
+    orders: list[payments.ScoredOrder] = []
+    midpoints: dict[int, datetime] = {}
     with tempfile.TemporaryDirectory(prefix="shopwatch-sim-") as tmp:
         root = keep if keep is not None else Path(tmp)
-        for seed in seeds:
+        for index, seed in enumerate(seeds):
             out = root / f"seed{seed}"
             simulate(out, minutes, seed, customers=customers)
             records, tally, extra = _run(out, settings, grace_s)
+            mine = [dataclasses.replace(o, run=index) for o in extra.pop("_orders")]
+            orders.extend(mine)
+            midpoint = _midpoint(mine)
+            if midpoint is not None:
+                midpoints[index] = midpoint
             pooled.extend({**r, "seed": seed} for r in records)
             total.add(tally)
             one = summarise(records, tally)
@@ -441,5 +478,6 @@ def evaluate_seeds(
         "minutes": minutes,
         "customers": customers,
         **summarise(pooled, total),
+        "payment_scores": payments.payment_figures(orders, midpoints),
         "runs": runs,
     }

@@ -62,6 +62,9 @@ KINDS: Final[dict[str, CampaignKind]] = {
         CampaignKind(
             "account_takeover", False, "account_takeover", ("account_takeover", "payment_fraud")
         ),
+        CampaignKind(
+            "payment_fraud", False, "payment_fraud", ("payment_fraud", "account_takeover")
+        ),
         CampaignKind("promo_abuse", False, "promo_abuse", ("promo_abuse",)),
         CampaignKind("inventory_hoarding", False, "inventory_hoarding", ("inventory_hoarding",)),
         CampaignKind("fake_account_creation", False, "promo_abuse", ("promo_abuse", "brute_force")),
@@ -92,6 +95,9 @@ KINDS: Final[dict[str, CampaignKind]] = {
             _ONE,
         ),
         CampaignKind("moving_house", True, "account_takeover", ("account_takeover",), _ONE),
+        CampaignKind(
+            "gift_order", True, "payment_fraud", ("payment_fraud", "account_takeover"), _ONE
+        ),
         CampaignKind(
             "account_upkeep", True, "account_takeover", ("account_takeover", "payment_fraud"), _ONE
         ),

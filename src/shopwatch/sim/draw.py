@@ -215,6 +215,7 @@ def order(
     ship_country: str,
     promo: str | None = None,
     items: int = 1,
+    method: str = "standard",
 ) -> str:
     """Checkout, a successful card authorization and the order; returns the order id."""
     order_id = f"NH-{int(rng.integers(10_000_000, 99_999_999))}"
@@ -233,6 +234,7 @@ def order(
             "shop.order.currency": currency,
             "shop.order.item_count": items,
             "shop.shipping.country": ship_country,
+            "shop.shipping.method": method,
             "shop.promo.code": promo,
         },
     )
@@ -279,7 +281,7 @@ def order(
             "shop.shipping.country": ship_country,
             "shop.billing.country": card["country"],
             "shop.shipping.address_hash": address_hash,
-            "shop.shipping.method": "standard",
+            "shop.shipping.method": method,
             "shop.promo.code": promo,
             "shop.payment.method": "card",
         },

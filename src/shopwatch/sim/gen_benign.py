@@ -426,6 +426,44 @@ def _moving_house(out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, t
     c.params.update({"customers": int(p["customers"]), "step_gap_s": round(gap, 1)})
 
 
+def _gift_order(out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, tr: Traffic) -> None:
+    """Long-standing customers buy a present: a larger basket than usual, express, to a new
+    address (a friend's, sometimes abroad), from their own device with their own card."""
+    p = draw(rng, c.kind, c.variant, c.params)
+    gap = p["step_gap_s"]
+    t = c.start
+    for _ in range(int(p["customers"])):
+        cust = shop.customers[int(rng.integers(0, len(shop.customers)))]
+        v = tr.visitor_for(rng, cust)
+        sid = _sid(rng)
+        t, _ = tr.login(out, rng, t, v, sid)
+        t += gap * float(np.exp(rng.normal(0.0, 0.5)))
+        usual = 25.0 * cust.basket * float(np.exp(rng.normal(0.0, 0.4)))
+        abroad = rng.random() < p["abroad_share"]
+        order(
+            out,
+            rng,
+            tr,
+            t,
+            v,
+            sid,
+            cust.email,
+            cust.user_id,
+            amount=round(usual * p["basket_factor"] * FX[cust.currency], 2),
+            currency=cust.currency,
+            card=card_fields(cust.cards[0]),
+            address_hash=hex_id(rng, 12),
+            ship_country=shop.pick_country(rng) if abroad else cust.country,
+            method="express",
+        )
+        c.add("source.ip", v.ip)
+        c.add("user.name", cust.email)
+        c.add("shop.device.id", v.device_id)
+        t += gap * float(np.exp(rng.normal(0.0, 0.5)))
+    c.last(t - c.start)
+    c.params.update({"customers": int(p["customers"]), "step_gap_s": round(gap, 1)})
+
+
 def _account_upkeep(
     out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, tr: Traffic
 ) -> None:
@@ -479,5 +517,6 @@ GENERATORS: Final[dict[str, Generator]] = {
     "declined_card_retry": _declined_card_retry,
     "mobile_cgnat": _mobile_cgnat,
     "moving_house": _moving_house,
+    "gift_order": _gift_order,
     "account_upkeep": _account_upkeep,
 }

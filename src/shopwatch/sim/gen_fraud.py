@@ -1,5 +1,5 @@
-"""Fraud against the checkout: card testing, promotion abuse and inventory hoarding
-(loud and low-and-slow forms of each)."""
+"""Fraud against the checkout: card testing, payment fraud with stolen cards, promotion
+abuse and inventory hoarding (loud and low-and-slow forms of each)."""
 
 from __future__ import annotations
 
@@ -352,8 +352,99 @@ def _inventory_hoarding(
     )
 
 
+def _payment_fraud(
+    out: Out, rng: np.random.Generator, c: Campaign, shop: Shop, tr: Traffic
+) -> None:
+    """Stolen cards cashed out on fresh accounts: resellable goods shipped to drops.
+
+    Loud: one to three accounts place several orders within the hour, each with another
+    stolen card, mostly express, to one or two reshipping addresses. Low and slow: a
+    dozen accounts at most, one order each over hours or days, from residential proxies in
+    the shop's own country, often with cards issued there too ("fullz" bought to match).
+    """
+    p = draw(rng, c.kind, c.variant, c.params)
+    n_accounts = int(p["accounts"])
+    ship_country = str(rng.choice(["DE", "DE", "AT", "NL", "FR"]))
+    drops = [hex_id(rng, 12) for _ in range(int(p["addresses"]))]
+    if c.low:
+        natural = c.last(p["duration_h"] * 3600)
+        n_orders = n_accounts
+    else:
+        natural = c.last(p["duration_min"] * 60)
+        n_orders = max(int(p["orders"]), n_accounts)
+    n_cards = n_orders if c.low else int(p["cards"])
+
+    def card_country() -> str:
+        if rng.random() < p["foreign_card_share"]:
+            return str(rng.choice(_CARD_COUNTRIES))
+        return ship_country
+
+    cards = [new_card(rng, card_country()) for _ in range(n_cards)]
+    ips = residential_ips(rng, shop, max(n_accounts, 1), ship_country if c.low else None)
+    accounts = []
+    for j in range(n_accounts):
+        ua, mobile = pick_browser(rng)
+        accounts.append(
+            (
+                throwaway_email(rng, ("gmail.com", "gmx.de", "web.de", "outlook.com")),
+                f"u{int(rng.integers(900_000, 999_999))}",
+                Visitor(ips[j % len(ips)], ua, bot_device(rng), mobile, None, "HTTP/2.0"),
+            )
+        )
+    starts = spread(rng, c.start, natural, n_orders)
+    signed: set[int] = set()
+    placed = 0
+    for k, start in enumerate(starts):
+        t = float(start)
+        if t >= c.end:
+            break
+        j = k % n_accounts
+        email, uid, v = accounts[j]
+        sid = hex_id(rng)
+        if j not in signed:
+            t = signup(out, t, v, sid, email, uid, gap=float(rng.uniform(8.0, 40.0)))
+            signed.add(j)
+        t += float(rng.uniform(30.0, 300.0))
+        items = int(rng.integers(1, 5 if not c.low else 3))
+        amount = round(float(p["amount_eur"]) * float(np.exp(rng.normal(0.0, 0.3))), 2)
+        card = cards[k % len(cards)]
+        order(
+            out,
+            rng,
+            tr,
+            t,
+            v,
+            sid,
+            email,
+            uid,
+            amount=amount,
+            currency="EUR",
+            card=card,
+            address_hash=drops[int(rng.integers(0, len(drops)))],
+            ship_country=ship_country,
+            items=items,
+            method="express" if rng.random() < p["express_share"] else "standard",
+        )
+        placed += 1
+        c.add("source.ip", v.ip)
+        c.add("user.name", email)
+        c.add("shop.device.id", v.device_id)
+        c.add("shop.session.id", sid)
+        c.add("shop.payment.card.fingerprint", card["fingerprint"])
+    c.params.update(
+        {
+            "accounts": n_accounts,
+            "orders": placed,
+            "cards": n_cards,
+            "ship_country": ship_country,
+            "foreign_cards": sum(card["country"] != ship_country for card in cards),
+        }
+    )
+
+
 GENERATORS: Final[dict[str, Generator]] = {
     "card_testing": _card_testing,
+    "payment_fraud": _payment_fraud,
     "promo_abuse": _promo_abuse,
     "inventory_hoarding": _inventory_hoarding,
 }

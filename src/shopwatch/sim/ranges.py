@@ -63,6 +63,10 @@ _SSH: Final = "SSH brute force botnet reports (honeypot studies)"
 _GOOGLE: Final = "Google crawl documentation (crawl rate)"
 _CGNAT: Final = "RFC 6888 CGN; carrier subscriber-per-address ratios"
 _MODEL: Final = "shop model (this simulator's own assumption)"
+_OAT12: Final = (
+    "OAT-012 cashing out; card-not-present fraud reports (Signifyd, Riskified, Sift: "
+    "larger baskets, expedited shipping, reshipping drops, several cards per account)"
+)
 
 #: (kind, variant) -> parameter -> range.
 RANGES: Final[dict[tuple[str, str], dict[str, Range]]] = {
@@ -159,6 +163,24 @@ RANGES: Final[dict[tuple[str, str], dict[str, Range]]] = {
         "victims": _iu(1, 3, _ATO),
         "step_gap_s": _lu(600.0, 43_200.0, _ATO),
     },
+    ("payment_fraud", "loud"): {
+        "accounts": _iu(1, 3, _OAT12),
+        "orders": _ilu(2, 10, _OAT12),
+        "cards": _iu(2, 8, _OAT12),
+        "duration_min": _lu(10.0, 90.0, _OAT12),
+        "amount_eur": _lu(80.0, 1_500.0, _OAT12),
+        "express_share": _u(0.3, 0.9, _OAT12),
+        "foreign_card_share": _u(0.3, 1.0, _OAT12),
+        "addresses": _iu(1, 2, _OAT12),
+    },
+    ("payment_fraud", "low_slow"): {
+        "accounts": _iu(2, 12, _OAT12),
+        "duration_h": _lu(6.0, 48.0, _OAT12),
+        "amount_eur": _lu(40.0, 600.0, _OAT12),
+        "express_share": _u(0.0, 0.6, _OAT12),
+        "foreign_card_share": _u(0.0, 0.7, _OAT12),
+        "addresses": _iu(1, 4, _OAT12),
+    },
     ("promo_abuse", "loud"): {
         "accounts": _ilu(20, 500, _PROMO),
         "duration_min": _lu(10.0, 120.0, _PROMO),
@@ -252,6 +274,12 @@ RANGES: Final[dict[tuple[str, str], dict[str, Range]]] = {
     ("mobile_cgnat", "loud"): {
         "customers": _ilu(10, 200, _CGNAT),
         "duration_h": _lu(1.0, 8.0, _CGNAT),
+    },
+    ("gift_order", "loud"): {
+        "customers": _iu(1, 4, _MODEL),
+        "step_gap_s": _lu(60.0, 1_800.0, _MODEL),
+        "basket_factor": _lu(2.0, 6.0, _MODEL),
+        "abroad_share": _u(0.0, 0.5, _MODEL),
     },
     ("moving_house", "loud"): {
         "customers": _iu(1, 3, _MODEL),

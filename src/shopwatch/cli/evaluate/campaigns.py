@@ -127,6 +127,37 @@ def print_campaigns(
     ):
         summary.add_row(name, value)
     console.print(summary)
+    pay = figures.get("payment_scores")
+    if pay:
+        _print_payments(pay, console)
+
+
+def _print_payments(pay: dict[str, Any], console: Console) -> None:
+    """Precision-recall of payment.fraud_score over every placed order."""
+
+    def auc(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    split = pay["split"]
+    table = Table(title="payment fraud scores (every placed order)", show_edge=False)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for name, value in (
+        ("orders (fraud)", f"{pay['orders']} ({pay['fraud_orders']})"),
+        ("orders of other attacks, left out", str(pay["left_out"])),
+        ("PR-AUC, unsupervised, all orders", auc(pay["unsupervised_pr_auc"])),
+        ("alerted: fraud / honest orders", f"{pay['alerted_fraud']} / {pay['alerted_honest']}"),
+        (
+            "time-ordered split: train (fraud) / test (fraud)",
+            f"{split['train_orders']} ({split['train_fraud']}) / "
+            f"{split['test_orders']} ({split['test_fraud']})",
+        ),
+        ("PR-AUC on the later half, unsupervised", auc(split["unsupervised_pr_auc"])),
+        ("PR-AUC on the later half, with labels", auc(split["supervised_pr_auc"])),
+        ("label model version", split["model_version"] or "-"),
+    ):
+        table.add_row(name, value)
+    console.print(table)
 
 
 def campaigns_cmd(
