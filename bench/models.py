@@ -7,6 +7,11 @@
    accounts; beside it, in the same process and on the same batches, a plain ``threshold``
    rule counting each account's exports per hour (the ratio is the baseline's cost over a
    windowed count's).
+   The payment fraud score (``payment.fraud_score``) the same way: 2,000 accounts' orders
+   (an authorization and the placed order each) warm it, then batches of ``--batch``
+   events are timed beside a count of each account's orders per hour. The metric model
+   (``apm.metric_anomaly``): 20 series warmed with a day of one-minute samples, then
+   batches of ``--batch`` samples, beside a count per series.
 2. Memory: ``--entities`` accounts, each with ``--events-per-entity`` exports over two
    weeks (so every profile is warm and holds sizes, hours, networks and days), through the
    entity baseline; and the same number of accounts' logins (device, country, network)
@@ -14,7 +19,9 @@
    (Polars' estimate of the tables) and what the state costs a process that loads it:
    the resident-memory growth of a fresh interpreter (Polars' reader already warm)
    restoring the saved state, per entity (the learning process's own growth mixes in the input and the allocator's
-   retained pages, so it says nothing about the state).
+   retained pages, so it says nothing about the state). Then ``--entities`` accounts with
+   three orders each through the payment score (its per-account rows, the shared
+   population, addresses and cards), and the metric model's bytes per series after a week.
 """
 
 from __future__ import annotations
@@ -103,6 +110,85 @@ print(psutil.Process().memory_info().rss - before)
 """
 
 
+def orders(
+    rng: np.random.Generator, accounts: int, n: int, start: datetime, days: float
+) -> pl.DataFrame:
+    """``n`` orders by ``accounts`` accounts over ``days``: an authorization, then the order."""
+    from shopwatch.contract import conform
+
+    who = rng.integers(0, accounts, n)
+    secs = np.sort(rng.uniform(0, days * 86400, n))
+    rows: dict[str, list] = {
+        k: []
+        for k in (
+            "@timestamp",
+            "event.id",
+            "event.dataset",
+            "event.action",
+            "event.outcome",
+            "user.name",
+            "source.ip",
+            "source.geo.country_iso_code",
+            "source.as.type",
+            "shop.order.id",
+            "shop.order.amount",
+            "shop.order.currency",
+            "shop.shipping.country",
+            "shop.shipping.method",
+            "shop.shipping.address_hash",
+            "shop.payment.card.fingerprint",
+            "shop.payment.card.country",
+        )
+    }
+    amounts = np.round(np.exp(rng.normal(np.log(55), 0.5, n)), 2)
+    for i in range(n):
+        w = int(who[i])
+        for k, (dataset, action) in enumerate(
+            (("shop.payment", "authorize"), ("shop.order", "order_placed"))
+        ):
+            rows["@timestamp"].append(start + timedelta(seconds=float(secs[i]) + k))
+            rows["event.id"].append(f"o{start.timestamp():.0f}-{i}-{k}")
+            rows["event.dataset"].append(dataset)
+            rows["event.action"].append(action)
+            rows["event.outcome"].append("success")
+            rows["user.name"].append(f"customer{w}@mail.example")
+            rows["source.ip"].append(f"84.{w // 65536 % 256}.{w // 256 % 256}.{w % 256}")
+            rows["source.geo.country_iso_code"].append("DE")
+            rows["source.as.type"].append("residential")
+            rows["shop.order.id"].append(f"NH-{start.timestamp():.0f}-{i}")
+            rows["shop.order.amount"].append(float(amounts[i]))
+            rows["shop.order.currency"].append("EUR")
+            rows["shop.shipping.country"].append("DE")
+            rows["shop.shipping.method"].append("express" if i % 9 == 0 else "standard")
+            rows["shop.shipping.address_hash"].append(f"a{w}")
+            rows["shop.payment.card.fingerprint"].append(f"c{w}")
+            rows["shop.payment.card.country"].append("DE")
+    return conform(pl.DataFrame(rows))
+
+
+def samples(rng: np.random.Generator, series: int, minutes: int, start: datetime) -> pl.DataFrame:
+    """One-minute ``apm.metric`` samples of ``series`` latency series with a daily rhythm."""
+    from shopwatch.contract import conform
+
+    t = np.repeat(np.arange(minutes), series)
+    s = np.tile(np.arange(series), minutes)
+    hour = (start.hour + t / 60.0) % 24
+    value = 200 * (1 + 0.3 * np.sin(2 * np.pi * (hour - 13) / 24)) * rng.lognormal(0, 0.1, t.size)
+    return conform(
+        pl.DataFrame(
+            {
+                "@timestamp": [start + timedelta(minutes=int(m)) for m in t],
+                "event.id": [f"m{start.timestamp():.0f}-{i}" for i in range(t.size)],
+                "event.dataset": ["apm.metric"] * t.size,
+                "event.action": ["sample"] * t.size,
+                "service.name": [f"svc{k}" for k in s],
+                "shop.metric.name": ["http.latency.p95_ms"] * t.size,
+                "shop.metric.value": np.round(value, 1),
+            }
+        )
+    )
+
+
 def loaded_bytes(blobs: dict[str, bytes]) -> int:
     """Resident-memory growth of a fresh interpreter that restores ``blobs``."""
     import pickle
@@ -160,6 +246,68 @@ def cost(batch: int, repeat: int) -> None:
     )
     print(f"  threshold count (baseline)  {base * 1000:8.1f} ms")
     print(f"  entity baseline             {ours * 1000:8.1f} ms   ratio {ours / base:5.2f}")
+    _cost_of(
+        "payment.fraud_score",
+        {"event.dataset": "shop.order", "event.action": "order_placed"},
+        ["user.name"],
+        lambda day, n: orders(rng, 2000, n, T0 + timedelta(days=day), 1),
+        batch,
+        repeat,
+        "payment fraud score",
+    )
+    _cost_of(
+        "apm.metric_anomaly",
+        {"event.dataset": "apm.metric"},
+        ["service.name", "shop.metric.name"],
+        lambda day, n: samples(rng, 20, max(n // 20, 1), T0 + timedelta(days=day)),
+        batch,
+        repeat,
+        "metric model",
+        warm_days=1,
+    )
+
+
+def _cost_of(
+    rule: str,
+    where: dict,
+    keys: list[str],
+    make,
+    batch: int,
+    repeat: int,
+    label: str,
+    warm_days: int = 14,
+) -> None:
+    """One learned rule's cost per 1,000 events beside a count over the same batches."""
+    from shopwatch.detect.content import load_detectors
+    from shopwatch.detect.registry import build
+    from shopwatch.detect.state import KeyedState
+
+    model = {d.id: d for d in load_detectors(sigma_rules=False).detectors}[rule]
+    count = build(
+        {
+            "id": "bench.count",
+            "kind": "threshold",
+            "category": "anomaly",
+            "where": where,
+            "group_by": keys,
+            "count": {"at_least": 1000, "within": "1h"},
+        }
+    )
+    states = {d.id: KeyedState(d.keys, max_age=timedelta(days=90)) for d in (model, count)}
+    warm = make(0, 2000 * 12) if warm_days > 1 else make(0, 20 * 1440)
+    for i in range(0, warm.height, 5000):
+        model.detect(warm.slice(i, 5000), states[model.id])
+    times: dict[str, list[float]] = {model.id: [], count.id: []}
+    for r in range(repeat):
+        frame = make(warm_days + r, batch)
+        for det in (count, model):
+            began = time.perf_counter()
+            det.detect(frame, states[det.id])
+            times[det.id].append(time.perf_counter() - began)
+    base = statistics.median(times[count.id]) / batch * 1000
+    ours = statistics.median(times[model.id]) / batch * 1000
+    print(f"  threshold count (baseline)  {base * 1000:8.1f} ms")
+    print(f"  {label:<27} {ours * 1000:8.1f} ms   ratio {ours / base:5.2f}")
 
 
 def memory(entities: int, per: int) -> None:
@@ -203,6 +351,37 @@ def memory(entities: int, per: int) -> None:
     print(f"memory, account profiles: {keys:,} accounts of about 4 logins ({took:.0f} s):")
     print(f"  state {pstate.nbytes / 1e6:8.1f} MB   {pstate.nbytes / keys:6.0f} bytes per entity")
     print(f"  loaded     {grew / 1e6:8.1f} MB   {grew / keys:6.0f} bytes per entity")
+    del pstate
+    gc.collect()
+
+    pay = {d.id: d for d in load_detectors(sigma_rules=False).detectors}["payment.fraud_score"]
+    state = KeyedState(pay.keys, max_keys=entities * 2, max_age=timedelta(days=90))
+    frame = orders(rng, entities, entities * 3, T0, 14)
+    began = time.perf_counter()
+    for i in range(0, frame.height, 20_000):
+        pay.detect(frame.slice(i, 20_000), state)
+    del frame
+    gc.collect()
+    took = time.perf_counter() - began
+    accounts = state.table("accounts", pay._tables["accounts"]).height
+    grew = loaded_bytes(state.snapshot())
+    print(f"memory, payment fraud score: {accounts:,} accounts of about 3 orders ({took:.0f} s):")
+    print(f"  state {state.nbytes / 1e6:8.1f} MB   {state.nbytes / accounts:6.0f} bytes per entity")
+    print(f"  loaded     {grew / 1e6:8.1f} MB   {grew / accounts:6.0f} bytes per entity")
+    del state
+    gc.collect()
+
+    metric = {d.id: d for d in load_detectors(sigma_rules=False).detectors}["apm.metric_anomaly"]
+    mstate = KeyedState(metric.keys, max_age=timedelta(days=90))
+    week = samples(rng, 5, 7 * 1440, T0)
+    for i in range(0, week.height, 20_000):
+        metric.detect(week.slice(i, 20_000), mstate)
+    summary = metric.model_summary(mstate)
+    print(
+        f"memory, metric model: {summary['entities']} series of a week's one-minute samples: "
+        f"{summary['model_bytes'] / summary['entities'] / 1e3:,.0f} KB per series held, "
+        f"{mstate.nbytes / summary['entities'] / 1e3:,.0f} KB per series in its table"
+    )
 
 
 def main() -> None:
