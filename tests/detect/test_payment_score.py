@@ -97,3 +97,28 @@ def test_a_payment_older_than_an_hour_is_not_joined_to_a_later_order(
 
     assert card_named([pay, placed]) == pay["shop.payment.card.fingerprint"]
     assert card_named([pay, late]) is None
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -5.0, None])
+def test_a_bad_amount_scores_as_none_and_does_not_corrupt_the_amounts(
+    detector: PaymentScoreDetector, fires: pl.DataFrame, bad: float | None
+) -> None:
+    from shopwatch.learn.payments import Population
+
+    head = fires.head(90)
+    target = head.filter(PLACED)["shop.order.id"][1]
+    spoiled = head.with_columns(
+        pl.when(PLACED & (pl.col("shop.order.id") == target))
+        .then(pl.lit(bad, pl.Float64))
+        .otherwise(pl.col("shop.order.amount"))
+        .alias("shop.order.amount")
+    )
+    state = KeyedState(detector.keys)
+    run(detector, [spoiled], state)
+    rows = state.table("population", detector._tables["population"]).to_dicts()
+    pop = Population.from_dict(json.loads(rows[0]["_v"]))
+    amounts = [a for seg in pop.segments.values() for a in seg.amounts]
+    assert len(amounts) == head.filter(PLACED).height
+    for seg in pop.segments.values():
+        assert seg.amounts == sorted(seg.amounts)
+    assert all(0 <= a < float("inf") for a in amounts)

@@ -20,6 +20,7 @@ accounts that used them in ``forget`` (30 days), per order its payment for an ho
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -306,7 +307,10 @@ class PaymentScoreDetector:
             "cards_today": len(recent_cards) >= 2,
             "declined_first": bool(paid.get("declined")),
         }
-        amount = float(ev["shop.order.amount"] or 0.0)
+        raw = ev["shop.order.amount"]
+        # A missing, negative or non-finite amount is no amount (it must not reach the
+        # sorted amounts, where one NaN would unsort them).
+        amount = float(raw) if raw is not None and math.isfinite(raw) and raw >= 0 else 0.0
         trusted = (
             known is not None
             and float(known) >= NEW_DAYS
