@@ -41,6 +41,13 @@ def fires() -> pl.DataFrame:
         ("checkout.conversion", "down"),
         ("orders.revenue", "down"),
         ("queue.depth", "both"),
+        ("http.requests.5xx", "up"),
+        ("checkout.failed_requests", "up"),
+        ("requests.timeout_rate", "up"),
+        ("revenue.refunds", "up"),
+        ("orders.count", "down"),
+        ("orders.per_hour", "down"),
+        ("Checkout.Latency", "up"),
     ],
 )
 def test_harmful_direction_by_metric_name(

@@ -249,7 +249,7 @@ def test_baseline_on_the_shared_corpus_scores_as_nab_scores_it(datasets: Path) -
 
 # shopwatch's metric model on the same corpus (its defaults were chosen on it: this pins
 # them, it is not a held-out figure).
-GOLDEN_OURS = {"standard": 62.86, "reward_low_FP_rate": 57.97, "reward_low_FN_rate": 67.36}
+GOLDEN_OURS = {"standard": 67.47, "reward_low_FP_rate": 58.93, "reward_low_FN_rate": 72.25}
 
 
 def test_our_model_on_the_shared_corpus(datasets: Path) -> None:

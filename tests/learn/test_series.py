@@ -117,8 +117,8 @@ def test_memory_is_bounded_by_the_window() -> None:
     for i, v in enumerate(np.random.default_rng(4).normal(0, 1, 5000)):
         model.update(i * 60.0, float(v))
     assert all(len(t.order) == len(t.ranked) == 500 for t in model.tails)
-    # 3 features x 2 copies x 500 floats, plus a day of one-minute points (1,440 pairs).
-    assert model.state_bytes() <= 8 * (3 * 2 * 500 + 2 * 1500 + 10 + 32)
+    # 3 features x 2 copies x 500 floats, plus a day of one-minute points (time, value, flag).
+    assert model.state_bytes() <= 8 * (3 * 2 * 500 + 3 * 1500 + 10 + 32)
 
 
 def test_out_of_order_points_are_scored_but_not_remembered_for_the_daily_feature() -> None:
@@ -137,3 +137,84 @@ def test_out_of_order_points_are_scored_but_not_remembered_for_the_daily_feature
 def test_parameters_are_checked(bad: dict) -> None:
     with pytest.raises(ValueError):
         SeriesParams(**bad)
+
+
+def test_a_harmless_alarm_starts_no_rest_and_the_harmful_move_after_it_alarms() -> None:
+    # Orders with a daily rhythm; a surge (harmless, up), then orders stop (harmful, down).
+    rng = np.random.default_rng(12)
+    values = daily(4, rng)
+    surge = slice(3 * DAY + 100, 3 * DAY + 110)
+    values[surge] = values[surge] * 3
+    stop = slice(3 * DAY + 115, 3 * DAY + 140)
+    values[stop] = 0.0
+    model = SeriesModel(SeriesParams(alarm=0.9))
+    points = [model.update(i * STEP, float(v), wanted=-1) for i, v in enumerate(values)]
+    hits = alarms(points)
+    assert [i for i in hits if surge.start <= i < surge.stop] == []
+    down = [i for i in hits if stop.start <= i < stop.stop]
+    assert down and points[down[0]].direction == -1
+    # Both ways: the surge alarms, and its rest swallows the stop.
+    model = SeriesModel(SeriesParams(alarm=0.9))
+    both = [model.update(i * STEP, float(v)) for i, v in enumerate(values)]
+    assert [i for i in alarms(both) if surge.start <= i < surge.stop]
+    assert [i for i in alarms(both) if stop.start <= i < stop.stop] == []
+
+
+def test_one_spike_does_not_raise_the_bar_for_the_next_incident() -> None:
+    rng = np.random.default_rng(13)
+    values = rng.lognormal(np.log(200), 0.1, 3000)
+    values[1000] = 100_000.0  # one absurd sample
+    values[2000:2010] = 2_000.0  # ten times the usual, a thousand samples later
+    points = feed(values, SeriesModel(SeriesParams(alarm=0.9)))
+    assert 1000 in alarms(points)
+    assert [i for i in alarms(points) if 2000 <= i < 2010]
+
+
+def test_an_incident_is_not_echoed_a_day_later() -> None:
+    rng = np.random.default_rng(14)
+    values = daily(4, rng)
+    incident = slice(2 * DAY + 50, 2 * DAY + 80)  # thirty samples, two and a half hours
+    values[incident] = values[incident] + 60
+    points = feed(values, SeriesModel(SeriesParams(alarm=0.9)))
+    assert [i for i in alarms(points) if incident.start <= i < incident.stop]
+    echo = slice(3 * DAY + 40, 3 * DAY + 90)
+    assert [i for i in alarms(points) if echo.start <= i < echo.stop] == []
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, 1e308, -1e300])
+def test_absurd_values_are_no_measurement_and_leave_a_state_that_saves(bad: float) -> None:
+    model = SeriesModel()
+    for i, v in enumerate(np.random.default_rng(15).normal(10, 1, 300)):
+        model.update(i * STEP, float(v))
+    before = model.to_dict()
+    assert model.update(300 * STEP, bad).score == 0.0
+    assert model.to_dict() == before
+    for i in range(301, 320):
+        got = model.update(i * STEP, 1e140)  # huge but a number: scored, finite
+        assert math.isfinite(got.score) and 0 <= got.score < 1
+    json.loads(json.dumps(model.to_dict(), allow_nan=False))
+    SeriesModel.from_dict(model.to_dict())
+
+
+def test_a_point_dated_far_ahead_does_not_switch_the_daily_feature_off() -> None:
+    model = SeriesModel()
+    for i in range(2 * DAY):
+        model.update(i * STEP, 1.0)
+    model.update(1e10, 1.0)  # one sample dated centuries ahead
+    for i in range(2 * DAY, 3 * DAY + 10):
+        model.update(i * STEP, 1.0)
+    assert model.last_time == (3 * DAY + 9) * STEP
+    assert model._day_ago((3 * DAY + 9) * STEP) == 1.0
+
+
+def test_a_saved_state_with_nulls_restores() -> None:
+    model = SeriesModel()
+    for i in range(100):
+        model.update(i * STEP, float(i % 7))
+    saved = model.to_dict()
+    saved["tails"][1].append(None)
+    saved["recent"].append(None)
+    saved["past_v"][-1] = None
+    again = SeriesModel.from_dict(saved)
+    assert len(again.tails[1].order) == len(model.tails[1].order)
+    assert len(again.past_t) == len(again.past_v) == len(again.past_ok)

@@ -47,18 +47,27 @@ __all__ = ["HARM", "MetricAnomalyDetector", "MetricAnomalySpec"]
 
 Direction = Literal["up", "down", "both"]
 
-#: Which way a metric going is harmful, by name pattern (first match wins).
+#: Which way a metric going is harmful, by name pattern, case-insensitive, first match
+#: wins: failure words before volume words (``http.requests.5xx`` is a failure count).
 HARM: Final[dict[str, Direction]] = {
     "*latency*": "up",
     "*duration*": "up",
     "*error*": "up",
+    "*5xx*": "up",
+    "*fail*": "up",
+    "*timeout*": "up",
+    "*reject*": "up",
     "*decline*": "up",
-    "*failure*": "up",
+    "*refund*": "up",
+    "*chargeback*": "up",
     "*conversion*": "down",
+    "*orders*": "down",
     "*requests*": "down",
     "*per_min*": "down",
     "*revenue*": "down",
 }
+
+_WANTED: Final[dict[str, int]] = {"up": 1, "down": -1, "both": 0}
 
 _STATE: Final[dict[str, pl.DataType]] = {
     "_model": pl.String(),
@@ -116,8 +125,9 @@ class MetricAnomalyDetector:
 
     def harm_of(self, metric: str) -> Direction:
         """Which way ``metric`` moving is harmful."""
+        name = metric.lower()
         for pattern, direction in self.spec.harm.items():
-            if fnmatch.fnmatchcase(metric, pattern):
+            if fnmatch.fnmatchcase(name, pattern.lower()):
                 return direction
         return "both"
 
@@ -153,12 +163,14 @@ class MetricAnomalyDetector:
         )
         models: dict[tuple[str, ...], SeriesModel] = {}
         first: dict[tuple[str, ...], datetime] = {}
+        last: dict[tuple[str, ...], datetime] = {}
         for row in table.iter_rows(named=True):
             key = tuple(row[k] for k in self.keys)
             models[key] = SeriesModel.from_dict(orjson.loads(row["_model"]), self.params)
             first[key] = row["_first"]
+            if row["_ts"] is not None:
+                last[key] = row["_ts"]  # never moved back by an old sample
         alerts: list[dict[str, Any]] = []
-        last: dict[tuple[str, ...], datetime] = {}
         for ev in samples.iter_rows(named=True):
             key = tuple(ev[k] for k in self.keys)
             model = models.get(key)
@@ -166,9 +178,10 @@ class MetricAnomalyDetector:
                 model = models[key] = SeriesModel(self.params)
                 first[key] = ev["@timestamp"]
             at: datetime = ev["@timestamp"]
-            point = model.update(at.timestamp(), float(ev["_value"]))
-            last[key] = at
-            if point.alarm and self._harmful(key, point):
+            wanted = _WANTED[self.harm_of(key[-1])]
+            point = model.update(at.timestamp(), float(ev["_value"]), wanted)
+            last[key] = max(at, last.get(key, at))
+            if point.alarm:
                 alerts.append(self._alert(ev, key, model, point))
         updated = pl.DataFrame(
             {
@@ -184,10 +197,6 @@ class MetricAnomalyDetector:
         if not alerts:
             return empty_alerts()
         return pl.DataFrame(alerts, schema=empty_alerts().schema)
-
-    def _harmful(self, key: tuple[str, ...], point: Point) -> bool:
-        harm = self.harm_of(key[-1])
-        return harm == "both" or (point.direction == 1) == (harm == "up")
 
     def model_summary(self, state: KeyedState) -> dict[str, Any]:
         """What this model holds (``shopwatch models``)."""
@@ -217,9 +226,9 @@ class MetricAnomalyDetector:
         way = "up" if point.direction == 1 else "down"
         what = {
             "value": f"at {_num(value)}",
-            "level": f"its last ten samples average {_num(point.observed or value)}",
+            "level": f"its last ten samples average {_num(_or(point.observed, value))}",
             "daily": (
-                f"at {_num(value)}, {_num(abs(point.observed or 0.0))} "
+                f"at {_num(value)}, {_num(abs(_or(point.observed, 0.0)))} "
                 f"{'above' if point.direction == 1 else 'below'} the same time yesterday"
             ),
         }[point.feature]
@@ -253,6 +262,10 @@ def _last_time(model: SeriesModel) -> datetime | None:
     from datetime import UTC
 
     return None if model.last_time is None else datetime.fromtimestamp(model.last_time, UTC)
+
+
+def _or(x: float | None, default: float) -> float:
+    return default if x is None else x
 
 
 def _num(x: float) -> str:

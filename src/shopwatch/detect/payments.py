@@ -52,6 +52,8 @@ from shopwatch.learn.payments import (
 __all__ = ["PaymentScoreDetector", "PaymentScoreSpec"]
 
 _PAYMENT_HOLD: Final = timedelta(hours=1)
+#: Orders scoring at least this share of the threshold teach nothing.
+TEACH_BELOW: Final = 0.5
 _DAY: Final = timedelta(days=1)
 _WORDS: Final = {
     "card_abroad": "a card issued in {card} for goods sent to {ship}",
@@ -179,6 +181,9 @@ class PaymentScoreDetector:
         links = {r["_link"]: orjson.loads(r["_v"]) for r in link_mine.to_dicts()}
         pop_rows = tables["population"].to_dicts()
         pop = Population.from_dict(orjson.loads(pop_rows[0]["_v"])) if pop_rows else Population()
+        # The population's time only moves forward (one order dated years back must not
+        # age the whole model out), and never past the engine's clock.
+        pop_ts = max([now, *(r["_ts"] for r in pop_rows if r["_ts"] is not None)])
         alerts: list[dict[str, Any]] = []
         for ev in rows:
             if ev["event.dataset"] == "shop.payment" and ev["event.action"] == "authorize":
@@ -208,7 +213,7 @@ class PaymentScoreDetector:
         state.put(
             "population",
             pl.DataFrame(
-                {"_pop": ["all"], "_v": [_json(pop.to_dict())], "_ts": [newest]},
+                {"_pop": ["all"], "_v": [_json(pop.to_dict())], "_ts": [pop_ts]},
                 schema=self._tables["population"],
             ),
         )
@@ -257,7 +262,7 @@ class PaymentScoreDetector:
             acc["cards"] = [c for c in acc["cards"] if datetime.fromisoformat(c[1]) >= at - _DAY]
             if card not in {c[0] for c in acc["cards"]}:
                 acc["cards"].append([card, at.isoformat()])
-            acc["t"] = at.isoformat()
+            acc["t"] = max(acc["t"], at.isoformat())
 
     def _order(
         self,
@@ -269,9 +274,12 @@ class PaymentScoreDetector:
     ) -> dict[str, Any] | None:
         at: datetime = ev["@timestamp"]
         user = ev["user.name"]
-        paid = payments.pop(ev["shop.order.id"], {})
+        paid = payments.get(ev["shop.order.id"]) or {}
+        if paid.get("placed"):
+            return None  # the same order placed again (a retried webhook): scored once
         if paid and datetime.fromisoformat(paid["t"]) < at - _PAYMENT_HOLD:
             paid = {}  # a payment is the order's only within the hour before it
+        payments[ev["shop.order.id"]] = {"t": at.isoformat(), "placed": True}
         card = paid.get("card")
         card_country = paid.get("card_country") or ev["shop.billing.country"]
         ip_country = ev["source.geo.country_iso_code"]
@@ -288,10 +296,14 @@ class PaymentScoreDetector:
             else set()
         )
 
+        since = at - self.memory
+
         def others(link: str | None) -> bool:
-            if link is None:
+            if link is None or user is None:
                 return False
-            return any(u[0] != user for u in links.get(link, []))
+            return any(
+                u[0] != user and datetime.fromisoformat(u[1]) >= since for u in links.get(link, [])
+            )
 
         known = ev["shop.profile.known_days"]
         signals = {
@@ -327,12 +339,14 @@ class PaymentScoreDetector:
             if link and user:
                 seen = [u for u in links.get(link, []) if u[0] != user][-7:]
                 links[link] = [*seen, [user, at.isoformat()]]
-        if not alerted:
+        # Orders near the threshold do not teach either: a probe at 29 bits must not make
+        # its pattern cheap for the cash-out after it (see the module's poisoning bound).
+        if scored.bits < self.spec.threshold * TEACH_BELOW:
             pop.segments[order.segment].learn(order)
             if acc is not None:
                 acc["amounts"] = [*acc["amounts"], amount][-KEEP_OWN:]
         if acc is not None:
-            acc["t"] = at.isoformat()
+            acc["t"] = max(acc["t"], at.isoformat())
         if not (alerted or self.spec.score_all):
             return None
         return self._alert(ev, order, scored, card, card_country, ip_country, own)

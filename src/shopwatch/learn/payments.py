@@ -68,6 +68,8 @@ SIGNALS: Final = (
     "cards_today",
     "declined_first",
 )
+#: Signals that count even on a trusted order (each alone, by its share).
+HARD: Final = frozenset({"hosting_ip", "shared_address", "shared_card", "cards_today"})
 #: Weight of the independence prior in a pattern's smoothed share.
 PRIOR: Final = 4.0
 #: An account known for less than this many days is in the "new" segment.
@@ -204,7 +206,11 @@ def score(o: Order, pop: Population, own: list[float]) -> Scored:
         basis = o.segment
     parts.append(("amount", amount))
     parts.sort(key=lambda p: -p[1])
-    pattern = 0.0 if o.trusted else seg.pattern_bits(o.pattern)
+    if o.trusted:
+        # The owner's card and device: only what no owner's order shows still counts.
+        pattern = sum(b for name, b in parts if name in HARD)
+    else:
+        pattern = seg.pattern_bits(o.pattern)
     return Scored(pattern + amount, pattern, tuple(parts), basis)
 
 

@@ -42,10 +42,14 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-__all__ = ["FEATURES", "Point", "SeriesModel", "SeriesParams", "Tail"]
+__all__ = ["FEATURES", "MAX_SURPRISE", "MAX_VALUE", "Point", "SeriesModel", "SeriesParams", "Tail"]
 
 #: The watched features, in the order their weights are given.
 FEATURES: Final = ("value", "level", "daily")
+#: Values beyond this magnitude are not a measurement (and would overflow the sums).
+MAX_VALUE: Final = 1e150
+#: Surprise is capped here: a score stays a number, however far out a value lies.
+MAX_SURPRISE: Final = 1e6
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +145,7 @@ class SeriesModel:
         #: Times and values of the last period (from ``head`` on), for the daily feature.
         self.past_t: list[float] = []
         self.past_v: list[float] = []
+        self.past_ok: list[bool] = []
         self.head = 0
         self.gaps: deque[float] = deque(maxlen=32)
         self.last_time: float | None = None
@@ -162,31 +167,52 @@ class SeriesModel:
             close = self.head <= j < len(times) and abs(times[j] - target) <= tolerance
             if close and (best is None or abs(times[j] - target) < abs(times[best] - target)):
                 best = j
-        if best is None:
+        if best is None or not self.past_ok[best]:
             return None
         # The median of the match and its neighbours: a spike a period ago is not echoed.
         near = sorted(self.past_v[max(self.head, best - 1) : best + 2])
         return near[len(near) // 2]
 
-    def update(self, t: float, value: float) -> Point:
-        """Score ``value`` at time ``t`` (seconds), then learn it."""
+    def update(self, t: float, value: float, wanted: int = 0) -> Point:
+        """Score ``value`` at time ``t`` (seconds), then learn it.
+
+        ``wanted`` is the direction that may alarm: ``1`` up, ``-1`` down, ``0`` both. A
+        move the other way is scored and learnt but raises no alarm and starts no rest (a
+        flash sale's surge must not hide the outage after it).
+        """
         p = self.params
-        if not math.isfinite(value):
+        if not (math.isfinite(value) and abs(value) <= MAX_VALUE):
             return _QUIET
+        if self.last_time is not None and math.isfinite(t) and t < self.last_time - p.period:
+            # More than a period behind: the clock jumped back (or one point was dated in
+            # the future); the daily feature starts again rather than switch off for good.
+            self.past_t, self.past_v, self.past_ok, self.head = [], [], [], 0
+            self.last_time = None
         in_order = self.last_time is None or t >= self.last_time
         self.recent.append(value)
         level = sum(self.recent) / len(self.recent) if len(self.recent) == p.level else None
         ago = self._day_ago(t) if in_order and math.isfinite(t) else None
         observed = (value, level, None if ago is None else value - ago)
         best = _QUIET
+        harmful = _QUIET
         for name, tail, weight, x in zip(FEATURES, self.tails, p.weights, observed, strict=True):
             if x is None:
                 continue
             s, direction = tail.surprise(x, p.min_history, p.excess)
-            s *= weight
+            s = min(s * weight, MAX_SURPRISE)
+            point = Point(s / (1.0 + s), s, name, direction, False, x)
             if s > best.surprise:
-                best = Point(s / (1.0 + s), s, name, direction, False, x)
-            tail.add(x)
+                best = point
+            if (wanted == 0 or direction == wanted) and s > harmful.surprise:
+                harmful = point
+        alarm = self.resting == 0 and harmful.score >= p.alarm
+        # The point that alarms does not teach: one spike must not raise the bar for a
+        # month. The points after it, while the series rests, do (a level that stays is
+        # the new normal).
+        if not alarm:
+            for tail, x in zip(self.tails, observed, strict=True):
+                if x is not None:
+                    tail.add(x)
         self.points += 1
         if self.first_time is None:
             self.first_time = t
@@ -196,18 +222,25 @@ class SeriesModel:
             self.last_time = t
             self.past_t.append(t)
             self.past_v.append(value)
+            # An alarm or its rest is no "same time yesterday" for tomorrow: no echo.
+            self.past_ok.append(not alarm and self.resting == 0)
             horizon = t - p.period - (max(self.gaps) if self.gaps else 0.0)
             self.head = bisect.bisect_left(self.past_t, horizon, self.head)
             if self.head > 64 and self.head * 2 > len(self.past_t):
-                del self.past_t[: self.head], self.past_v[: self.head]
+                del self.past_t[: self.head], self.past_v[: self.head], self.past_ok[: self.head]
                 self.head = 0
         if self.resting > 0:
             self.resting -= 1
             return _QUIET
-        if best.score >= p.alarm:
+        if alarm:
             self.resting = p.rest
             return Point(
-                best.score, best.surprise, best.feature, best.direction, True, best.observed
+                harmful.score,
+                harmful.surprise,
+                harmful.feature,
+                harmful.direction,
+                True,
+                harmful.observed,
             )
         return best
 
@@ -225,6 +258,7 @@ class SeriesModel:
             "recent": list(self.recent),
             "past_t": self.past_t[self.head :],
             "past_v": self.past_v[self.head :],
+            "past_ok": self.past_ok[self.head :],
             "gaps": list(self.gaps),
             "last_time": self.last_time,
             "first_time": self.first_time,
@@ -237,14 +271,24 @@ class SeriesModel:
         """The model :meth:`to_dict` saved."""
         model = cls(params)
         for tail, values in zip(model.tails, data["tails"], strict=True):
-            kept = [float(v) for v in values][-tail.window :]
+            # A value the JSON could not hold (written as null) is dropped, not fatal.
+            kept = [float(v) for v in values if v is not None][-tail.window :]
             tail.order = deque(kept)
             tail.ranked = sorted(kept)
-        model.recent.extend(float(v) for v in data["recent"])
-        model.past_t = [float(v) for v in data["past_t"]]
-        model.past_v = [float(v) for v in data["past_v"]]
-        if len(model.past_t) != len(model.past_v):
-            raise ValueError("past_t and past_v differ in length")
+        model.recent.extend(float(v) for v in data["recent"] if v is not None)
+        pairs = [
+            (float(pt), float(pv), bool(ok))
+            for pt, pv, ok in zip(
+                data["past_t"],
+                data["past_v"],
+                data.get("past_ok") or [True] * len(data["past_t"]),
+                strict=True,
+            )
+            if pt is not None and pv is not None
+        ]
+        model.past_t = [pt for pt, _, _ in pairs]
+        model.past_v = [pv for _, pv, _ in pairs]
+        model.past_ok = [ok for _, _, ok in pairs]
         model.gaps.extend(float(g) for g in data["gaps"])
         model.last_time = data["last_time"]
         model.first_time = data["first_time"]
@@ -255,5 +299,5 @@ class SeriesModel:
     def state_bytes(self) -> int:
         """Floats held, at 8 bytes each (the figure ``shopwatch models`` reports)."""
         floats = sum(2 * len(t.order) for t in self.tails)
-        floats += len(self.recent) + 2 * (len(self.past_t) - self.head) + len(self.gaps)
+        floats += len(self.recent) + 3 * (len(self.past_t) - self.head) + len(self.gaps)
         return 8 * floats
