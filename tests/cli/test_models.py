@@ -37,7 +37,17 @@ def test_models_after_a_replay_say_what_each_learned(tmp_path: Path) -> None:
             {
                 "per_category": {
                     "data_exfiltration": {"precision": 1.0, "recall": 0.75, "campaigns": 4}
-                }
+                },
+                "payment_scores": {
+                    "orders": 70,
+                    "fraud_orders": 14,
+                    "unsupervised_pr_auc": 0.892,
+                    "split": {
+                        "unsupervised_pr_auc": 0.953,
+                        "supervised_pr_auc": 0.931,
+                        "model_version": "9f971bd96425",
+                    },
+                },
             }
         )
     )
@@ -59,6 +69,10 @@ def test_models_after_a_replay_say_what_each_learned(tmp_path: Path) -> None:
     assert 0 < staff["bytes_per_entity"] <= 1024
     assert staff["version"].startswith("entity_baseline/v1-")
     assert staff["evaluation"]["recall"] == 0.75
+    pay = rows["payment.fraud_score"]["evaluation"]
+    assert (pay["pr_auc"], pay["pr_auc_later_half_with_labels"]) == (0.892, 0.931)
+    assert "PR-AUC 0.892 over 70 orders (14 fraud)" in done.stdout
+    assert "with labels 0.931 (label model 9f971bd96425)" in done.stdout
     assert "account profiles" in rows and "per-field exemptions" in rows
     assert "recall 75.0% of 4 campaigns" in done.stdout
     models("--replay", str(CASE / "fires.jsonl"), "--json", str(tmp_path / "n.json"), cwd=tmp_path)

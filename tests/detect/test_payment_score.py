@@ -136,3 +136,24 @@ def test_a_bad_amount_scores_as_none_and_does_not_corrupt_the_amounts(
     for seg in pop.segments.values():
         assert seg.amounts == sorted(seg.amounts)
     assert all(0 <= a < float("inf") for a in amounts)
+
+
+def test_at_the_same_instant_the_payment_is_joined_whatever_the_ids(
+    detector: PaymentScoreDetector, tmp_path
+) -> None:
+    lines = [json.loads(x) for x in (CASE / "fires.jsonl").read_text().splitlines()[-3:]]
+    _, pay, placed = lines
+    same = "2026-03-14T13:00:31.000Z"
+    # The order's id sorts before the payment's.
+    rows = [
+        {**placed, "@timestamp": same, "event.id": "a-1"},
+        {**pay, "@timestamp": same, "event.id": "z-9"},
+    ]
+    path = tmp_path / "e.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    every = PaymentScoreDetector(detector.spec.model_copy(update={"score_all": True}))
+    got = run(every, [read_events(path)])
+    assert (
+        got.row(0, named=True)["entity"]["shop.payment.card.fingerprint"]
+        == pay["shop.payment.card.fingerprint"]
+    )

@@ -118,6 +118,18 @@ def models(
                 f"  evaluation ({row['category']}): precision {ev['precision']:.1%},"
                 f" recall {ev['recall']:.1%} of {ev['campaigns']} campaigns"
             )
+        if ev and ev.get("pr_auc") is not None:
+
+            def auc(value: float | None) -> str:
+                return "-" if value is None else f"{value:.3f}"
+
+            console.print(
+                f"  evaluation (every order): PR-AUC {auc(ev['pr_auc'])} over"
+                f" {ev.get('orders')} orders ({ev.get('fraud_orders')} fraud); later half"
+                f" {auc(ev.get('pr_auc_later_half'))}, with labels"
+                f" {auc(ev.get('pr_auc_later_half_with_labels'))}"
+                f" (label model {ev.get('label_model_version') or '-'})"
+            )
     console.print(f"{len(rows)} models ({source})")
     engine.close()
     if json_out is not None:

@@ -146,7 +146,11 @@ class PaymentScoreDetector:
             .filter(where & pl.col("@timestamp").is_not_null())
             .select(pl.col("@timestamp"), *cols)
             .filter(pl.col("shop.order.id").is_not_null())
-            .sort("@timestamp", "event.id", maintain_order=True, nulls_last=True)
+            # At the same instant (second-resolution logs) the payment comes before the
+            # order it pays for, whatever the event ids say.
+            .with_columns((pl.col("event.dataset") != "shop.payment").alias("_after"))
+            .sort("@timestamp", "_after", "event.id", maintain_order=True, nulls_last=True)
+            .drop("_after")
             .collect()
         )
         if events.height == 0:

@@ -160,4 +160,19 @@ def list_models(
                     "campaigns": figures.get("campaigns"),
                     "alerts": figures.get("alerts"),
                 }
+        pay = evaluation.get("payment_scores")
+        if isinstance(pay, dict):
+            split = pay.get("split") or {}
+            for row in rows:
+                if row["kind"] == "payment_score":
+                    row.setdefault("evaluation", {}).update(
+                        {
+                            "pr_auc": pay.get("unsupervised_pr_auc"),
+                            "pr_auc_later_half": split.get("unsupervised_pr_auc"),
+                            "pr_auc_later_half_with_labels": split.get("supervised_pr_auc"),
+                            "label_model_version": split.get("model_version"),
+                            "orders": pay.get("orders"),
+                            "fraud_orders": pay.get("fraud_orders"),
+                        }
+                    )
     return rows
