@@ -76,8 +76,10 @@ def test_the_alert_names_the_series_its_usual_and_the_feature(
     assert first["entity"]["service.name"] == "storefront"
     assert details["keys"] == {
         "service.name": "storefront",
+        "host.name": "web-1",
         "shop.metric.name": "checkout.latency.p95_ms",
     }
+    assert first["entity"]["host.name"] == "web-1"
     assert details["direction"] == "up" and details["feature"] in {"value", "level", "daily"}
     lo, hi = details["usual_p5_p95"]
     assert lo < hi < details["value"]
@@ -103,3 +105,52 @@ def test_model_summary_reports_series_and_bytes(
     summary = detector.model_summary(state)
     assert summary["entities"] == 3 and summary["events"] == fires.height
     assert 0 < summary["model_bytes"] < 3 * 500_000
+
+
+def _latency(host: str | None, level: float, n: int, rng) -> pl.DataFrame:
+    from datetime import UTC, datetime, timedelta
+
+    from shopwatch.contract import conform
+
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    rows = {
+        "@timestamp": [start + timedelta(minutes=i) for i in range(n)],
+        "event.id": [f"{host}-{i}" for i in range(n)],
+        "event.dataset": ["apm.metric"] * n,
+        "service.name": ["storefront"] * n,
+        "shop.metric.name": ["http.latency.p95_ms"] * n,
+        "shop.metric.value": list(level * rng.lognormal(0, 0.05, n)),
+    }
+    if host is not None:
+        rows["host.name"] = [host] * n
+    return conform(pl.DataFrame(rows))
+
+
+def test_hosts_reporting_one_metric_are_separate_series(detector: MetricAnomalyDetector) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    # A fast and a slow host, interleaved: one series would see two levels and alarm.
+    both = pl.concat([_latency("web-1", 100.0, 600, rng), _latency("web-2", 400.0, 600, rng)])
+    state = KeyedState(detector.keys)
+    assert run(detector, [both.sort("@timestamp")], state).height == 0
+    assert detector.model_summary(state)["entities"] == 2
+
+
+def test_samples_without_a_host_are_one_series_of_their_service(
+    detector: MetricAnomalyDetector,
+) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(4)
+    frame = _latency(None, 100.0, 600, rng).drop("host.name", strict=False)
+    spike = frame.with_columns(
+        pl.when(pl.int_range(pl.len()) == 500)
+        .then(pl.lit(5000.0))
+        .otherwise(pl.col("shop.metric.value"))
+        .alias("shop.metric.value")
+    )
+    state = KeyedState(detector.keys)
+    alerts = run(detector, [spike], state)
+    assert alerts.height == 1 and alerts.row(0, named=True)["entity"]["host.name"] is None
+    assert json.loads(alerts["details"][0])["keys"]["host.name"] == ""

@@ -81,7 +81,9 @@ class MetricAnomalySpec(RuleSpec):
     """A ``metric_anomaly`` rule."""
 
     where: WhereClause
-    series: tuple[str, ...] = ("service.name", "shop.metric.name")
+    #: The fields that name a series; the last is the metric's name (required), the others
+    #: may be missing (several hosts reporting one metric are several series).
+    series: tuple[str, ...] = ("service.name", "host.name", "shop.metric.name")
     value: str = "shop.metric.value"
     threshold: float = Field(default=0.9, gt=0, lt=1)
     harm: dict[str, Direction] = Field(default_factory=lambda: dict(HARM))
@@ -135,19 +137,24 @@ class MetricAnomalyDetector:
         """Score and learn each sample in event order (few: one per series per minute)."""
         spec = self.spec
         where = self.where.for_batch(batch.columns)
-        needed = {"@timestamp", spec.value, *self.keys}
+        needed = {"@timestamp", spec.value, self.keys[-1]}
         if batch.height == 0 or where is None or needed - set(batch.columns):
             return empty_alerts()
+
+        def part(name: str) -> pl.Expr:
+            found = (
+                pl.col(name).cast(pl.String) if name in batch.columns else pl.lit(None, pl.String)
+            )
+            return found.fill_null("").alias(name)
+
         ids = pl.col("event.id").cast(pl.String) if "event.id" in batch.columns else pl.lit(None)
         samples = (
             batch.lazy()
             .filter(
-                where
-                & pl.col("@timestamp").is_not_null()
-                & pl.all_horizontal([pl.col(k).is_not_null() for k in self.keys])
+                where & pl.col("@timestamp").is_not_null() & pl.col(self.keys[-1]).is_not_null()
             )
             .select(
-                *[pl.col(k).cast(pl.String) for k in self.keys],
+                *[part(k) for k in self.keys],
                 pl.col("@timestamp"),
                 ids.alias("event.id"),
                 pl.col(spec.value).cast(pl.Float64, strict=False).alias("_value"),
@@ -220,7 +227,9 @@ class MetricAnomalyDetector:
         self, ev: dict[str, Any], key: tuple[str, ...], model: SeriesModel, point: Point
     ) -> dict[str, Any]:
         spec = self.spec
-        service, metric = (key[0], key[-1]) if len(key) > 1 else ("", key[0])
+        named = dict(zip(self.keys, key, strict=True))
+        service, metric = named.get("service.name", ""), key[-1]
+        host = named.get("host.name", "")
         value = float(ev["_value"])
         usual = model.usual("value")
         way = "up" if point.direction == 1 else "down"
@@ -233,14 +242,14 @@ class MetricAnomalyDetector:
             ),
         }[point.feature]
         span = f"; its usual is {_num(usual[0])} to {_num(usual[1])}" if usual else ""
-        on = f" on {service}" if service else ""
+        on = (f" on {service}" if service else "") + (f" ({host})" if host else "")
         message = f"{metric}{on} went {way}: {what}{span} (score {point.score:.2f})"
         risk = min(100, int(40 + 50 * (point.score - spec.threshold) / (1 - spec.threshold)))
         return alert_record(
             spec,
             at=ev["@timestamp"],
             key=key,
-            entity={"service.name": service or None},
+            entity={"service.name": service or None, "host.name": host or None},
             event_ids=[ev["event.id"]] if ev["event.id"] else [],
             message=message,
             details={
