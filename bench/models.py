@@ -210,14 +210,11 @@ def loaded_bytes(blobs: dict[str, bytes]) -> int:
 
 
 def cost(batch: int, repeat: int) -> None:
-    from shopwatch.detect.content import load_detectors
     from shopwatch.detect.registry import build
     from shopwatch.detect.state import KeyedState
 
     rng = np.random.default_rng(1)
-    model = {d.id: d for d in load_detectors(sigma_rules=False).detectors}[
-        "data.staff_export_anomaly"
-    ]
+    model = _rule("data.staff_export_anomaly")
     count = build(
         {
             "id": "bench.exports_per_hour",
@@ -278,11 +275,10 @@ def _cost_of(
     warm_days: int = 14,
 ) -> None:
     """One learned rule's cost per 1,000 events beside a count over the same batches."""
-    from shopwatch.detect.content import load_detectors
     from shopwatch.detect.registry import build
     from shopwatch.detect.state import KeyedState
 
-    model = {d.id: d for d in load_detectors(sigma_rules=False).detectors}[rule]
+    model = _rule(rule)
     count = build(
         {
             "id": "bench.count",
@@ -310,31 +306,45 @@ def _cost_of(
     print(f"  {label:<27} {ours * 1000:8.1f} ms   ratio {ours / base:5.2f}")
 
 
-def memory(entities: int, per: int) -> None:
+def _rule(rule_id: str):
+    """The shipped detector ``rule_id``."""
     from shopwatch.detect.content import load_detectors
+
+    return {d.id: d for d in load_detectors(sigma_rules=False).detectors}[rule_id]
+
+
+def _learn(detector, frame: pl.DataFrame, state, step: int = 20_000) -> float:
+    """Feed ``frame`` to ``detector`` in slices of ``step``; returns the seconds taken."""
+    began = time.perf_counter()
+    for i in range(0, frame.height, step):
+        detector.detect(frame.slice(i, step), state)
+    return time.perf_counter() - began
+
+
+def _per_entity(title: str, state, n: int) -> None:
+    """The state's bytes and a fresh process's growth restoring it, per entity."""
+    grew = loaded_bytes(state.snapshot())
+    print(title)
+    print(f"  state {state.nbytes / 1e6:8.1f} MB   {state.nbytes / n:6.0f} bytes per entity")
+    print(f"  loaded     {grew / 1e6:8.1f} MB   {grew / n:6.0f} bytes per entity")
+
+
+def memory(entities: int, per: int) -> None:
     from shopwatch.detect.profiles import Profiler
     from shopwatch.detect.state import KeyedState
 
     rng = np.random.default_rng(2)
-    model = {d.id: d for d in load_detectors(sigma_rules=False).detectors}[
-        "data.staff_export_anomaly"
-    ]
+    model = _rule("data.staff_export_anomaly")
     state = KeyedState(model.keys, max_keys=entities * 2, max_age=timedelta(days=90))
-    frame = exports(rng, entities, entities * per, T0, 14)
-    began = time.perf_counter()
-    step = 20_000
-    for i in range(0, frame.height, step):
-        model.detect(frame.slice(i, step), state)
-    del frame
+    took = _learn(model, exports(rng, entities, entities * per, T0, 14), state)
     gc.collect()
-    took = time.perf_counter() - began
-    held = state.table("profiles", model._schema)
-    n = held.height - 1  # the population profile
-    grew = loaded_bytes(state.snapshot())
-    print(f"memory, entity baseline: {n:,} accounts of {per} exports ({took:.0f} s to learn):")
-    print(f"  state {state.nbytes / 1e6:8.1f} MB   {state.nbytes / n:6.0f} bytes per entity")
-    print(f"  loaded     {grew / 1e6:8.1f} MB   {grew / n:6.0f} bytes per entity")
-    del held, state
+    n = state.table("profiles", model._schema).height - 1  # the population profile
+    _per_entity(
+        f"memory, entity baseline: {n:,} accounts of {per} exports ({took:.0f} s to learn):",
+        state,
+        n,
+    )
+    del state
     gc.collect()
 
     profiler = Profiler()
@@ -347,35 +357,30 @@ def memory(entities: int, per: int) -> None:
     gc.collect()
     took = time.perf_counter() - began
     keys = pstate.key_summary().height
-    grew = loaded_bytes(pstate.snapshot())
-    print(f"memory, account profiles: {keys:,} accounts of about 4 logins ({took:.0f} s):")
-    print(f"  state {pstate.nbytes / 1e6:8.1f} MB   {pstate.nbytes / keys:6.0f} bytes per entity")
-    print(f"  loaded     {grew / 1e6:8.1f} MB   {grew / keys:6.0f} bytes per entity")
+    _per_entity(
+        f"memory, account profiles: {keys:,} accounts of about 4 logins ({took:.0f} s):",
+        pstate,
+        keys,
+    )
     del pstate
     gc.collect()
 
-    pay = {d.id: d for d in load_detectors(sigma_rules=False).detectors}["payment.fraud_score"]
+    pay = _rule("payment.fraud_score")
     state = KeyedState(pay.keys, max_keys=entities * 2, max_age=timedelta(days=90))
-    frame = orders(rng, entities, entities * 3, T0, 14)
-    began = time.perf_counter()
-    for i in range(0, frame.height, 20_000):
-        pay.detect(frame.slice(i, 20_000), state)
-    del frame
+    took = _learn(pay, orders(rng, entities, entities * 3, T0, 14), state)
     gc.collect()
-    took = time.perf_counter() - began
     accounts = state.table("accounts", pay._tables["accounts"]).height
-    grew = loaded_bytes(state.snapshot())
-    print(f"memory, payment fraud score: {accounts:,} accounts of about 3 orders ({took:.0f} s):")
-    print(f"  state {state.nbytes / 1e6:8.1f} MB   {state.nbytes / accounts:6.0f} bytes per entity")
-    print(f"  loaded     {grew / 1e6:8.1f} MB   {grew / accounts:6.0f} bytes per entity")
+    _per_entity(
+        f"memory, payment fraud score: {accounts:,} accounts of about 3 orders ({took:.0f} s):",
+        state,
+        accounts,
+    )
     del state
     gc.collect()
 
-    metric = {d.id: d for d in load_detectors(sigma_rules=False).detectors}["apm.metric_anomaly"]
+    metric = _rule("apm.metric_anomaly")
     mstate = KeyedState(metric.keys, max_age=timedelta(days=90))
-    week = samples(rng, 5, 7 * 1440, T0)
-    for i in range(0, week.height, 20_000):
-        metric.detect(week.slice(i, 20_000), mstate)
+    _learn(metric, samples(rng, 5, 7 * 1440, T0), mstate)
     summary = metric.model_summary(mstate)
     print(
         f"memory, metric model: {summary['entities']} series of a week's one-minute samples: "
