@@ -70,7 +70,9 @@ def test_the_past_has_the_back_office_on_office_days(run: Path) -> None:
 
 
 def test_no_history_writes_none(tmp_path: Path) -> None:
-    simulate(tmp_path, 2, seed=4, start=START, customers=60, campaigns=[], history_days=0)
+    simulate(
+        tmp_path, 2, seed=4, start=START, customers=60, campaigns=[], history_days=0, warmup_hours=0
+    )
     events = _events(tmp_path / "events.ndjson")
     assert events.filter(pl.col("@timestamp") < START).height == 0
 
@@ -84,3 +86,37 @@ def test_profiles_know_a_returning_customer_from_the_past(run: Path) -> None:
     judged = now["shop.profile.new_device"].drop_nulls()
     assert judged.len() > 0
     assert judged.sum() < judged.len()  # most returning customers use a known device
+
+
+def test_warmup_writes_the_last_day_of_metrics_and_vendor_calls(run: Path) -> None:
+    """The day before the run: the shop's metric samples and vendor calls, nothing else."""
+    events = _events(run / "events.ndjson")
+    day = events.filter(
+        (pl.col("@timestamp") >= START - timedelta(hours=1)) & (pl.col("@timestamp") < START)
+    )
+    # the customers' past ends an hour before the run (but for late captures of its
+    # orders); that hour holds the warm-up and no visit
+    assert {"apm.metric", "vendor.api"} <= set(day["event.dataset"].unique())
+    assert day.filter(pl.col("event.dataset").is_in(["shop.auth", "shop.order"])).height == 0
+    warm = events.filter(
+        (pl.col("@timestamp") < START) & pl.col("event.dataset").is_in(["apm.metric"])
+    )
+    assert warm["@timestamp"].min() >= START - timedelta(hours=24)
+    requests = warm.filter(pl.col("shop.metric.name") == "http.requests")
+    assert requests.height == 24 * 60  # one sample a minute
+    assert requests["@timestamp"].is_sorted()
+    # a rate carries the observations it is over; a count does not
+    rates = warm.filter(pl.col("shop.metric.name") == "http.error_rate")
+    assert rates["shop.metric.count"].is_not_null().all() and rates["shop.metric.count"].max() > 0
+    assert requests["shop.metric.count"].is_null().all()
+    # the warm-up's events are named apart from the run's own
+    assert events["event.id"].n_unique() == events.height
+
+
+def test_events_are_in_time_order(run: Path) -> None:
+    stamps = [
+        json.loads(line)["@timestamp"]
+        for line in (run / "events.ndjson").read_text(encoding="utf-8").splitlines()
+    ]
+    cut = next(i for i, s in enumerate(stamps) if s >= START.isoformat().replace("+00:00", ""))
+    assert stamps[:cut] == sorted(stamps[:cut])  # the past, merged in time order

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -12,7 +13,9 @@ from typer.testing import CliRunner
 from shopwatch.cli.main import app
 from shopwatch.errors import ConfigError
 from shopwatch.sim import KINDS, LiveFeed, plan_campaigns
+from shopwatch.sim.engine import TARGET_GAP_S
 from shopwatch.sim.fast import write_access_log
+from shopwatch.sim.gen_ops import TARGETS
 from tests.sim.formats import NGINX, nginx_rows
 
 START = datetime(2025, 6, 3, 8, 0, tzinfo=UTC)
@@ -110,9 +113,32 @@ def test_cli_rejects_unknown_campaigns(tmp_path: Path) -> None:
     assert not (tmp_path / "access.log").exists()
 
 
+@pytest.mark.parametrize("seed", range(1, 13))
+def test_a_look_alike_never_overlaps_an_attack_on_what_it_slows(seed: int) -> None:
+    """An alert about the gateway's latency is about the blip or the shift, never both."""
+    plans = plan_campaigns(seed, START, 30)
+    by_target: dict[str, list[Any]] = {}
+    for p in plans:
+        target = TARGETS.get((p.kind, p.variant))
+        if target:
+            by_target.setdefault(target, []).append(p)
+    blips = [p for p in by_target["gateway"] if KINDS[p.kind].benign]
+    assert len(blips) == 1  # a 30-minute run always has room for it
+    for blip in blips:
+        for a in by_target["gateway"]:
+            if a is blip:
+                continue
+            # the blip (at most 3 minutes) and the gap end before the attack begins
+            assert blip.start + blip.minutes * 60 + TARGET_GAP_S <= a.start
+
+
 def test_short_runs_still_hold_every_campaign() -> None:
     plans = plan_campaigns(1, START, 10)
-    assert len(plans) == sum(len(k.variants) for k in KINDS.values())
+    # A look-alike that slows what an attack slows needs room before it (see below).
+    kept = {(p.kind, p.variant) for p in plans}
+    missing = {(k, v) for k, kind in KINDS.items() for v in kind.variants} - kept
+    assert missing <= {("latency_blip", "loud")}
+    assert len(plans) == len(kept)
     for p in plans:
         assert (
             START.timestamp() <= p.start

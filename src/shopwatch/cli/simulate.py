@@ -56,6 +56,12 @@ def simulate_cmd(
         min=0.0,
         help="Days of the customers' past logins and orders written first (0: none).",
     ),
+    warmup_hours: float = typer.Option(
+        24.0,
+        "--warmup-hours",
+        min=0.0,
+        help="Hours of the shop's metric samples and vendor calls written first (0: none).",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary."),
 ) -> None:
     """Write access.log, events.ndjson, auth.log, vpcflow.log and ground_truth.json."""
@@ -76,6 +82,7 @@ def simulate_cmd(
             customers=customers,
             campaigns=kinds,
             history_days=history_days,
+            warmup_hours=warmup_hours,
         )
     except ShopwatchError as err:
         fail(str(err))

@@ -39,25 +39,47 @@ class CampaignKind:
     category: str  # rule.category a detector should raise (or, if benign, must not)
     looks_like: tuple[str, ...]
     variants: tuple[str, ...] = VARIANTS
+    #: It writes no lines of its own but changes the shop's traffic (a slowdown).
+    through_traffic: bool = False
+    #: Its own random stream for its place in a schedule (kinds added after the first
+    #: schedule have one, so that adding a kind moves no campaign of another kind).
+    stream: int | None = None
+    #: The shop's own metrics it moves (an alert about one of them while it runs is its
+    #: symptom: not a detection, since it names no attacker, and not a false alert).
+    symptoms: tuple[str, ...] = ()
 
 
 _ONE: Final = ("loud",)  # benign look-alikes have one form
+# What attacks do to the shop's own metrics: guessed passwords fail, probes and scanners
+# draw errors, a flood or a fast crawl slows every page.
+_LOGINS: Final = ("auth.login_failure_rate",)
+_WEB_ERRORS: Final = ("http.client_error_rate", "http.error_rate")
+_WEB_LOAD: Final = (*_WEB_ERRORS, "http.latency.p95_ms")
 
 KINDS: Final[dict[str, CampaignKind]] = {
     k.name: k
     for k in (
-        CampaignKind("brute_force", False, "brute_force", ("brute_force",)),
+        CampaignKind("brute_force", False, "brute_force", ("brute_force",), symptoms=_LOGINS),
         CampaignKind(
             "credential_stuffing",
             False,
             "credential_stuffing",
             ("credential_stuffing", "brute_force"),
+            symptoms=_LOGINS,
         ),
-        CampaignKind("vuln_scanner", False, "scanner", ("scanner", "web_attack")),
-        CampaignKind("sqli_probe", False, "web_attack", ("web_attack",)),
-        CampaignKind("xss_probe", False, "web_attack", ("web_attack",)),
-        CampaignKind("scraping", False, "scraping", ("scraping",)),
-        CampaignKind("card_testing", False, "card_testing", ("card_testing", "payment_fraud")),
+        CampaignKind(
+            "vuln_scanner", False, "scanner", ("scanner", "web_attack"), symptoms=_WEB_LOAD
+        ),
+        CampaignKind("sqli_probe", False, "web_attack", ("web_attack",), symptoms=_WEB_ERRORS),
+        CampaignKind("xss_probe", False, "web_attack", ("web_attack",), symptoms=_WEB_ERRORS),
+        CampaignKind("scraping", False, "scraping", ("scraping",), symptoms=_WEB_LOAD),
+        CampaignKind(
+            "card_testing",
+            False,
+            "card_testing",
+            ("card_testing", "payment_fraud"),
+            symptoms=("payments.decline_rate",),
+        ),
         CampaignKind("ssh_brute_force", False, "brute_force", ("brute_force", "host")),
         CampaignKind(
             "account_takeover", False, "account_takeover", ("account_takeover", "payment_fraud")
@@ -70,7 +92,15 @@ KINDS: Final[dict[str, CampaignKind]] = {
         CampaignKind("fake_account_creation", False, "promo_abuse", ("promo_abuse", "brute_force")),
         CampaignKind("staff_exfiltration", False, "data_exfiltration", ("data_exfiltration",)),
         CampaignKind("vendor_data_leak", False, "data_leak", ("data_leak", "vendor_risk")),
-        CampaignKind("http_flood", False, "dos", ("dos", "anomaly")),
+        CampaignKind("http_flood", False, "dos", ("dos", "anomaly"), symptoms=_WEB_LOAD),
+        CampaignKind(
+            "checkout_latency_shift",
+            False,
+            "anomaly",
+            ("anomaly",),
+            through_traffic=True,
+            stream=1,
+        ),
         CampaignKind("flash_sale", True, "anomaly", ("anomaly", "dos", "card_testing"), _ONE),
         CampaignKind(
             "corporate_nat",
@@ -97,6 +127,9 @@ KINDS: Final[dict[str, CampaignKind]] = {
         CampaignKind("moving_house", True, "account_takeover", ("account_takeover",), _ONE),
         CampaignKind(
             "gift_order", True, "payment_fraud", ("payment_fraud", "account_takeover"), _ONE
+        ),
+        CampaignKind(
+            "latency_blip", True, "anomaly", ("anomaly",), _ONE, through_traffic=True, stream=2
         ),
         CampaignKind(
             "account_upkeep", True, "account_takeover", ("account_takeover", "payment_fraud"), _ONE
@@ -156,6 +189,7 @@ class Campaign:
             "rule.category": kind.category,
             "looks_like": list(kind.looks_like),
             "entities": {k: sorted(set(v)) for k, v in self.entities.items() if v},
+            **({"symptoms": list(kind.symptoms)} if kind.symptoms and self.entities else {}),
             "params": self.params,
         }
 
@@ -169,10 +203,10 @@ def tr_base_rate(shop: Shop) -> float:
 
 
 def _generators() -> dict[str, Generator]:
-    from shopwatch.sim import gen_auth, gen_benign, gen_data, gen_fraud, gen_web
+    from shopwatch.sim import gen_auth, gen_benign, gen_data, gen_fraud, gen_ops, gen_web
 
     found: dict[str, Generator] = {}
-    for module in (gen_auth, gen_web, gen_fraud, gen_data, gen_benign):
+    for module in (gen_auth, gen_web, gen_fraud, gen_data, gen_ops, gen_benign):
         found.update(module.GENERATORS)
     return found
 
@@ -192,8 +226,9 @@ def generate(
         campaign.end = min(campaign.end, out.sink.horizon)
     before = out.sink.pushed
     _GENERATORS[campaign.kind](out, rng, campaign, shop, traffic)
-    if out.sink.pushed == before:  # the run ended before the campaign wrote anything
-        campaign.entities = {}
+    ended = out.sink.horizon is not None and campaign.start >= out.sink.horizon
+    if ended or (out.sink.pushed == before and not KINDS[campaign.kind].through_traffic):
+        campaign.entities = {}  # the run ended before the campaign wrote (or changed) anything
     if campaign.end == float("inf"):
         campaign.end = campaign.start
     return campaign

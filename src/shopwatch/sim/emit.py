@@ -168,6 +168,14 @@ def _nest(flat: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: The shop's own checkout steps (the card payment step is mostly the gateway's time).
+CHECKOUT_STEPS: Final = frozenset({"/checkout", "/api/checkout/shipping"})
+#: The checkout step that waits for the card authorization.
+PAYMENT_STEP: Final = "/api/checkout/payment"
+#: Vendors whose calls are card authorizations.
+PAYMENT_GATEWAYS: Final = frozenset({"stripe"})
+
+
 @dataclass(slots=True)
 class _Minute:
     """Counters of one minute of event time, turned into metrics and flows when it closes."""
@@ -176,6 +184,8 @@ class _Minute:
     errors: int = 0
     client_errors: int = 0
     rts: list[float] = field(default_factory=list)
+    checkout_rts: list[float] = field(default_factory=list)  # the shop's own checkout steps
+    gateway_ms: list[float] = field(default_factory=list)  # card authorizations' durations
     orders: int = 0
     revenue: float = 0.0
     payments: int = 0
@@ -189,18 +199,48 @@ class _Minute:
 class Sink:
     """Time-ordered buffer of generated lines, per format, plus per-minute counters."""
 
-    def __init__(self, seed: int, origin: float, keep: frozenset[str] | None = None) -> None:
+    def __init__(
+        self,
+        seed: int,
+        origin: float,
+        keep: frozenset[str] | None = None,
+        *,
+        datasets: frozenset[str] | None = None,
+        context: str = "",
+    ) -> None:
         self.seed = seed
         self.keep = keep  # formats to queue (None: all); others are counted, not rendered
+        self.datasets = datasets  # ECS datasets to queue (None: all)
+        self.context = context  # prefix of every event-id context (a second stream of a seed)
         self.origin = origin  # epoch seconds of minute 0
         self._heap: list[tuple[float, int, str, str]] = []
         self._seq = 0
         self._minutes: dict[int, _Minute] = defaultdict(_Minute)
         self.horizon: float | None = None  # lines at or after this time are dropped
+        # Slowdowns: target -> [(start, full from, end, factor)]. "checkout" is the shop's
+        # own checkout steps (the page and the shipping step), "gateway" the card
+        # authorizations at the payment provider (and the payment step waiting for them).
+        self.slowdowns: dict[str, list[tuple[float, float, float, float]]] = {}
+
+    def slow(self, target: str, start: float, ramp_s: float, end: float, factor: float) -> None:
+        """From ``start`` to ``end``, ``target`` takes up to ``factor`` times as long (reached
+        after ``ramp_s``: 0 for a sudden shift), for every request made to it."""
+        self.slowdowns.setdefault(target, []).append((start, start + ramp_s, end, factor))
+
+    def slowness(self, target: str, t: float) -> float:
+        """How many times slower than usual ``target`` is at ``t``."""
+        f = 1.0
+        for start, full, end, factor in self.slowdowns.get(target, ()):
+            if start <= t < end:
+                ramp = 1.0 if full <= start else min(1.0, (t - start) / (full - start))
+                f *= 1.0 + (factor - 1.0) * ramp
+        return f
 
     def push(self, ts: float, fmt: str, line: str) -> None:
         """Queue ``line`` of format ``fmt`` at event time ``ts``."""
         if self.horizon is not None and ts >= self.horizon:
+            return
+        if self.keep is not None and fmt not in self.keep:
             return
         self._seq += 1
         heapq.heappush(self._heap, (ts, self._seq, fmt, line))
@@ -256,7 +296,7 @@ class Out:
     def event_id(self) -> str:
         """The next event id of this context: stable across runs and tick sizes."""
         self._n += 1
-        raw = f"{self.sink.seed}:{self.ctx}:{self._n}".encode()
+        raw = f"{self.sink.seed}:{self.sink.context}{self.ctx}:{self._n}".encode()
         return hashlib.blake2b(raw, digest_size=10).hexdigest()
 
     def web(
@@ -273,11 +313,20 @@ class Out:
         proto: str = "HTTP/2.0",
     ) -> None:
         """An access-log line (logged when the response was sent: ``ts`` + ``rt``)."""
-        line = render_nginx(ts, ip, method, target, proto, status, size, referrer, ua, rt)
-        self.sink.push(ts, "nginx", line)
+        if self.sink.slowdowns:
+            if target in CHECKOUT_STEPS:
+                rt *= self.sink.slowness("checkout", ts)
+            elif target == PAYMENT_STEP:
+                rt *= self.sink.slowness("gateway", ts)
+        keep = self.sink.keep
+        if keep is None or "nginx" in keep:
+            line = render_nginx(ts, ip, method, target, proto, status, size, referrer, ua, rt)
+            self.sink.push(ts, "nginx", line)
         m = self.sink.minute(ts)
         m.requests += 1
         m.rts.append(rt)
+        if target in CHECKOUT_STEPS:
+            m.checkout_rts.append(rt)
         if status >= 500:
             m.errors += 1
         elif status >= 400:
@@ -299,11 +348,11 @@ class Out:
     def ecs(self, ts: float, fields: dict[str, Any]) -> str:
         """An ECS NDJSON event (dotted keys, rendered nested); returns its ``event.id``."""
         event_id = self.event_id()
-        keep = self.sink.keep
-        if keep is None or "ecs" in keep:
+        keep, datasets = self.sink.keep, self.sink.datasets
+        dataset = fields.get("event.dataset")
+        if (keep is None or "ecs" in keep) and (datasets is None or dataset in datasets):
             doc = {"@timestamp": iso_ms(ts), "event.id": event_id, **fields}
             self.sink.push(ts, "ecs", orjson.dumps(_nest(doc)).decode())
-        dataset = fields.get("event.dataset")
         if dataset == "shop.auth" and fields.get("event.action") == "login":
             m = self.sink.minute(ts)
             m.logins += 1
@@ -312,6 +361,8 @@ class Out:
             m = self.sink.minute(ts)
             m.payments += 1
             m.declines += fields.get("event.outcome") == "failure"
+        elif dataset == "vendor.api" and fields.get("shop.vendor.name") in PAYMENT_GATEWAYS:
+            self.sink.minute(ts).gateway_ms.append(float(fields.get("event.duration") or 0) / 1e6)
         elif dataset == "shop.order" and fields.get("event.action") == "order_placed":
             m = self.sink.minute(ts)
             m.orders += 1

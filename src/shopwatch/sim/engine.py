@@ -12,8 +12,10 @@ never on how finely a caller slices time, and never on the wall clock.
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,7 +28,9 @@ import structlog
 from shopwatch.errors import ConfigError
 from shopwatch.sim.campaigns import KINDS, Campaign, generate, tr_base_rate
 from shopwatch.sim.emit import FORMATS, VPCFLOW_HEADER, Out, Sink, p95, render_vpcflow
+from shopwatch.sim.gen_ops import TARGETS
 from shopwatch.sim.history import history
+from shopwatch.sim.ranges import RANGES
 from shopwatch.sim.traffic import Traffic, vendor_inventory
 from shopwatch.sim.world import Shop, build_shop
 
@@ -56,6 +60,11 @@ FILES: Final[dict[str, str]] = {
     "vpcflow": "vpcflow.log",
 }
 _CUSTOMER_SHARE: Final = 0.55
+#: The latency objective of the checkout and the gateway: a request slower than this is
+#: slow (the ``le="1"`` bucket of a latency histogram).
+SLOW_S: Final = 1.0
+#: Campaigns that change traffic start this far ahead: no session lasts longer.
+_READ_AHEAD_S: Final = 3 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +97,8 @@ def plan_campaigns(
 ) -> list[PlannedCampaign]:
     """A schedule with every variant of every kind at least once (once per six hours).
 
-    Loud attacks and look-alikes start spread over the run; low-and-slow attacks start near
+    Loud attacks and look-alikes start spread over the run (kinds with a ``stream`` of
+    their own at a time drawn from it alone, so that adding a kind moves no other); low-and-slow attacks start near
     the beginning (of the run, or of each six hours), since they last hours and a shorter
     run shows only their first part. Each may last until the run ends; how long it really
     lasts is the campaign's own parameter. The office NAT starts with the run. ``reps``
@@ -106,7 +116,13 @@ def plan_campaigns(
     rng = np.random.default_rng([seed, 5])
     reps = max(1, int(minutes // 360)) if reps is None else max(1, reps)
     part = minutes / reps
-    items = [(k, v, r) for k in chosen for v in KINDS[k].variants for r in range(reps)]
+    items = [
+        (k, v, r)
+        for k in chosen
+        if KINDS[k].stream is None
+        for v in KINDS[k].variants
+        for r in range(reps)
+    ]
     rng.shuffle(items)
     spread_items = [it for it in items if it[1] != "low_slow" and it[0] != "corporate_nat"]
     slot = minutes / max(len(spread_items), 1)
@@ -126,8 +142,69 @@ def plan_campaigns(
         offset_s = math.floor(max(begin, 0.0) * 60)
         left = math.floor((minutes * 60 - offset_s) * 1000 / 60) / 1000
         plans.append(PlannedCampaign(kind, t0 + offset_s, left, variant))
+    # Kinds with a stream of their own are placed by it alone: adding one moves no other.
+    for kind in chosen:
+        stream = KINDS[kind].stream
+        if stream is None:
+            continue
+        own = np.random.default_rng([seed, 11, stream])
+        for variant in KINDS[kind].variants:
+            for rep in range(reps):
+                if variant == "low_slow":
+                    begin = rep * part + float(own.uniform(0, 0.1 * part))
+                else:
+                    begin = rep * part + float(own.uniform(0, max(part - room, 0.0)))
+                offset_s = math.floor(max(begin, 0.0) * 60)
+                left = math.floor((minutes * 60 - offset_s) * 1000 / 60) / 1000
+                plans.append(PlannedCampaign(kind, t0 + offset_s, left, variant))
     plans.sort(key=lambda p: (p.start, p.kind, p.variant))
-    return plans
+    return _apart(plans, t0, t0 + minutes * 60.0)
+
+
+#: A look-alike that slows a target ends at least this long before an attack on that target
+#: begins (an alert's grace and then some), so that an alert about the target's metric is
+#: about one of them.
+TARGET_GAP_S: Final = 360.0
+
+
+def _apart(plans: list[PlannedCampaign], begin: float, end: float) -> list[PlannedCampaign]:
+    """Keep look-alikes that slow a target clear of the attacks on that target.
+
+    A look-alike that would overlap an attack (it lasts at most its longest draw) moves to
+    before it; when there is no room before it, it starts with the run and the attack
+    moves to after it (if the run leaves that attack room, else the look-alike is left
+    out). ``plans`` is sorted by start; others keep their places.
+    """
+    out = list(plans)
+    for i, p in enumerate(plans):
+        target = TARGETS.get((p.kind, p.variant))
+        if target is None or not KINDS[p.kind].benign:
+            continue
+        longest = 60.0 * max(
+            r.hi for n, r in RANGES[(p.kind, p.variant)].items() if n == "duration_min"
+        )
+        start = p.start
+        for j, a in enumerate(out):
+            if KINDS[a.kind].benign or TARGETS.get((a.kind, a.variant)) != target:
+                continue
+            if start + longest + TARGET_GAP_S <= a.start or start >= a.start + a.minutes * 60.0:
+                continue
+            start = a.start - longest - TARGET_GAP_S
+            if start < begin:
+                start = begin
+                moved = math.floor(begin + longest + TARGET_GAP_S)
+                if moved >= end - 120.0:
+                    start = -1.0
+                    break
+                out[j] = PlannedCampaign(a.kind, moved, (end - moved) / 60.0, a.variant)
+        if start < begin:
+            log.debug("look_alike_left_out", kind=p.kind, target=target)
+            out[i] = PlannedCampaign(p.kind, p.start, 0.0, p.variant)
+            continue
+        out[i] = PlannedCampaign(p.kind, float(math.floor(start)), longest / 60.0, p.variant)
+    out = [p for p in out if p.minutes > 0]
+    out.sort(key=lambda p: (p.start, p.kind, p.variant))
+    return out
 
 
 def _live_schedule(seed: int, start: float) -> Iterator[PlannedCampaign]:
@@ -188,27 +265,35 @@ class Simulator:
         campaigns: Iterable[PlannedCampaign] = (),
         end: datetime | float | None = None,
         shop: Shop | None = None,
+        stream: int = 1,
+        keep: frozenset[str] | None = None,
+        datasets: frozenset[str] | None = None,
     ) -> None:
         if customers < 50:
             raise ConfigError(f"a shop needs at least 50 customers, not {customers}")
         self.seed = seed
         self.origin = _ts(start)
-        self.sink = Sink(seed, self.origin)
+        # Another ``stream`` of one seed draws other visitors and names its events apart.
+        self.stream = stream
+        context = "" if stream == 1 else f"s{stream}/"
+        self.sink = Sink(seed, self.origin, keep, datasets=datasets, context=context)
         if end is not None:
             self.sink.horizon = _ts(end)
         self.shop = shop if shop is not None else build_shop(seed, customers)
         self.traffic = Traffic(self.shop)
         self._planned = iter(campaigns)
         self._peek: PlannedCampaign | None = next(self._planned, None)
+        self._queue: deque[PlannedCampaign] = deque()  # read ahead, not started yet
         self._next_chunk = 0
         self._next_close = 0
         self.campaigns: list[Campaign] = []
+        self._drawn: dict[int | None, int] = {}  # campaigns started per random stream
         self.now = self.origin
 
     @property
     def ground_truth(self) -> list[dict[str, Any]]:
         """The campaigns started so far, as ground-truth records."""
-        return [c.to_dict() for c in self.campaigns]
+        return [c.to_dict() for c in sorted(self.campaigns, key=lambda c: c.start)]
 
     def tick(self, until: datetime | float) -> dict[str, list[str]]:
         """Lines with event time in [previous ``until``, ``until``), per format, oldest first.
@@ -228,9 +313,21 @@ class Simulator:
 
     # ------------------------------------------------------------------ planning
 
+    def _read_ahead(self, until: float) -> None:
+        """Start now the campaigns that change traffic and begin before ``until`` (sessions
+        planned now may reach their start and must be slowed from it); queue the others."""
+        while self._peek is not None and self._peek.start < until:
+            plan = self._peek
+            self._peek = next(self._planned, None)
+            if KINDS[plan.kind].through_traffic:
+                self._start_campaign(plan)
+            else:
+                self._queue.append(plan)
+
     def _plan_minute(self, k: int) -> None:
         t0 = self.origin + 60.0 * k
-        rng = np.random.default_rng([self.seed, 1, k])
+        self._read_ahead(t0 + _READ_AHEAD_S)
+        rng = np.random.default_rng([self.seed, self.stream, k])
         out = Out(self.sink, f"chunk:{k}")
         shop, traffic = self.shop, self.traffic
         rate = tr_base_rate(shop) * shop.rate_at(t0) * float(rng.lognormal(0.0, 0.12))
@@ -242,10 +339,8 @@ class Simulator:
                 visitor = traffic.anonymous(rng)
             traffic.session(out, rng, float(ts), visitor)
         traffic.minute(out, rng, t0, rate)
-        while self._peek is not None and self._peek.start < t0 + 60.0:
-            plan = self._peek
-            self._peek = next(self._planned, None)
-            self._start_campaign(plan)
+        while self._queue and self._queue[0].start < t0 + 60.0:
+            self._start_campaign(self._queue.popleft())
 
     def _start_campaign(self, plan: PlannedCampaign) -> None:
         index = len(self.campaigns)
@@ -256,8 +351,17 @@ class Simulator:
             end=plan.start + plan.minutes * 60.0,
             variant=plan.variant,
         )
-        rng = np.random.default_rng([self.seed, 2, index])
-        generate(Out(self.sink, f"campaign:{index}"), rng, campaign, self.shop, self.traffic)
+        # A kind with a stream of its own draws from it, the others from the shared one in
+        # their order: adding such a kind changes no other campaign.
+        stream = KINDS[plan.kind].stream
+        n = self._drawn.get(stream, 0)
+        self._drawn[stream] = n + 1
+        if stream is None:
+            rng, context = np.random.default_rng([self.seed, 2, n]), f"campaign:{n}"
+        else:
+            rng = np.random.default_rng([self.seed, 12, stream, n])
+            context = f"campaign:s{stream}:{n}"
+        generate(Out(self.sink, context), rng, campaign, self.shop, self.traffic)
         self.campaigns.append(campaign)
         log.debug(
             "campaign_generated",
@@ -272,38 +376,87 @@ class Simulator:
         stats = self.sink.pop_minute(m)
         out = Out(self.sink, f"minute:{m}")
         at = t0 + 59.999
-        metrics = {
-            ("storefront", "http.requests"): float(stats.requests),
-            ("storefront", "http.latency.p95_ms"): round(p95(stats.rts) * 1000, 1),
-            ("storefront", "http.error_rate"): round(stats.errors / stats.requests, 4)
-            if stats.requests
-            else 0.0,
-            ("storefront", "http.client_error_rate"): round(stats.client_errors / stats.requests, 4)
-            if stats.requests
-            else 0.0,
-            ("storefront", "orders.per_min"): float(stats.orders),
-            ("storefront", "orders.revenue"): round(stats.revenue, 2),
-            ("storefront", "auth.login_failure_rate"): round(stats.login_failures / stats.logins, 4)
-            if stats.logins
-            else 0.0,
-            ("payments", "payments.per_min"): float(stats.payments),
-            ("payments", "payments.decline_rate"): round(stats.declines / stats.payments, 4)
-            if stats.payments
-            else 0.0,
-        }
-        for (service, name), value in metrics.items():
-            out.ecs(
-                at,
-                {
-                    "event.dataset": "apm.metric",
-                    "event.kind": "metric",
-                    "event.action": "sample",
-                    "service.name": service,
-                    "host.name": "web-1" if service == "storefront" else "app-1",
-                    "shop.metric.name": name,
-                    "shop.metric.value": value,
-                },
+
+        def rate(part: int, whole: int) -> float:
+            return round(part / whole, 4) if whole else 0.0
+
+        def ms(values: list[float], scale: float = 1000.0) -> float:
+            return round(p95(values) * scale, 1)
+
+        n = stats.requests
+        # (service, metric, value, observations behind it: None for a count of its own)
+        metrics: list[tuple[str, str, float, int | None]] = [
+            ("storefront", "http.requests", float(n), None),
+            ("storefront", "http.latency.p95_ms", ms(stats.rts), n),
+            ("storefront", "http.error_rate", rate(stats.errors, n), n),
+            ("storefront", "http.client_error_rate", rate(stats.client_errors, n), n),
+            ("storefront", "orders.per_min", float(stats.orders), None),
+            ("storefront", "orders.revenue", round(stats.revenue, 2), None),
+            (
+                "storefront",
+                "auth.login_failure_rate",
+                rate(stats.login_failures, stats.logins),
+                stats.logins,
+            ),
+            ("payments", "payments.per_min", float(stats.payments), None),
+            (
+                "payments",
+                "payments.decline_rate",
+                rate(stats.declines, stats.payments),
+                stats.payments,
+            ),
+        ]
+        # Latency of steps that may not happen every minute: no sample without a request.
+        # and the share of them slower than the shop's objective (a histogram bucket)
+        if stats.checkout_rts:
+            metrics.append(
+                (
+                    "storefront",
+                    "checkout.slow_share",
+                    rate(sum(rt > SLOW_S for rt in stats.checkout_rts), len(stats.checkout_rts)),
+                    len(stats.checkout_rts),
+                )
             )
+        if stats.gateway_ms:
+            metrics.append(
+                (
+                    "payments",
+                    "gateway.slow_share",
+                    rate(sum(ms > SLOW_S * 1000 for ms in stats.gateway_ms), len(stats.gateway_ms)),
+                    len(stats.gateway_ms),
+                )
+            )
+        if stats.checkout_rts:
+            metrics.append(
+                (
+                    "storefront",
+                    "checkout.latency.p95_ms",
+                    ms(stats.checkout_rts),
+                    len(stats.checkout_rts),
+                )
+            )
+        if stats.gateway_ms:
+            metrics.append(
+                (
+                    "payments",
+                    "gateway.latency.p95_ms",
+                    ms(stats.gateway_ms, 1.0),
+                    len(stats.gateway_ms),
+                )
+            )
+        for service, name, value, count in metrics:
+            fields: dict[str, Any] = {
+                "event.dataset": "apm.metric",
+                "event.kind": "metric",
+                "event.action": "sample",
+                "service.name": service,
+                "host.name": "web-1" if service == "storefront" else "app-1",
+                "shop.metric.name": name,
+                "shop.metric.value": value,
+            }
+            if count is not None:
+                fields["shop.metric.count"] = count
+            out.ecs(at, fields)
         start, end = int(t0), int(t0) + 60
         for (eni, src, dst, dport, proto, action), (packets, nbytes, sport) in sorted(
             stats.flows.items()
@@ -334,6 +487,41 @@ class Simulator:
                         action,
                     ),
                 )
+
+
+#: The ECS datasets of the warm-up hours before a run: the shop's metric samples and vendor
+#: calls, which baselines of a few hours need (customers' past is :mod:`shopwatch.sim.history`).
+WARMUP_DATASETS: Final = frozenset({"apm.metric", "vendor.api"})
+#: The event-time prefix every ECS line starts with, then a fixed-width RFC 3339 time.
+_TS_PREFIX: Final = len('{"@timestamp":"')
+
+
+def warmup(shop: Shop, seed: int, start: float, hours: float) -> list[str]:
+    """The ``apm.metric`` samples and ``vendor.api`` calls of the ``hours`` before ``start``.
+
+    The same shop's ordinary traffic (no campaigns), run by the same code as the live run on
+    a random stream of its own (``[seed, 10, minute]``; event ids apart), of which only the
+    metric samples and vendor calls are kept: what the shop's monitoring had recorded of
+    its last hours when the run begins.
+    """
+    if hours <= 0:
+        return []
+    begin = start - hours * 3600.0
+    sim = Simulator(
+        begin,
+        seed=seed,
+        shop=shop,
+        end=start,
+        stream=10,
+        keep=frozenset({"ecs"}),
+        datasets=WARMUP_DATASETS,
+    )
+    return sim.tick(start)["ecs"]
+
+
+def _merge(*parts: list[str]) -> list[str]:
+    """ECS lines of several time-ordered lists, in one time order (stable)."""
+    return list(heapq.merge(*parts, key=lambda line: line[_TS_PREFIX : _TS_PREFIX + 24]))
 
 
 class LiveFeed(Simulator):
@@ -376,6 +564,7 @@ def simulate(
     campaigns: Sequence[str] | None = None,
     step_s: float = 60.0,
     history_days: float = 90.0,
+    warmup_hours: float = 24.0,
 ) -> SimulationResult:
     """Write ``minutes`` of shop traffic from ``start`` into ``out_dir``.
 
@@ -384,7 +573,9 @@ def simulate(
     ``ground_truth.json`` (one record per campaign) and ``run.json`` (start, end, seed). ``campaigns`` lists kinds (default:
     all of :data:`KINDS`; empty: none); each kind runs in every one of its variants.
     ``events.ndjson`` starts with the customers' logins and orders of the ``history_days``
-    before ``start`` (:mod:`shopwatch.sim.history`; 0 for none). Same arguments, same bytes.
+    before ``start`` (:mod:`shopwatch.sim.history`; 0 for none) and the metric samples and
+    vendor calls of the ``warmup_hours`` before it (:func:`warmup`; 0 for none). Same
+    arguments, same bytes.
     """
     directory = Path(out_dir)
     directory.mkdir(parents=True, exist_ok=True)
@@ -397,7 +588,10 @@ def simulate(
     handles = {fmt: path.open("w", encoding="utf-8", newline="\n") for fmt, path in paths.items()}
     try:
         handles["vpcflow"].write(VPCFLOW_HEADER + "\n")
-        past = history(sim.shop, sim.traffic, seed, t0, history_days)
+        past = _merge(
+            history(sim.shop, sim.traffic, seed, t0, history_days),
+            warmup(sim.shop, seed, t0, warmup_hours),
+        )
         if past:
             handles["ecs"].write("\n".join(past) + "\n")
             counts["ecs"] += len(past)
@@ -419,6 +613,7 @@ def simulate(
         "start": datetime.fromtimestamp(t0, UTC).isoformat(),
         "end": datetime.fromtimestamp(t_end, UTC).isoformat(),
         "history_days": history_days,
+        "warmup_hours": warmup_hours,
         "seed": seed,
         "customers": customers,
     }

@@ -63,6 +63,12 @@ _SSH: Final = "SSH brute force botnet reports (honeypot studies)"
 _GOOGLE: Final = "Google crawl documentation (crawl rate)"
 _CGNAT: Final = "RFC 6888 CGN; carrier subscriber-per-address ratios"
 _MODEL: Final = "shop model (this simulator's own assumption)"
+_STATUS: Final = (
+    "payment provider and cloud status-page incident histories (elevated API latency, "
+    "degraded performance: tens of minutes to hours)"
+)
+_CREEP: Final = "performance regression post-mortems (a slow query or leak creeping for hours)"
+_DEPLOY: Final = "rolling deploy and cache warm-up post-mortems (a few minutes of cold caches)"
 _OAT12: Final = (
     "OAT-012 cashing out; card-not-present fraud reports (Signifyd, Riskified, Sift: "
     "larger baskets, expedited shipping, reshipping drops, several cards per account)"
@@ -261,6 +267,19 @@ RANGES: Final[dict[tuple[str, str], dict[str, Range]]] = {
     ("forgetful_customer", "loud"): {
         "failures": _iu(1, 6, _MODEL),
         "typing_gap_s": _lu(5.0, 40.0, _MODEL),
+    },
+    ("checkout_latency_shift", "loud"): {
+        "factor": _lu(2.0, 8.0, _STATUS),
+        "duration_min": _lu(20.0, 180.0, _STATUS),
+    },
+    ("checkout_latency_shift", "low_slow"): {
+        "factor": _lu(1.3, 3.0, _CREEP),
+        "ramp_min": _lu(30.0, 240.0, _CREEP),
+        "duration_h": _lu(2.0, 24.0, _CREEP),
+    },
+    ("latency_blip", "loud"): {
+        "factor": _lu(1.5, 3.0, _DEPLOY),
+        "duration_min": _u(1.0, 3.0, _DEPLOY),
     },
     ("office_bulk_export", "loud"): {
         "usual_records": _ilu(100, 2_500, _MODEL),

@@ -17,7 +17,16 @@ from urllib.parse import quote_plus
 import numpy as np
 
 from shopwatch.sim import data
-from shopwatch.sim.emit import APP_ENI, APP_IP, BASTION_ENI, BASTION_IP, LB_ENI, LB_IP, Out
+from shopwatch.sim.emit import (
+    APP_ENI,
+    APP_IP,
+    BASTION_ENI,
+    BASTION_IP,
+    LB_ENI,
+    LB_IP,
+    PAYMENT_GATEWAYS,
+    Out,
+)
 from shopwatch.sim.world import FX, SHOP_DOMAIN, SHOP_OFFSET, Card, Customer, Shop, pick_browser
 
 __all__ = [
@@ -212,7 +221,10 @@ class Traffic:
         self, out: Out, rng: np.random.Generator, ts: float, vendor: str, method: str, path: str,
         status: int, ms: float,
     ) -> None:
-        """An outbound call to a third party (``vendor.api``) and its network flow."""
+        """An outbound call to a third party (``vendor.api``) and its network flow; a slow
+        payment gateway makes every authorization slower, whoever asks for it."""
+        if vendor in PAYMENT_GATEWAYS:
+            ms *= out.sink.slowness("gateway", ts)
         domain, address = _VENDORS[vendor]
         req, resp = int(rng.integers(300, 2400)), int(rng.integers(200, 4000))
         out.ecs(ts, {
