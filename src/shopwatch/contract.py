@@ -167,6 +167,9 @@ EVENT_SCHEMA: Final[dict[str, pl.DataType]] = {
     "shop.vendor.name": _S,
     "shop.metric.name": _S,
     "shop.metric.value": _F,
+    # Optional: how many observations a metric sample summarises (requests behind a latency
+    # percentile, logins behind a failure rate).
+    "shop.metric.count": _I,
     # Geo/ASN of client.ip (the original client behind a proxy or CDN), as for source.ip.
     "client.geo.country_iso_code": _S,
     "client.as.number": _I,

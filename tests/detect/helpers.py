@@ -174,3 +174,10 @@ def run(
         out.append(release(state))
     out = [o for o in out if o.height]
     return pl.concat(out) if out else pl.DataFrame(schema=ALERT_SCHEMA)
+
+
+def shipped(rule_id: str) -> Detector:
+    """The shipped rule ``rule_id``, loaded as the product loads it (no SigmaHQ rules)."""
+    from shopwatch.detect.content import load_detectors
+
+    return next(d for d in load_detectors(sigma_rules=False).detectors if d.id == rule_id)

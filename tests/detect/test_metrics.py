@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import polars as pl
 import pytest
 
-from shopwatch.detect.content import load_detectors
 from shopwatch.detect.metrics import MetricAnomalyDetector
 from shopwatch.detect.state import KeyedState
 
-from .helpers import CASES, read_events, run
+from .helpers import CASES, read_events, run, shipped
 
 CASE = CASES / "apm.metric_anomaly"
 
 
 @pytest.fixture(scope="module")
 def detector() -> MetricAnomalyDetector:
-    loaded = load_detectors(sigma_rules=False)
-    found = next(d for d in loaded.detectors if d.id == "apm.metric_anomaly")
+    found = shipped("apm.metric_anomaly")
     assert isinstance(found, MetricAnomalyDetector)
     return found
 
@@ -97,6 +96,33 @@ def test_a_harmless_direction_is_learnt_not_alerted(detector: MetricAnomalyDetec
     assert "orders.per_min" in keys or "http.requests" in keys
 
 
+def test_a_blip_is_no_incident_and_a_shift_that_holds_is(
+    detector: MetricAnomalyDetector,
+) -> None:
+    """A harmful score must hold five minutes (on two samples or more) before it alerts."""
+    import numpy as np
+
+    rng = np.random.default_rng(6)
+    base = _latency("web-1", 100.0, 700, rng)
+    idx = pl.int_range(pl.len())
+
+    def shifted(first: int, minutes: int) -> pl.DataFrame:
+        return base.with_columns(
+            pl.when(idx.is_between(first, first + minutes - 1))
+            .then(pl.col("shop.metric.value") * 8)
+            .otherwise(pl.col("shop.metric.value"))
+            .alias("shop.metric.value")
+        )
+
+    assert run(detector, [shifted(500, 3)]).height == 0  # three minutes, then gone
+    alerts = run(detector, [shifted(500, 30)])
+    assert alerts.height == 1
+    at = alerts.row(0, named=True)["@timestamp"]
+    assert at >= base["@timestamp"][500] + timedelta(minutes=5)
+    once = MetricAnomalyDetector(detector.spec.model_copy(update={"persist": "0s"}))
+    assert run(once, [shifted(500, 3)]).height == 1  # without it, the blip alerts
+
+
 def test_model_summary_reports_series_and_bytes(
     detector: MetricAnomalyDetector, fires: pl.DataFrame
 ) -> None:
@@ -144,8 +170,8 @@ def test_samples_without_a_host_are_one_series_of_their_service(
 
     rng = np.random.default_rng(4)
     frame = _latency(None, 100.0, 600, rng).drop("host.name", strict=False)
-    spike = frame.with_columns(
-        pl.when(pl.int_range(pl.len()) == 500)
+    spike = frame.with_columns(  # twenty minutes of a fiftyfold latency
+        pl.when(pl.int_range(pl.len()).is_between(500, 519))
         .then(pl.lit(5000.0))
         .otherwise(pl.col("shop.metric.value"))
         .alias("shop.metric.value")

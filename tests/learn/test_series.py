@@ -218,3 +218,18 @@ def test_a_saved_state_with_nulls_restores() -> None:
     again = SeriesModel.from_dict(saved)
     assert len(again.tails[1].order) == len(model.tails[1].order)
     assert len(again.past_t) == len(again.past_v) == len(again.past_ok)
+
+
+def test_a_floor_keeps_an_unlikely_but_expected_score_from_alarming() -> None:
+    """Standard scores of a rare outcome: one at 3.1 in a quiet day is expected by chance."""
+    rng = np.random.default_rng(8)
+    quiet = list(np.abs(rng.normal(0, 0.05, 400)))
+    floored, bare = SeriesModel(SeriesParams()), SeriesModel(SeriesParams())
+    for i, z in enumerate(quiet):
+        floored.update(60.0 * i, float(z), 1, floor=4.0)
+        bare.update(60.0 * i, float(z), 1)
+    t = 60.0 * len(quiet)
+    assert bare.update(t, 3.1, 1).alarm  # past anything the window holds
+    assert not floored.update(t, 3.1, 1, floor=4.0).alarm  # but not evidence
+    # the caller's pooled evidence of the last samples can carry the level past the floor
+    assert floored.update(t + 60, 3.1, 1, floor=4.0, evidence=(3.1, 6.0)).alarm

@@ -23,12 +23,16 @@ bytes. Series not seen for ``forget`` are dropped.
 from __future__ import annotations
 
 import fnmatch
+import math
+from collections import deque
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
 
 import orjson
 import polars as pl
 from pydantic import Field
+from scipy.special import bdtr, bdtrc, ndtri
 
 from shopwatch.contract import empty_alerts
 from shopwatch.detect.conditions import Where
@@ -51,6 +55,7 @@ Direction = Literal["up", "down", "both"]
 #: wins: failure words before volume words (``http.requests.5xx`` is a failure count).
 HARM: Final[dict[str, Direction]] = {
     "*latency*": "up",
+    "*slow*": "up",
     "*duration*": "up",
     "*error*": "up",
     "*5xx*": "up",
@@ -67,10 +72,22 @@ HARM: Final[dict[str, Direction]] = {
     "*revenue*": "down",
 }
 
+#: The standard score a share's alarm needs (about one in 30,000 by chance), of its own
+#: sample or of its last ten pooled (for the level): a share's score is a probability, and
+#: one slow request of one is unlikely but expected once a day in a few hundred samples.
+SHARE_EVIDENCE: Final = 4.0
+#: A share sample this many standard scores from the usual share never teaches it, once
+#: the usual share rests on ``SETTLED`` observations (before, everything teaches it).
+TEACH_Z: Final = 4.0
+SETTLED: Final = 1_000.0
+
 _WANTED: Final[dict[str, int]] = {"up": 1, "down": -1, "both": 0}
 
 _STATE: Final[dict[str, pl.DataType]] = {
     "_model": pl.String(),
+    "_hits": pl.Float64(),  # a share metric's outcomes counted (forgotten little by little)
+    "_trials": pl.Float64(),  # and the observations they are out of
+    "_recent": pl.String(),  # a share's last samples as [outcomes, observations] pairs
     "_points": pl.Int64(),
     "_first": pl.Datetime("us", "UTC"),
     "_ts": pl.Datetime("us", "UTC"),
@@ -85,11 +102,24 @@ class MetricAnomalySpec(RuleSpec):
     #: may be missing (several hosts reporting one metric are several series).
     series: tuple[str, ...] = ("service.name", "host.name", "shop.metric.name")
     value: str = "shop.metric.value"
+    #: How many observations a sample summarises (logins behind a failure rate); optional.
+    #: A sample of a ``shares`` metric (a share of outcomes) that carries its count is
+    #: judged by how likely its outcomes are under the series' usual share (one failed
+    #: login of two is not a 50 % failure rate, 40 errors of 300 requests are a storm);
+    #: the model learns that likelihood as a normal score. Latencies and counts are
+    #: taken as they are: one slow request is a real sample of how slow requests are.
+    count: str = "shop.metric.count"
+    shares: tuple[str, ...] = ("*rate*", "*ratio*", "*share*", "*conversion*", "*percent*")
+    #: The usual share is counted over about this many observations (older ones fade).
+    share_memory: int = Field(default=20_000, ge=100)
     threshold: float = Field(default=0.9, gt=0, lt=1)
     harm: dict[str, Direction] = Field(default_factory=lambda: dict(HARM))
     window: int = Field(default=8640, ge=100, le=100_000)
-    min_history: int = Field(default=50, ge=10)
+    min_history: int = Field(default=100, ge=10)
     rest: int = Field(default=150, ge=0)
+    #: How long a harmful score must hold (on two samples or more) before it alerts: a
+    #: blip of a minute or two is no incident (alerting rules' ``for: 5m``).
+    persist: Duration = "5m"
     period: Duration = "1d"
     forget: Duration = "30d"
 
@@ -111,7 +141,7 @@ class MetricAnomalyDetector:
         self.where = Where(spec.where)
         self.derived = self.where.derived
         self.needs = frozenset(
-            self.where.fields | set(self.keys) | {spec.value, "@timestamp", "event.id"}
+            self.where.fields | set(self.keys) | {spec.value, spec.count, "@timestamp", "event.id"}
         )
         self.params = SeriesParams(
             window=spec.window,
@@ -119,11 +149,17 @@ class MetricAnomalyDetector:
             period=parse_duration(spec.period).total_seconds(),
             alarm=spec.threshold,
             rest=spec.rest,
+            persist=parse_duration(spec.persist).total_seconds(),
+            robust_level=True,
         )
         self._schema: dict[str, pl.DataType] = {
             **{k: pl.String() for k in self.keys},
             **_STATE,
         }
+
+    def _is_share(self, metric: str) -> bool:
+        name = metric.lower()
+        return any(fnmatch.fnmatchcase(name, p.lower()) for p in self.spec.shares)
 
     def harm_of(self, metric: str) -> Direction:
         """Which way ``metric`` moving is harmful."""
@@ -148,6 +184,11 @@ class MetricAnomalyDetector:
             return found.fill_null("").alias(name)
 
         ids = pl.col("event.id").cast(pl.String) if "event.id" in batch.columns else pl.lit(None)
+        counts = (
+            pl.col(spec.count).cast(pl.Float64, strict=False)
+            if spec.count in batch.columns
+            else pl.lit(None, pl.Float64)
+        )
         samples = (
             batch.lazy()
             .filter(
@@ -158,6 +199,7 @@ class MetricAnomalyDetector:
                 pl.col("@timestamp"),
                 ids.alias("event.id"),
                 pl.col(spec.value).cast(pl.Float64, strict=False).alias("_value"),
+                counts.alias("_count"),
             )
             .filter(pl.col("_value").is_not_null())
             .sort("@timestamp", "event.id", maintain_order=True, nulls_last=True)
@@ -166,14 +208,22 @@ class MetricAnomalyDetector:
         if samples.height == 0:
             return empty_alerts()
         table, rest = split_by_keys(
-            state.table("series", self._schema), samples.select(self.keys).unique(), list(self.keys)
+            self._series(state), samples.select(self.keys).unique(), list(self.keys)
         )
         models: dict[tuple[str, ...], SeriesModel] = {}
         first: dict[tuple[str, ...], datetime] = {}
         last: dict[tuple[str, ...], datetime] = {}
+        shares: dict[tuple[str, ...], tuple[float, float]] = {}
+        recent: dict[tuple[str, ...], deque[tuple[float, float]]] = {}
+        pooled_of: dict[tuple[str, ...], Share] = {}
         for row in table.iter_rows(named=True):
             key = tuple(row[k] for k in self.keys)
             models[key] = SeriesModel.from_dict(orjson.loads(row["_model"]), self.params)
+            shares[key] = (row["_hits"] or 0.0, row["_trials"] or 0.0)
+            if row["_recent"]:
+                recent[key] = deque(
+                    (tuple(x) for x in orjson.loads(row["_recent"])), maxlen=self.params.level
+                )
             first[key] = row["_first"]
             if row["_ts"] is not None:
                 last[key] = row["_ts"]  # never moved back by an old sample
@@ -185,15 +235,55 @@ class MetricAnomalyDetector:
                 model = models[key] = SeriesModel(self.params)
                 first[key] = ev["@timestamp"]
             at: datetime = ev["@timestamp"]
-            wanted = _WANTED[self.harm_of(key[-1])]
-            point = model.update(at.timestamp(), float(ev["_value"]), wanted)
             last[key] = max(at, last.get(key, at))
+            value = float(ev["_value"])
+            n, share = ev["_count"], None
+            if (
+                n is not None
+                and self._is_share(key[-1])
+                and math.isfinite(n)
+                and math.isfinite(value)
+            ):
+                if n <= 0:
+                    continue  # a share of nothing says nothing
+                hits, trials = shares.get(key, (0.0, 0.0))
+                share = Share(value, n, hits, trials)
+                value = share.score
+            wanted = _WANTED[self.harm_of(key[-1])]
+            proof: tuple[float, float] | None = None
+            if share is not None:
+                window = recent.setdefault(key, deque(maxlen=self.params.level))
+                window.append((share.hits, round(share.trials)))
+                k, n_all = sum(h for h, _ in window), sum(n for _, n in window)
+                pooled = Share(k / n_all, n_all, share.hits_seen, share.trials_seen)
+                proof = (share.score, pooled.score)
+                pooled_of[key] = pooled
+            point = model.update(
+                at.timestamp(),
+                value,
+                wanted,
+                floor=None if share is None else SHARE_EVIDENCE,
+                evidence=proof,
+            )
+            # What scores as an alarm (or would, while the series rests) does not teach the
+            # usual share, nor does a share far from it: an attacker holding a rate up
+            # cannot make it usual (a lasting change is learnt by the model of the scores).
+            if share is not None and point.score < spec.threshold and share.teaches:
+                shares[key] = share.learnt(spec.share_memory)
             if point.alarm:
-                alerts.append(self._alert(ev, key, model, point))
+                if share is not None and point.feature == "level":
+                    share = pooled_of.get(key, share)  # say what the last samples add up to
+                alerts.append(self._alert(ev, key, model, point, share))
         updated = pl.DataFrame(
             {
                 **{k: [key[i] for key in models] for i, k in enumerate(self.keys)},
                 "_model": [orjson.dumps(m.to_dict()).decode() for m in models.values()],
+                "_hits": [shares.get(key, (0.0, 0.0))[0] for key in models],
+                "_trials": [shares.get(key, (0.0, 0.0))[1] for key in models],
+                "_recent": [
+                    orjson.dumps(list(recent[key])).decode() if key in recent else None
+                    for key in models
+                ],
                 "_points": [m.points for m in models.values()],
                 "_first": [first[key] for key in models],
                 "_ts": [last.get(key) or _last_time(m) for key, m in models.items()],
@@ -204,6 +294,15 @@ class MetricAnomalyDetector:
         if not alerts:
             return empty_alerts()
         return pl.DataFrame(alerts, schema=empty_alerts().schema)
+
+    def _series(self, state: KeyedState) -> pl.DataFrame:
+        """The series table in this version's columns (a state saved before a column was
+        added gets it empty)."""
+        table = state.table("series", self._schema)
+        missing = [
+            pl.lit(None, t).alias(c) for c, t in self._schema.items() if c not in table.columns
+        ]
+        return table.with_columns(missing).select(list(self._schema)) if missing else table
 
     def model_summary(self, state: KeyedState) -> dict[str, Any]:
         """What this model holds (``shopwatch models``)."""
@@ -224,24 +323,36 @@ class MetricAnomalyDetector:
         }
 
     def _alert(
-        self, ev: dict[str, Any], key: tuple[str, ...], model: SeriesModel, point: Point
+        self,
+        ev: dict[str, Any],
+        key: tuple[str, ...],
+        model: SeriesModel,
+        point: Point,
+        share: Share | None = None,
     ) -> dict[str, Any]:
         spec = self.spec
         named = dict(zip(self.keys, key, strict=True))
         service, metric = named.get("service.name", ""), key[-1]
         host = named.get("host.name", "")
-        value = float(ev["_value"])
+        value = float(ev["_value"]) if share is None else share.value
         usual = model.usual("value")
         way = "up" if point.direction == 1 else "down"
         what = {
             "value": f"at {_num(value)}",
-            "level": f"its last ten samples average {_num(_or(point.observed, value))}",
+            "level": f"its last ten samples' median is {_num(_or(point.observed, value))}",
             "daily": (
                 f"at {_num(value)}, {_num(abs(_or(point.observed, 0.0)))} "
                 f"{'above' if point.direction == 1 else 'below'} the same time yesterday"
             ),
         }[point.feature]
         span = f"; its usual is {_num(usual[0])} to {_num(usual[1])}" if usual else ""
+        if share is not None:  # the model saw likelihood scores; say it in shares
+            what = (
+                f"{_num(share.hits)} of {_num(share.trials)} ({_num(round(share.value, 4))})"
+                + (" over its last ten samples" if point.feature == "level" else "")
+                + (", unlike the same time yesterday" if point.feature == "daily" else "")
+            )
+            span = f"; its usual share is {_num(share.usual)}"
         on = (f" on {service}" if service else "") + (f" ({host})" if host else "")
         message = f"{metric}{on} went {way}: {what}{span} (score {point.score:.2f})"
         risk = min(100, int(40 + 50 * (point.score - spec.threshold) / (1 - spec.threshold)))
@@ -254,17 +365,69 @@ class MetricAnomalyDetector:
             message=message,
             details={
                 "keys": dict(zip(self.keys, key, strict=True)),
+                # the series this alert is about, beyond the shared service and host
+                "members": {"shop.metric.name": [metric]},
                 "metric": metric,
                 "value": value,
                 "feature": point.feature,
                 "direction": way,
                 "score": round(point.score, 4),
                 "surprise": round(point.surprise, 3),
-                "usual_p5_p95": [round(u, 6) for u in usual] if usual else None,
+                "usual_p5_p95": [round(u, 6) for u in usual] if usual and share is None else None,
+                **(
+                    {"count": share.trials, "usual_share": round(share.usual, 6)}
+                    if share is not None
+                    else {}
+                ),
                 "samples_learnt": model.points,
             },
             risk=risk,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    """A share-of-outcomes sample (``value`` of ``trials``) against the series' usual share.
+
+    ``score`` is the mid-p binomial tail of its outcomes under the usual share, as a normal
+    score: about 0 for an ordinary sample whatever its count, large for more outcomes than
+    the usual share makes likely (an error storm), negative for fewer. The usual share is
+    Jeffreys-smoothed from the outcomes learnt so far, so a new series starts near 0.5
+    weight-less and settles within a few hundred observations.
+    """
+
+    value: float
+    trials: float
+    hits_seen: float
+    trials_seen: float
+
+    @property
+    def hits(self) -> float:
+        return round(min(max(self.value, 0.0), 1.0) * self.trials)
+
+    @property
+    def usual(self) -> float:
+        return (self.hits_seen + 0.5) / (self.trials_seen + 1.0)
+
+    @property
+    def score(self) -> float:
+        n, k, p = round(self.trials), self.hits, self.usual
+        upper = float(bdtrc(k, n, p))  # more outcomes than k
+        at = float(bdtr(k, n, p) - (bdtr(k - 1, n, p) if k >= 1 else 0.0))
+        tail = min(max(upper + 0.5 * at, 1e-300), 1.0 - 1e-16)
+        return float(-ndtri(tail))
+
+    @property
+    def teaches(self) -> bool:
+        """Whether this sample may move the usual share (see :data:`TEACH_Z`)."""
+        return self.trials_seen < SETTLED or abs(self.score) < TEACH_Z
+
+    def learnt(self, memory: int) -> tuple[float, float]:
+        """The outcomes seen once this sample is learnt, the oldest fading past ``memory``."""
+        hits, trials = self.hits_seen + self.hits, self.trials_seen + round(self.trials)
+        if trials > memory:
+            hits, trials = hits * memory / trials, float(memory)
+        return hits, trials
 
 
 def _last_time(model: SeriesModel) -> datetime | None:

@@ -64,10 +64,18 @@ class SeriesParams:
     excess: float = 10.0
     alarm: float = 0.8
     rest: int = 150
+    #: Seconds a harmful score must hold (on two samples or more) before it alarms; 0: at
+    #: once. Until then its samples are candidates: scored, not learnt.
+    persist: float = 0.0
+    #: The level is the median of the last ``level`` samples rather than their mean: one
+    #: spike then moves no level (it needs half of them to move).
+    robust_level: bool = False
 
     def __post_init__(self) -> None:
         if self.window < 2 or self.min_history < 1 or self.level < 2 or self.rest < 0:
             raise ValueError("window >= 2, min_history >= 1, level >= 2 and rest >= 0")
+        if self.persist < 0:
+            raise ValueError("persist >= 0")
         if not 0 < self.alarm < 1 or self.period <= 0 or self.excess < 0:
             raise ValueError("alarm in (0, 1), period > 0, excess >= 0")
         if len(self.weights) != len(FEATURES) or min(self.weights) < 0:
@@ -152,6 +160,9 @@ class SeriesModel:
         self.resting = 0
         self.points = 0
         self.first_time: float | None = None
+        #: A harmful score holding since this time, on this many samples (see persist).
+        self.since: float | None = None
+        self.streak = 0
 
     # The daily feature: the value one period before ``t``, within half a usual gap.
     def _day_ago(self, t: float) -> float | None:
@@ -173,12 +184,26 @@ class SeriesModel:
         near = sorted(self.past_v[max(self.head, best - 1) : best + 2])
         return near[len(near) // 2]
 
-    def update(self, t: float, value: float, wanted: int = 0) -> Point:
+    def update(
+        self,
+        t: float,
+        value: float,
+        wanted: int = 0,
+        floor: float | None = None,
+        evidence: tuple[float, float] | None = None,
+    ) -> Point:
         """Score ``value`` at time ``t`` (seconds), then learn it.
 
         ``wanted`` is the direction that may alarm: ``1`` up, ``-1`` down, ``0`` both. A
         move the other way is scored and learnt but raises no alarm and starts no rest (a
         flash sale's surge must not hide the outage after it).
+
+        ``floor``, for values that are standard scores (a share's likelihood), is the least
+        evidence an alarm needs in its direction: ``evidence`` gives it for the sample and
+        for the level (the caller's combined score of the last samples), else the value
+        itself and the level's mean times the square root of the samples it averages. A
+        point short of it is scored and learnt but does not alarm: one slow request in a
+        day of fast ones is unusual for the model and expected for the statistics.
         """
         p = self.params
         if not (math.isfinite(value) and abs(value) <= MAX_VALUE):
@@ -190,7 +215,14 @@ class SeriesModel:
             self.last_time = None
         in_order = self.last_time is None or t >= self.last_time
         self.recent.append(value)
-        level = sum(self.recent) / len(self.recent) if len(self.recent) == p.level else None
+        level = None
+        if len(self.recent) == p.level:
+            if p.robust_level:
+                ranked = sorted(self.recent)
+                mid = len(ranked) // 2
+                level = ranked[mid] if len(ranked) % 2 else (ranked[mid - 1] + ranked[mid]) / 2
+            else:
+                level = sum(self.recent) / len(self.recent)
         ago = self._day_ago(t) if in_order and math.isfinite(t) else None
         observed = (value, level, None if ago is None else value - ago)
         best = _QUIET
@@ -203,13 +235,32 @@ class SeriesModel:
             point = Point(s / (1.0 + s), s, name, direction, False, x)
             if s > best.surprise:
                 best = point
+            if floor is not None:
+                if evidence is not None:
+                    e = evidence[1] if name == "level" else evidence[0]
+                else:
+                    e = x * math.sqrt(p.level) if name == "level" else value
+                if e * direction < floor:
+                    continue
             if (wanted == 0 or direction == wanted) and s > harmful.surprise:
                 harmful = point
         alarm = self.resting == 0 and harmful.score >= p.alarm
+        held = False
+        if alarm and p.persist > 0:
+            # A harmful score must hold a while: a blip of a minute or two is no alarm.
+            if self.since is None or not math.isfinite(t):
+                self.since, self.streak = t, 0
+            self.streak += 1
+            alarm = self.streak >= 2 and t - self.since >= p.persist
+            held = not alarm
+        elif not alarm:
+            self.since, self.streak = None, 0
+        if alarm:
+            self.since, self.streak = None, 0
         # The point that alarms does not teach: one spike must not raise the bar for a
         # month. The points after it, while the series rests, do (a level that stays is
-        # the new normal).
-        if not alarm:
+        # the new normal). Nor do candidates of an alarm that has to hold.
+        if not alarm and not held:
             for tail, x in zip(self.tails, observed, strict=True):
                 if x is not None:
                     tail.add(x)
@@ -223,7 +274,7 @@ class SeriesModel:
             self.past_t.append(t)
             self.past_v.append(value)
             # An alarm or its rest is no "same time yesterday" for tomorrow: no echo.
-            self.past_ok.append(not alarm and self.resting == 0)
+            self.past_ok.append(not alarm and not held and self.resting == 0)
             horizon = t - p.period - (max(self.gaps) if self.gaps else 0.0)
             self.head = bisect.bisect_left(self.past_t, horizon, self.head)
             if self.head > 64 and self.head * 2 > len(self.past_t):
@@ -264,6 +315,8 @@ class SeriesModel:
             "first_time": self.first_time,
             "resting": self.resting,
             "points": self.points,
+            "since": self.since,
+            "streak": self.streak,
         }
 
     @classmethod
@@ -294,6 +347,9 @@ class SeriesModel:
         model.first_time = data["first_time"]
         model.resting = int(data["resting"])
         model.points = int(data["points"])
+        since = data.get("since")
+        model.since = float(since) if since is not None else None
+        model.streak = int(data.get("streak") or 0)
         return model
 
     def state_bytes(self) -> int:
