@@ -420,3 +420,61 @@ def test_the_accounts_a_campaign_broke_into_are_counted_when_named(tmp_path: Pat
     population = Population(customers={"c1@x.example", "c2@x.example"})
     g = score_campaigns(load_truth(path), [only], population)
     assert g["benign_customers_alerted"] == 1
+
+
+def _metric_alert(minutes: float, metric: str) -> Alert:
+    return Alert(
+        f"m{minutes}{metric}",
+        T0 + timedelta(minutes=minutes),
+        "apm.metric_anomaly",
+        "metric",
+        "anomaly",
+        "medium",
+        50,
+        {"service.name": "payments", "host.name": "app-1"},
+        ("e1",),
+        "m",
+        details={"members": {"shop.metric.name": [metric]}},
+    )
+
+
+def test_a_metric_alert_an_attack_explains_is_a_symptom_not_a_false_alert(
+    tmp_path: Path,
+) -> None:
+    raw = [
+        {
+            "id": "card",
+            "kind": "card_testing",
+            "variant": "loud",
+            "benign": False,
+            "start": _iso(0),
+            "end": _iso(10),
+            "rule.category": "card_testing",
+            "entities": {"source.ip": ["203.0.113.1"]},
+            "symptoms": ["payments.decline_rate"],
+        },
+        {
+            "id": "slow",
+            "kind": "checkout_latency_shift",
+            "variant": "loud",
+            "benign": False,
+            "start": _iso(20),
+            "end": _iso(30),
+            "rule.category": "anomaly",
+            "entities": {"shop.metric.name": ["gateway.latency.p95_ms"]},
+        },
+    ]
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(raw))
+    alerts = [
+        _metric_alert(3, "payments.decline_rate"),  # the card testing's symptom
+        _metric_alert(3, "http.error_rate"),  # no attack running moves it: false
+        _metric_alert(40, "payments.decline_rate"),  # after the card testing: false
+        _metric_alert(21, "gateway.latency.p95_ms"),  # the slowdown itself: detected
+    ]
+    f = score_campaigns(load_truth(path), alerts)
+    assert f["symptom_alerts"] == 1 and f["fp_alerts"] == 2
+    by_id = {c["id"]: c for c in f["campaigns"]}
+    assert not by_id["card"]["detected"]  # a symptom names no attacker
+    assert by_id["slow"]["detected"] and by_id["slow"]["ttd_s"] == 60.0
+    assert f["alert_precision"] == round(1 / 3, 4)

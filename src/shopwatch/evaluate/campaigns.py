@@ -19,7 +19,11 @@ infrastructure such as ``host.name`` aside) and fires between the campaign's sta
   every other figure;
 - ``compromised_named``: of the accounts a campaign broke into (``params.compromised_accounts``),
   those its alerts name in ``details.compromised``;
-- ``fp_alerts``: alerts that cover no attack campaign (look-alikes and strays alike);
+- ``fp_alerts``: alerts that cover no attack campaign (look-alikes and strays alike) and
+  are not ``symptom_alerts``: alerts about one of the shop's own metrics
+  (``details.members`` names ``shop.metric.name``) that an attack running at the time
+  moves (its record's ``symptoms``); those name no attacker and are counted apart, as
+  neither detections nor false alerts;
   ``fp_alert_rules`` counts them per rule and ``fp_alert_events`` names the first event
   of each (at most :data:`MAX_FP_EVENTS`);
 - ``benign_alerted_share``: of the customers active in the run (accounts with a successful
@@ -146,6 +150,7 @@ class Tally:
 
     alerts: int = 0
     fp_alerts: int = 0
+    symptom_alerts: int = 0
     by_category: Counter[str] = field(default_factory=Counter)
     true_by_category: Counter[str] = field(default_factory=Counter)
     benign_customers: int = 0
@@ -159,6 +164,7 @@ class Tally:
         """Add another run's tally to this one."""
         self.alerts += other.alerts
         self.fp_alerts += other.fp_alerts
+        self.symptom_alerts += other.symptom_alerts
         self.by_category.update(other.by_category)
         self.true_by_category.update(other.true_by_category)
         self.benign_customers += other.benign_customers
@@ -247,6 +253,8 @@ def _score(
         tally.by_category[alert.category] += 1
         if hit:
             tally.true_by_category[alert.category] += 1
+        elif _symptom(alert, truth, spans):
+            tally.symptom_alerts += 1
         else:
             tally.fp_alerts += 1
             tally.fp_seen.append((alert.rule_id, alert.event_ids[0] if alert.event_ids else None))
@@ -262,6 +270,26 @@ def _score(
         tally.benign_addresses = len(addresses)
         tally.benign_addresses_alerted = len(addresses & alerted)
     return [_record(c, covering[c["id"]]) for c in truth], tally
+
+
+def _symptom(alert: Alert, truth: Sequence[dict[str, Any]], spans: dict[str, Span]) -> bool:
+    """True for an alert about one of the shop's own metrics that an attack running then
+    moves (the campaign's ``symptoms``): the error rate of a scanner's run, the decline
+    rate of card testing. Such an alert names no attacker, so it detects nothing, but it
+    is not false either."""
+    members = alert.details.get("members") if isinstance(alert.details, dict) else None
+    metrics = members.get("shop.metric.name") if isinstance(members, dict) else None
+    if not isinstance(metrics, list) or not metrics:
+        return False
+    for c in truth:
+        if c["benign"] or not set(map(str, metrics)) & set(c.get("symptoms") or ()):
+            continue
+        span = spans[c["id"]]
+        if (span.start is None or alert.timestamp >= span.start) and (
+            span.end is None or alert.timestamp <= span.end
+        ):
+            return True
+    return False
 
 
 def _median(values: Sequence[float]) -> float | None:
@@ -328,9 +356,13 @@ def summarise(records: Sequence[dict[str, Any]], tally: Tally) -> dict[str, Any]
         "median_ttd_s": round(statistics.median(ttds), 3) if ttds else None,
         "alerts": tally.alerts,
         "fp_alerts": tally.fp_alerts,
+        "symptom_alerts": tally.symptom_alerts,
         "fp_alert_rules": dict(Counter(rule for rule, _ in tally.fp_seen).most_common()),
         "fp_alert_events": [event for _, event in tally.fp_seen[:MAX_FP_EVENTS]],
-        "alert_precision": ratio(tally.alerts - tally.fp_alerts, tally.alerts),
+        "alert_precision": ratio(
+            tally.alerts - tally.fp_alerts - tally.symptom_alerts,
+            tally.alerts - tally.symptom_alerts,
+        ),
         "benign_false_alerts": sum(r["alerts"] for r in records if r["benign"]),
         "benign_customers": tally.benign_customers,
         "benign_customers_alerted": tally.benign_customers_alerted,

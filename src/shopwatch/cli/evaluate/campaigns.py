@@ -118,6 +118,10 @@ def print_campaigns(
         ),
         ("alerts", str(figures["alerts"])),
         ("alerts on no attack (fp_alerts)", str(figures["fp_alerts"])),
+        (
+            "shop metric alerts an attack explains (symptom_alerts)",
+            str(figures.get("symptom_alerts", 0)),
+        ),
         ("alerts on benign look-alikes", str(figures["benign_false_alerts"])),
         (
             "benign customers named in an alert",
