@@ -166,24 +166,36 @@ def orders(
     return conform(pl.DataFrame(rows))
 
 
-def samples(rng: np.random.Generator, series: int, minutes: int, start: datetime) -> pl.DataFrame:
-    """One-minute ``apm.metric`` samples of ``series`` latency series with a daily rhythm."""
+def samples(
+    rng: np.random.Generator, series: int, minutes: int, start: datetime, shares: bool = False
+) -> pl.DataFrame:
+    """One-minute ``apm.metric`` samples of ``series`` latency series with a daily rhythm
+    (or, with ``shares``, error rates of about 1 % with the requests they are over)."""
     from shopwatch.contract import conform
 
     t = np.repeat(np.arange(minutes), series)
     s = np.tile(np.arange(series), minutes)
     hour = (start.hour + t / 60.0) % 24
-    value = 200 * (1 + 0.3 * np.sin(2 * np.pi * (hour - 13) / 24)) * rng.lognormal(0, 0.1, t.size)
+    daily = 1 + 0.3 * np.sin(2 * np.pi * (hour - 13) / 24)
+    extra: dict[str, object] = {}
+    if shares:
+        counts = rng.poisson(200 * daily)
+        value = rng.binomial(counts, 0.01) / np.maximum(counts, 1)
+        extra = {"shop.metric.count": counts}
+    else:
+        value = 200 * daily * rng.lognormal(0, 0.1, t.size)
+    name = "http.error_rate" if shares else "http.latency.p95_ms"
     return conform(
         pl.DataFrame(
             {
+                **extra,
                 "@timestamp": [start + timedelta(minutes=int(m)) for m in t],
                 "event.id": [f"m{start.timestamp():.0f}-{i}" for i in range(t.size)],
                 "event.dataset": ["apm.metric"] * t.size,
                 "event.action": ["sample"] * t.size,
                 "service.name": [f"svc{k}" for k in s],
-                "shop.metric.name": ["http.latency.p95_ms"] * t.size,
-                "shop.metric.value": np.round(value, 1),
+                "shop.metric.name": [name] * t.size,
+                "shop.metric.value": np.round(value, 4),
             }
         )
     )
@@ -260,6 +272,16 @@ def cost(batch: int, repeat: int) -> None:
         batch,
         repeat,
         "metric model",
+        warm_days=1,
+    )
+    _cost_of(
+        "apm.metric_anomaly",
+        {"event.dataset": "apm.metric"},
+        ["service.name", "shop.metric.name"],
+        lambda day, n: samples(rng, 20, max(n // 20, 1), T0 + timedelta(days=day), shares=True),
+        batch,
+        repeat,
+        "metric model, shares with counts",
         warm_days=1,
     )
 
