@@ -67,7 +67,9 @@ def test_a_share_scores_by_how_likely_its_outcomes_are() -> None:
     assert Share(0.5, 2, *usual).score < 2.5  # one of two: not much
     assert Share(0.5, 300, *usual).score > 15  # 150 of 300: a storm
     assert Share(0.0, 300, *usual).score < -3  # none of 300: fewer than usual
-    assert Share(0.03, 300, *usual).learnt(5_000) == pytest.approx((150.0, 5_000.0), rel=0.01)
+    # learning adds the sample to the usual, the older outcomes faded by the time between
+    assert Share(0.03, 300, *usual).learnt(0, 3600) == pytest.approx((309.0, 10_300.0))
+    assert Share(0.03, 300, *usual).learnt(3600, 3600) == pytest.approx((159.0, 5_300.0))
 
 
 def test_small_counts_at_night_are_quiet_and_a_storm_fires(
@@ -129,8 +131,107 @@ def test_a_share_of_nothing_is_skipped_and_old_state_loads(
     table = state.table("series", {})
     learnt = table["_points"][0]
     assert learnt == int((counts > 0).sum())  # minutes with no login taught nothing
-    # a state saved before shares were counted (no such columns) still loads and learns
-    state.put("series", table.drop("_hits", "_trials"))
+    # a state saved before shares were counted (no such columns) still loads; its model,
+    # which learnt raw shares, starts afresh on the first counted one
+    state.put("series", table.drop("_hits", "_trials", "_recent"))
     more_counts, more_hits = _logins(rng, 60, at=600)
     run(detector, [_samples(more_counts, more_hits, at=600)], state)
-    assert state.table("series", {})["_trials"][0] > 0
+    again = state.table("series", {})
+    assert again["_trials"][0] > 0
+    assert again["_points"][0] == int((more_counts > 0).sum())
+
+
+def _night(rng: np.random.Generator, minutes: int) -> tuple[np.ndarray, np.ndarray]:
+    """A sparse series: one to three authorizations a minute, 0.3 % of them slow."""
+    counts = rng.integers(1, 4, minutes)
+    return counts, rng.binomial(counts, 0.003)
+
+
+def test_one_slow_request_of_one_is_expected_not_evidence(
+    detector: MetricAnomalyDetector,
+) -> None:
+    """After a day of fast authorizations, a minute with its one request slow: unlikely
+    (three standard scores), and yet about once a day by chance."""
+    rng = np.random.default_rng(9)
+    counts, hits = _night(rng, 1440)
+    hits[:] = 0
+    lone = np.zeros(20, dtype=int)
+    lone[0] = 1
+    frames = [
+        _samples(counts, hits, name="gateway.slow_share"),
+        _samples(np.ones(20, dtype=int), lone, name="gateway.slow_share", at=1440),
+    ]
+    assert run(detector, frames).height == 0
+    bare = MetricAnomalyDetector(detector.spec.model_copy(update={"persist": "0s"}))
+    assert run(bare, frames).height == 0  # the floor, not the persistence, keeps it quiet
+
+
+def test_a_share_raised_step_by_step_cannot_carry_the_usual_along(
+    detector: MetricAnomalyDetector,
+) -> None:
+    """A busy shop's error rate raised from 1 % a little each minute, each step short of
+    an alarm on its own: the usual share stays put and the drift alerts."""
+    rng = np.random.default_rng(12)
+    n = 50_000
+    quiet = np.full(600, n)
+    base = _samples(quiet, rng.binomial(quiet, 0.01), name="http.error_rate")
+    ramp = 0.01 + 0.0015 * np.arange(1, 121)  # +3 standard scores a minute at 50,000
+    steps = np.full(120, n)
+    rising = _samples(steps, rng.binomial(steps, ramp), name="http.error_rate", at=600)
+    alerts = run(detector, [base, rising])
+    assert alerts.height >= 1
+    assert alerts.row(0, named=True)["@timestamp"] < START + timedelta(minutes=600 + 60)
+
+
+def _gateway_latency(value: np.ndarray) -> pl.DataFrame:
+    """One-minute gateway p95 samples of ``value``."""
+    minutes = len(value)
+    return conform(
+        pl.DataFrame(
+            {
+                "@timestamp": [START + timedelta(minutes=i) for i in range(minutes)],
+                "event.id": [f"g{i}" for i in range(minutes)],
+                "event.dataset": ["apm.metric"] * minutes,
+                "service.name": ["payments"] * minutes,
+                "host.name": ["app-1"] * minutes,
+                "shop.metric.name": ["gateway.latency.p95_ms"] * minutes,
+                "shop.metric.value": value.tolist(),
+            }
+        )
+    )
+
+
+def test_a_flapping_latency_is_one_incident(detector: MetricAnomalyDetector) -> None:
+    """Four minutes eight times slower, six normal, again and again: a duty cycle under
+    half does not slip under the five minutes a score must hold."""
+    rng = np.random.default_rng(13)
+    minutes = 1200
+    value = 100 * rng.lognormal(0, 0.1, minutes)
+    on = (np.arange(minutes) >= 600) & (np.arange(minutes) % 10 < 4)
+    value[on] *= 8
+    alerts = run(detector, [_gateway_latency(value)])
+    assert alerts.height >= 1
+    assert alerts.row(0, named=True)["@timestamp"] < START + timedelta(minutes=630)
+
+
+def test_two_lone_harmful_samples_an_hour_apart_are_no_hold(
+    detector: MetricAnomalyDetector,
+) -> None:
+    rng = np.random.default_rng(14)
+    minutes = 900
+    value = 100 * rng.lognormal(0, 0.1, minutes)
+    value[[600, 660]] = 5000.0
+    assert run(detector, [_gateway_latency(value)]).height == 0
+
+
+def test_odd_counts_and_values_are_skipped_not_fatal(detector: MetricAnomalyDetector) -> None:
+    rng = np.random.default_rng(15)
+    counts, hits = _logins(rng, 300)
+    frame = _samples(counts, hits)
+    odd = frame.head(4).with_columns(
+        pl.Series("shop.metric.count", [0.3, float("nan"), 5.0, 5.0]).cast(pl.Float64),
+        pl.Series("shop.metric.value", [0.5, 0.5, 7.0, float("inf")]),
+    )
+    state = KeyedState(detector.keys)
+    run(detector, [frame.with_columns(pl.col("shop.metric.count").cast(pl.Float64)), odd], state)
+    assert state.table("series", {})["_points"][0] == int((counts > 0).sum())

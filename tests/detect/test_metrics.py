@@ -99,7 +99,7 @@ def test_a_harmless_direction_is_learnt_not_alerted(detector: MetricAnomalyDetec
 def test_a_blip_is_no_incident_and_a_shift_that_holds_is(
     detector: MetricAnomalyDetector,
 ) -> None:
-    """A harmful score must hold five minutes (on two samples or more) before it alerts."""
+    """A harmful score must hold five minutes (on three samples or more) before it alerts."""
     import numpy as np
 
     rng = np.random.default_rng(6)

@@ -76,8 +76,12 @@ HARM: Final[dict[str, Direction]] = {
 #: sample or of its last ten pooled (for the level): a share's score is a probability, and
 #: one slow request of one is unlikely but expected once a day in a few hundred samples.
 SHARE_EVIDENCE: Final = 4.0
-#: A share sample this many standard scores from the usual share never teaches it, once
-#: the usual share rests on ``SETTLED`` observations (before, everything teaches it).
+#: A share sample (or its last ten pooled) this many standard scores from the usual share
+#: never teaches it, once the usual share rests on ``SETTLED`` observations (before,
+#: everything that does not alarm teaches it). Not lower: real outcomes come in clusters
+#: (one visitor's broken links), so a tighter cut would keep the bursts and learn the lulls,
+#: and the usual share would sink. A share raised step by step is held by the fading in
+#: event time instead: a minute of a busy shop is a small part of six hours.
 TEACH_Z: Final = 4.0
 SETTLED: Final = 1_000.0
 
@@ -109,15 +113,15 @@ class MetricAnomalySpec(RuleSpec):
     #: the model learns that likelihood as a normal score. Latencies and counts are
     #: taken as they are: one slow request is a real sample of how slow requests are.
     count: str = "shop.metric.count"
-    shares: tuple[str, ...] = ("*rate*", "*ratio*", "*share*", "*conversion*", "*percent*")
-    #: The usual share is counted over about this many observations (older ones fade).
-    share_memory: int = Field(default=20_000, ge=100)
+    shares: tuple[str, ...] = ("*rate*", "*ratio*", "*share*", "*conversion*")
+    #: The usual share's outcomes fade by half over this long (in event time).
+    share_half_life: Duration = "6h"
     threshold: float = Field(default=0.9, gt=0, lt=1)
     harm: dict[str, Direction] = Field(default_factory=lambda: dict(HARM))
     window: int = Field(default=8640, ge=100, le=100_000)
     min_history: int = Field(default=100, ge=10)
     rest: int = Field(default=150, ge=0)
-    #: How long a harmful score must hold (on two samples or more) before it alerts: a
+    #: How long a harmful score must hold (on three samples or more) before it alerts: a
     #: blip of a minute or two is no incident (alerting rules' ``for: 5m``).
     persist: Duration = "5m"
     period: Duration = "1d"
@@ -152,6 +156,7 @@ class MetricAnomalyDetector:
             persist=parse_duration(spec.persist).total_seconds(),
             robust_level=True,
         )
+        self.share_half_life = parse_duration(spec.share_half_life).total_seconds()
         self._schema: dict[str, pl.DataType] = {
             **{k: pl.String() for k in self.keys},
             **_STATE,
@@ -216,10 +221,13 @@ class MetricAnomalyDetector:
         shares: dict[tuple[str, ...], tuple[float, float]] = {}
         recent: dict[tuple[str, ...], deque[tuple[float, float]]] = {}
         pooled_of: dict[tuple[str, ...], Share] = {}
+        old_state: set[tuple[str, ...]] = set()
         for row in table.iter_rows(named=True):
             key = tuple(row[k] for k in self.keys)
             models[key] = SeriesModel.from_dict(orjson.loads(row["_model"]), self.params)
             shares[key] = (row["_hits"] or 0.0, row["_trials"] or 0.0)
+            if row["_trials"] is None and row["_model"] and self._is_share(key[-1]):
+                old_state.add(key)  # its model learnt raw shares: it restarts on a counted one
             if row["_recent"]:
                 recent[key] = deque(
                     (tuple(x) for x in orjson.loads(row["_recent"])), maxlen=self.params.level
@@ -235,20 +243,26 @@ class MetricAnomalyDetector:
                 model = models[key] = SeriesModel(self.params)
                 first[key] = ev["@timestamp"]
             at: datetime = ev["@timestamp"]
-            last[key] = max(at, last.get(key, at))
+            previous = last.get(key)
+            last[key] = max(at, previous or at)
             value = float(ev["_value"])
             n, share = ev["_count"], None
-            if (
-                n is not None
-                and self._is_share(key[-1])
-                and math.isfinite(n)
-                and math.isfinite(value)
-            ):
-                if n <= 0:
-                    continue  # a share of nothing says nothing
-                hits, trials = shares.get(key, (0.0, 0.0))
-                share = Share(value, n, hits, trials)
-                value = share.score
+            if self._is_share(key[-1]):
+                counted = shares.get(key, (0.0, 0.0))[1] > 0 or key in old_state
+                if n is None or not math.isfinite(n) or not math.isfinite(value):
+                    if counted:
+                        continue  # a counted share without its count: nothing to judge by
+                elif round(n) < 1 or not 0.0 <= value <= 1.0:
+                    continue  # a share of nothing, or no share at all: says nothing
+                else:
+                    if key in old_state:  # saved before shares were counted: start afresh
+                        old_state.discard(key)
+                        model = models[key] = SeriesModel(self.params)
+                    hits, trials = shares.get(key, (0.0, 0.0))
+                    share = Share(value, n, hits, trials)
+                    value = share.score
+                    if not math.isfinite(value):
+                        continue
             wanted = _WANTED[self.harm_of(key[-1])]
             proof: tuple[float, float] | None = None
             if share is not None:
@@ -268,8 +282,14 @@ class MetricAnomalyDetector:
             # What scores as an alarm (or would, while the series rests) does not teach the
             # usual share, nor does a share far from it: an attacker holding a rate up
             # cannot make it usual (a lasting change is learnt by the model of the scores).
-            if share is not None and point.score < spec.threshold and share.teaches:
-                shares[key] = share.learnt(spec.share_memory)
+            if (
+                share is not None
+                and point.score < spec.threshold
+                and not model.resting
+                and share.teaches(proof[1] if proof else 0.0)
+            ):
+                elapsed = 0.0 if previous is None else max(0.0, (at - previous).total_seconds())
+                shares[key] = share.learnt(elapsed, self.share_half_life)
             if point.alarm:
                 if share is not None and point.feature == "level":
                     share = pooled_of.get(key, share)  # say what the last samples add up to
@@ -417,17 +437,19 @@ class Share:
         tail = min(max(upper + 0.5 * at, 1e-300), 1.0 - 1e-16)
         return float(-ndtri(tail))
 
-    @property
-    def teaches(self) -> bool:
-        """Whether this sample may move the usual share (see :data:`TEACH_Z`)."""
-        return self.trials_seen < SETTLED or abs(self.score) < TEACH_Z
+    def teaches(self, pooled: float = 0.0) -> bool:
+        """Whether this sample (whose last ten pooled score ``pooled``) may move the usual
+        share (see :data:`TEACH_Z`)."""
+        return self.trials_seen < SETTLED or max(abs(self.score), abs(pooled)) < TEACH_Z
 
-    def learnt(self, memory: int) -> tuple[float, float]:
-        """The outcomes seen once this sample is learnt, the oldest fading past ``memory``."""
-        hits, trials = self.hits_seen + self.hits, self.trials_seen + round(self.trials)
-        if trials > memory:
-            hits, trials = hits * memory / trials, float(memory)
-        return hits, trials
+    def learnt(self, elapsed_s: float, half_life_s: float) -> tuple[float, float]:
+        """The outcomes seen once this sample is learnt, those before it faded by the
+        ``elapsed_s`` since the series' last sample (by half per ``half_life_s``)."""
+        fade = 0.5 ** (elapsed_s / half_life_s) if half_life_s > 0 else 1.0
+        return (
+            self.hits_seen * fade + self.hits,
+            self.trials_seen * fade + round(self.trials),
+        )
 
 
 def _last_time(model: SeriesModel) -> datetime | None:

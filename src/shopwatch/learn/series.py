@@ -5,8 +5,9 @@ arrives and scores each point by how far it lies outside what the series has don
 no labels and no look at the future. Three features are watched:
 
 - ``value``: the point itself;
-- ``level``: the mean of the last :attr:`SeriesParams.level` points, which a level shift
-  (a change point) moves while single noisy points do not;
+- ``level``: the mean (or, with :attr:`SeriesParams.robust_level`, the median) of the last
+  :attr:`SeriesParams.level` points, which a level shift (a change point) moves while
+  single noisy points do not;
 - ``daily``: the change since the same moment one :attr:`SeriesParams.period` earlier (the
   median of the point nearest that moment and its two neighbours, so a spike then is not
   echoed now), so a series with a daily rhythm is judged against its own hour of day.
@@ -64,8 +65,9 @@ class SeriesParams:
     excess: float = 10.0
     alarm: float = 0.8
     rest: int = 150
-    #: Seconds a harmful score must hold (on two samples or more) before it alarms; 0: at
-    #: once. Until then its samples are candidates: scored, not learnt.
+    #: Seconds a harmful score must hold (on three samples or more) before it alarms; 0: at
+    #: once. Until then its samples are candidates: scored, not learnt. Quiet samples
+    #: between harmful ones do not break the hold; three times as long without one does.
     persist: float = 0.0
     #: The level is the median of the last ``level`` samples rather than their mean: one
     #: spike then moves no level (it needs half of them to move).
@@ -160,9 +162,11 @@ class SeriesModel:
         self.resting = 0
         self.points = 0
         self.first_time: float | None = None
-        #: A harmful score holding since this time, on this many samples (see persist).
+        #: A harmful score holding since this time, on this many samples, the last at
+        #: ``last_harm`` (see persist).
         self.since: float | None = None
         self.streak = 0
+        self.last_harm: float | None = None
 
     # The daily feature: the value one period before ``t``, within half a usual gap.
     def _day_ago(self, t: float) -> float | None:
@@ -246,17 +250,23 @@ class SeriesModel:
                 harmful = point
         alarm = self.resting == 0 and harmful.score >= p.alarm
         held = False
-        if alarm and p.persist > 0:
-            # A harmful score must hold a while: a blip of a minute or two is no alarm.
-            if self.since is None or not math.isfinite(t):
-                self.since, self.streak = t, 0
-            self.streak += 1
-            alarm = self.streak >= 2 and t - self.since >= p.persist
-            held = not alarm
-        elif not alarm:
-            self.since, self.streak = None, 0
+        if p.persist > 0 and self.resting == 0:
+            # A harmful score must hold a while: a blip of a minute or two is no alarm. A
+            # quiet sample does not end the hold (a flapping gateway is one incident);
+            # three times ``persist`` without a harmful score does.
+            last_harm = self.last_harm
+            stale = last_harm is None or not math.isfinite(t) or t - last_harm > 3 * p.persist
+            if stale:
+                self.since, self.streak = None, 0
+            if alarm:
+                if self.since is None:
+                    self.since = t
+                self.streak += 1
+                self.last_harm = t
+                alarm = self.streak >= 3 and t - self.since >= p.persist
+                held = not alarm
         if alarm:
-            self.since, self.streak = None, 0
+            self.since, self.streak, self.last_harm = None, 0, None
         # The point that alarms does not teach: one spike must not raise the bar for a
         # month. The points after it, while the series rests, do (a level that stays is
         # the new normal). Nor do candidates of an alarm that has to hold.
@@ -317,6 +327,7 @@ class SeriesModel:
             "points": self.points,
             "since": self.since,
             "streak": self.streak,
+            "last_harm": self.last_harm,
         }
 
     @classmethod
@@ -350,6 +361,8 @@ class SeriesModel:
         since = data.get("since")
         model.since = float(since) if since is not None else None
         model.streak = int(data.get("streak") or 0)
+        last_harm = data.get("last_harm")
+        model.last_harm = float(last_harm) if last_harm is not None else None
         return model
 
     def state_bytes(self) -> int:

@@ -213,7 +213,9 @@ def _live_schedule(seed: int, start: float) -> Iterator[PlannedCampaign]:
     The demo shows loud variants, cut off after a few minutes so that the kinds rotate.
     """
     rng = np.random.default_rng([seed, 6])
-    attacks = [k for k, v in KINDS.items() if not v.benign]
+    # Slowdowns need a day of metric samples before they can be told, which a demo starts
+    # without; they are left out (and so the demo's schedule is as it was before them).
+    attacks = [k for k, v in KINDS.items() if not v.benign and not v.through_traffic]
     look_alikes = [
         "flash_sale",
         "forgetful_customer",
@@ -292,7 +294,8 @@ class Simulator:
 
     @property
     def ground_truth(self) -> list[dict[str, Any]]:
-        """The campaigns started so far, as ground-truth records."""
+        """The campaigns started so far, as ground-truth records (slowdowns are started
+        hours ahead of their time, so they are listed before they begin)."""
         return [c.to_dict() for c in sorted(self.campaigns, key=lambda c: c.start)]
 
     def tick(self, until: datetime | float) -> dict[str, list[str]]:

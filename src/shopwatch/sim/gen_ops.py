@@ -11,8 +11,8 @@ durations and the minute's latency samples (``gateway.latency.p95_ms`` and
 way when a slowdown begins are slowed from the moment they are made, whoever makes them
 (the sink applies it to every request of the target).
 
-Each variant has its target (:data:`TARGETS`); the planner keeps campaigns with one target
-from overlapping, so that an alert about a target's metric is about one of them.
+Each variant has its target (:data:`TARGETS`); the planner keeps a look-alike clear of the
+attacks on its target, so that an alert about a target's metric is about one of them.
 """
 
 from __future__ import annotations

@@ -68,7 +68,9 @@ _STATUS: Final = (
     "degraded performance: tens of minutes to hours)"
 )
 _CREEP: Final = "performance regression post-mortems (a slow query or leak creeping for hours)"
-_DEPLOY: Final = "rolling deploy and cache warm-up post-mortems (a few minutes of cold caches)"
+_HICCUP: Final = (
+    "payment provider status pages (brief degradations: a few minutes of slower API calls)"
+)
 _OAT12: Final = (
     "OAT-012 cashing out; card-not-present fraud reports (Signifyd, Riskified, Sift: "
     "larger baskets, expedited shipping, reshipping drops, several cards per account)"
@@ -278,8 +280,8 @@ RANGES: Final[dict[tuple[str, str], dict[str, Range]]] = {
         "duration_h": _lu(2.0, 24.0, _CREEP),
     },
     ("latency_blip", "loud"): {
-        "factor": _lu(1.5, 3.0, _DEPLOY),
-        "duration_min": _u(1.0, 3.0, _DEPLOY),
+        "factor": _lu(1.5, 3.0, _HICCUP),
+        "duration_min": _u(1.0, 3.0, _HICCUP),
     },
     ("office_bulk_export", "loud"): {
         "usual_records": _ilu(100, 2_500, _MODEL),
