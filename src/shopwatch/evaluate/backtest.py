@@ -127,11 +127,13 @@ class Span:
     start: datetime | None = None
     end: datetime | None = None
 
+    def during(self, at: datetime) -> bool:
+        """True when ``at`` lies inside the span (both ends included)."""
+        return (self.start is None or at >= self.start) and (self.end is None or at <= self.end)
+
     def covers(self, alert: Alert) -> bool:
         """True when ``alert`` is about one of the entities, inside the span."""
-        if self.start is not None and alert.timestamp < self.start:
-            return False
-        if self.end is not None and alert.timestamp > self.end:
+        if not self.during(alert.timestamp):
             return False
         anywhere = self.values.get("*", frozenset())
         return any(v in anywhere or v in self.values.get(k, ()) for k, v in named(alert))

@@ -277,17 +277,13 @@ def _symptom(alert: Alert, truth: Sequence[dict[str, Any]], spans: dict[str, Spa
     moves (the campaign's ``symptoms``): the error rate of a scanner's run, the decline
     rate of card testing. Such an alert names no attacker, so it detects nothing, but it
     is not false either."""
-    members = alert.details.get("members") if isinstance(alert.details, dict) else None
-    metrics = members.get("shop.metric.name") if isinstance(members, dict) else None
-    if not isinstance(metrics, list) or not metrics:
+    metrics = {v for k, v in named(alert) if k == "shop.metric.name"}
+    if not metrics:
         return False
     for c in truth:
-        if c["benign"] or not set(map(str, metrics)) & set(c.get("symptoms") or ()):
+        if c["benign"] or not metrics & set(c.get("symptoms") or ()):
             continue
-        span = spans[c["id"]]
-        if (span.start is None or alert.timestamp >= span.start) and (
-            span.end is None or alert.timestamp <= span.end
-        ):
+        if spans[c["id"]].during(alert.timestamp):
             return True
     return False
 
