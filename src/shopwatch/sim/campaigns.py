@@ -101,6 +101,14 @@ KINDS: Final[dict[str, CampaignKind]] = {
             through_traffic=True,
             stream=1,
         ),
+        CampaignKind(
+            "vendor_anomaly",
+            False,
+            "vendor_risk",
+            ("vendor_risk", "anomaly"),
+            through_traffic=True,
+            stream=3,
+        ),
         CampaignKind("flash_sale", True, "anomaly", ("anomaly", "dos", "card_testing"), _ONE),
         CampaignKind(
             "corporate_nat",
@@ -130,6 +138,9 @@ KINDS: Final[dict[str, CampaignKind]] = {
         ),
         CampaignKind(
             "latency_blip", True, "anomaly", ("anomaly",), _ONE, through_traffic=True, stream=2
+        ),
+        CampaignKind(
+            "vendor_month_end", True, "vendor_risk", ("vendor_risk", "anomaly"), _ONE, stream=4
         ),
         CampaignKind(
             "account_upkeep", True, "account_takeover", ("account_takeover", "payment_fraud"), _ONE

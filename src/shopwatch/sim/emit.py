@@ -221,11 +221,31 @@ class Sink:
         # own checkout steps (the page and the shipping step), "gateway" the card
         # authorizations at the payment provider (and the payment step waiting for them).
         self.slowdowns: dict[str, list[tuple[float, float, float, float]]] = {}
+        # Vendor outages: vendor -> [(start, full from, end, share failing, statuses)].
+        self.failures: dict[str, list[tuple[float, float, float, float, tuple[int, ...]]]] = {}
 
     def slow(self, target: str, start: float, ramp_s: float, end: float, factor: float) -> None:
         """From ``start`` to ``end``, ``target`` takes up to ``factor`` times as long (reached
         after ``ramp_s``: 0 for a sudden shift), for every request made to it."""
         self.slowdowns.setdefault(target, []).append((start, start + ramp_s, end, factor))
+
+    def fail(
+        self, vendor: str, start: float, ramp_s: float, end: float, share: float,
+        statuses: tuple[int, ...],
+    ) -> None:
+        """From ``start`` to ``end``, up to ``share`` of the calls to ``vendor`` fail with one
+        of ``statuses`` (reached after ``ramp_s``: 0 for an outage that begins at once)."""
+        self.failures.setdefault(vendor, []).append((start, start + ramp_s, end, share, statuses))
+
+    def failing(self, vendor: str, t: float) -> tuple[float, tuple[int, ...]]:
+        """The share of calls to ``vendor`` that fail at ``t`` beyond its usual errors, and
+        the statuses they fail with."""
+        share, statuses = 0.0, ()
+        for start, full, end, most, codes in self.failures.get(vendor, ()):
+            if start <= t < end:
+                ramp = 1.0 if full <= start else min(1.0, (t - start) / (full - start))
+                share, statuses = 1.0 - (1.0 - share) * (1.0 - most * ramp), codes
+        return share, statuses
 
     def slowness(self, target: str, t: float) -> float:
         """How many times slower than usual ``target`` is at ``t``."""

@@ -71,6 +71,19 @@ _CREEP: Final = "performance regression post-mortems (a slow query or leak creep
 _HICCUP: Final = (
     "payment provider status pages (brief degradations: a few minutes of slower API calls)"
 )
+_REVOKED: Final = (
+    "leaked-key revocation (GitHub secret scanning partners such as Stripe revoke a key "
+    "found in public) and vendors' rate limiting of a key used beyond its quota: calls "
+    "refused (401/403/429) until the key is replaced, minutes to hours"
+)
+_DEGRADED: Final = (
+    "API providers' status-page incidents (elevated error rates: a few to a fifth of calls "
+    "failing, growing over hours)"
+)
+_MONTH_END: Final = (
+    "shop model: month-end invoice, statement and subscription runs (a few thousand mails "
+    "or labels over hours)"
+)
 _OAT12: Final = (
     "OAT-012 cashing out; card-not-present fraud reports (Signifyd, Riskified, Sift: "
     "larger baskets, expedited shipping, reshipping drops, several cards per account)"
@@ -278,6 +291,19 @@ RANGES: Final[dict[tuple[str, str], dict[str, Range]]] = {
         "factor": _lu(1.3, 3.0, _CREEP),
         "ramp_min": _lu(30.0, 240.0, _CREEP),
         "duration_h": _lu(2.0, 24.0, _CREEP),
+    },
+    ("vendor_anomaly", "loud"): {
+        "share": _u(0.3, 1.0, _REVOKED),
+        "duration_min": _lu(10.0, 120.0, _REVOKED),
+    },
+    ("vendor_anomaly", "low_slow"): {
+        "share": _lu(0.03, 0.2, _DEGRADED),
+        "ramp_min": _lu(60.0, 360.0, _DEGRADED),
+        "duration_h": _lu(2.0, 24.0, _DEGRADED),
+    },
+    ("vendor_month_end", "loud"): {
+        "calls_per_min": _lu(2.0, 20.0, _MONTH_END),
+        "duration_h": _lu(1.0, 6.0, _MONTH_END),
     },
     ("latency_blip", "loud"): {
         "factor": _lu(1.5, 3.0, _HICCUP),

@@ -148,6 +148,19 @@ def emit_api_form(
 REVIEW_SHARE: Final = 0.006
 
 
+#: A vendor's usual share of failing calls (drawn per shop and vendor, log-uniform): API
+#: providers' published monthly availability of 99.5 % to 99.95 % and the error rates of
+#: their status pages; the failures are mostly 5xx and some rate limiting.
+VENDOR_ERRORS: Final = (0.0005, 0.005)
+_USUAL_ERRORS: Final = np.array([500, 502, 503, 504, 429])
+_USUAL_ERROR_P: Final = np.array([0.2, 0.25, 0.3, 0.05, 0.2])
+#: Failures a vendor SDK retries (rate limits, server errors, timeouts; not a refused key),
+#: and how many times: Stripe's and most vendors' SDKs retry twice by default, backing off
+#: from half a second, doubling, with jitter.
+_RETRIED: Final = frozenset({429, 500, 502, 503, 504})
+RETRIES: Final = 2
+
+
 def vendor_inventory() -> str:
     """The shop's vendor inventory as YAML (the format of ``detect.vendor_inventory``)."""
     lines = ["# The vendors this shop uses and the personal data each may receive.", "vendors:"]
@@ -166,6 +179,14 @@ class Traffic:
         self.office_ip = shop.residential["DE"].one(rng)  # the shop's own office (static)
         self.ci_ip = shop.datacenter.one(rng)
         self.staff_ip = self.office_ip
+        # Each vendor's usual share of failing calls, and the stream that draws failures
+        # (their own, so that the rest of the traffic is the same whatever fails).
+        usual = np.random.default_rng([shop.seed, 14])
+        lo, hi = VENDOR_ERRORS
+        self.vendor_errors = {
+            name: float(np.exp(usual.uniform(np.log(lo), np.log(hi)))) for name in _VENDORS
+        }
+        self._vendor_rng = np.random.default_rng([shop.seed, 15])
 
     # ------------------------------------------------------------------ visitors
 
@@ -222,11 +243,45 @@ class Traffic:
         status: int, ms: float,
     ) -> None:
         """An outbound call to a third party (``vendor.api``) and its network flow; a slow
-        payment gateway makes every authorization slower, whoever asks for it."""
+        payment gateway makes every authorization slower, whoever asks for it.
+
+        A call fails now and then (the vendor's usual errors, :data:`VENDOR_ERRORS`) and
+        more often while the vendor is down or refuses the shop (``Sink.fail``); a failure
+        the client may retry (429, 5xx) is retried up to :data:`RETRIES` times with
+        exponential backoff, as vendors' SDKs do. Whether a call fails is drawn from a
+        stream of its own, so the rest of the traffic is the same whatever fails. The
+        shop's own flow goes on as if the call had answered (a fallback, a later retry).
+        """
         if vendor in PAYMENT_GATEWAYS:
             ms *= out.sink.slowness("gateway", ts)
-        domain, address = _VENDORS[vendor]
+        # the call's sizes and port from the traffic's stream, once, whatever fails
         req, resp = int(rng.integers(300, 2400)), int(rng.integers(200, 4000))
+        port = 40000 + int(rng.integers(0, 20000))
+        extra, codes = out.sink.failing(vendor, ts) if out.sink.failures else (0.0, ())
+        usual = self.vendor_errors[vendor]
+        draws = self._vendor_rng
+        for attempt in range(RETRIES + 1):
+            u = float(draws.random())
+            if u < extra:
+                now = int(codes[int(draws.integers(0, len(codes)))])
+            elif u < extra + (1.0 - extra) * usual:
+                now = int(draws.choice(_USUAL_ERRORS, p=_USUAL_ERROR_P))
+            else:
+                self._call(out, ts, vendor, method, path, status, ms, req, resp, port)
+                return
+            took = float(draws.uniform(5_000, 30_000)) if now == 504 else _lognormal(draws, 45, 0.5)
+            error_bytes = int(draws.integers(80, 400))
+            self._call(out, ts, vendor, method, path, now, took, req, error_bytes,
+                       port if attempt == 0 else 40000 + int(draws.integers(0, 20000)))
+            if now not in _RETRIED or attempt == RETRIES:
+                return
+            ts += took / 1000.0 + 0.5 * 2**attempt * float(draws.uniform(0.5, 1.0))
+
+    def _call(
+        self, out: Out, ts: float, vendor: str, method: str, path: str, status: int, ms: float,
+        req: int, resp: int, port: int,
+    ) -> None:
+        domain, address = _VENDORS[vendor]
         out.ecs(ts, {
             "event.dataset": "vendor.api", "event.kind": "event", "event.category": "web",
             "event.action": "request", "event.outcome": "success" if status < 400 else "failure",
@@ -237,7 +292,7 @@ class Traffic:
             "http.request.bytes": req, "http.response.bytes": resp, "shop.vendor.name": vendor,
             "host.name": "app-1", "service.name": "shop-api",
         })
-        out.flow(ts, APP_ENI, APP_IP, address, 40000 + int(rng.integers(0, 20000)), 443, 6,
+        out.flow(ts, APP_ENI, APP_IP, address, port, 443, 6,
                  10 + (req + resp) // 1380, req + resp + 1200, "ACCEPT")
 
     # ------------------------------------------------------------------ logins
