@@ -10,5 +10,6 @@ from shopwatch.detect import (
     sequence,  # noqa: F401
     threshold,  # noqa: F401
     travel,  # noqa: F401
+    vendor_calls,  # noqa: F401
     vendors,  # noqa: F401
 )

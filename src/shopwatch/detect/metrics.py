@@ -47,7 +47,7 @@ from shopwatch.detect.registry import (
 from shopwatch.detect.state import KeyedState, split_by_keys
 from shopwatch.learn.series import Point, SeriesModel, SeriesParams
 
-__all__ = ["HARM", "MetricAnomalyDetector", "MetricAnomalySpec"]
+__all__ = ["HARM", "MetricAnomalyDetector", "MetricAnomalySpec", "SeriesRuleSpec"]
 
 Direction = Literal["up", "down", "both"]
 
@@ -98,7 +98,25 @@ _STATE: Final[dict[str, pl.DataType]] = {
 }
 
 
-class MetricAnomalySpec(RuleSpec):
+class SeriesRuleSpec(RuleSpec):
+    """What every rule scoring series with :class:`SeriesModel` sets (``metric_anomaly``,
+    ``vendor_calls``)."""
+
+    #: The usual share's outcomes fade by half over this long (in event time).
+    share_half_life: Duration = "6h"
+    threshold: float = Field(default=0.9, gt=0, lt=1)
+    harm: dict[str, Direction] = Field(default_factory=lambda: dict(HARM))
+    window: int = Field(default=8640, ge=100, le=100_000)
+    min_history: int = Field(default=100, ge=10)
+    rest: int = Field(default=150, ge=0)
+    #: How long a harmful score must hold (on three samples or more) before it alerts: a
+    #: blip of a minute or two is no incident (alerting rules' ``for: 5m``).
+    persist: Duration = "5m"
+    period: Duration = "1d"
+    forget: Duration = "30d"
+
+
+class MetricAnomalySpec(SeriesRuleSpec):
     """A ``metric_anomaly`` rule."""
 
     where: WhereClause
@@ -114,18 +132,6 @@ class MetricAnomalySpec(RuleSpec):
     #: taken as they are: one slow request is a real sample of how slow requests are.
     count: str = "shop.metric.count"
     shares: tuple[str, ...] = ("*rate*", "*ratio*", "*share*", "*conversion*")
-    #: The usual share's outcomes fade by half over this long (in event time).
-    share_half_life: Duration = "6h"
-    threshold: float = Field(default=0.9, gt=0, lt=1)
-    harm: dict[str, Direction] = Field(default_factory=lambda: dict(HARM))
-    window: int = Field(default=8640, ge=100, le=100_000)
-    min_history: int = Field(default=100, ge=10)
-    rest: int = Field(default=150, ge=0)
-    #: How long a harmful score must hold (on three samples or more) before it alerts: a
-    #: blip of a minute or two is no incident (alerting rules' ``for: 5m``).
-    persist: Duration = "5m"
-    period: Duration = "1d"
-    forget: Duration = "30d"
 
 
 @kind("metric_anomaly")
