@@ -250,11 +250,11 @@ def test_batches_of_any_size_judge_the_same_minutes(detector: VendorCallsDetecto
     hourly = run(detector, [*_batches(frame, 60), _tail(frame)])
     odd = [frame.slice(i, 997) for i in range(0, frame.height, 997)]
     chopped = run(detector, [*odd, _tail(frame)])
-    cols = ["@timestamp", "rule.id", "entity"]
+    cols = ["@timestamp", "rule.id", "entity", "message"]
     assert hourly.height >= 1
-    # (the hour's failing minutes read the usual share as the last batch left it, so
-    # their message's figures may differ in the last digit, never the time)
     assert chopped.select(cols).equals(hourly.select(cols))
+    whole = run(detector, [frame])
+    assert whole.select(cols).equals(hourly.select(cols))
 
 
 def test_state_saved_and_restored_mid_stream(detector: VendorCallsDetector) -> None:
@@ -286,6 +286,12 @@ def test_a_late_call_counts_in_its_vendors_next_minute(detector: VendorCallsDete
     assert "late" in pending.get_column("event.id").to_list()
     after = state.table("judged", {}).row(0, named=True)["_minute"]
     assert after == judged  # nothing judged twice; it waits for the next minute
+    later = frame.tail(1).with_columns(
+        pl.col("@timestamp") + timedelta(minutes=3), pl.lit("later").alias("event.id")
+    )
+    detector.detect(later, state)
+    assert state.table("judged", {}).row(0, named=True)["_minute"] == judged + timedelta(minutes=1)
+    assert "late" not in state.table("pending", {}).get_column("event.id").to_list()
 
 
 def test_bad_fields_neither_crash_nor_count() -> None:
@@ -327,3 +333,68 @@ def test_pending_calls_are_bounded() -> None:
     d.detect(frame, state)
     assert state.table("pending", {}).height <= 1_000
     assert state.table("series", {}).height >= 1  # the rest was judged, not dropped
+    # a flood of five minutes in batches over the cap, then ordinary calls: the judged
+    # minute follows the clock and is never ahead of it
+    for minute in range(1, 6):
+        flood = frame.head(1_200).with_columns(
+            pl.col("@timestamp") + timedelta(minutes=minute), pl.lit(f"f{minute}").alias("event.id")
+        )
+        d.detect(flood, state)
+        newest = flood.get_column("@timestamp").max()
+        judged = state.table("judged", {}).row(0, named=True)["_minute"]
+        assert judged <= newest
+    calm = frame.head(3).with_columns(pl.col("@timestamp") + timedelta(minutes=20))
+    d.detect(calm, state)
+    assert state.table("judged", {}).row(0, named=True)["_minute"] <= START + timedelta(minutes=20)
+
+
+def test_calls_dated_past_the_clock_are_set_aside(detector: VendorCallsDetector) -> None:
+    """A forged date neither crashes the rule nor holds a minute open: with the engine's
+    clock, calls dated past it are counted and left out."""
+    calls = Calls(NOON + 120)
+    calls.fail(NOON + 30, 40, 0.6, (401,))
+    frame = calls.frame()
+    forged = frame.head(2_000).with_columns(
+        pl.lit(datetime(9999, 12, 31, 23, 59, tzinfo=UTC)).alias("@timestamp")
+    )
+    d = VendorCallsDetector(detector.spec)
+    state = KeyedState(d.keys)
+    alerts = []
+    for b in _batches(frame, 60):
+        state.clock = b.get_column("@timestamp").max()
+        alerts.append(d.detect(pl.concat([b, forged]), state))
+    assert d.set_aside >= 2_000
+    assert sum(a.height for a in alerts) >= 1  # the outage is still told
+    assert state.table("pending", {}).get_column("_ts").max() < datetime(9999, 1, 1, tzinfo=UTC)
+    # without a clock a batch dated at the end of time is judged without an error
+    lone = VendorCallsDetector(detector.spec)
+    lone.detect(forged, KeyedState(lone.keys))
+
+
+def test_a_four_minute_hiccup_is_held_not_remembered(detector: VendorCallsDetector) -> None:
+    """The hour's failing minutes remember a hiccup for an hour; only minutes that fail
+    themselves count towards the five-minute hold, so four minutes raise nothing."""
+    calls = Calls(NOON + 120, peak_per_min=12.0)
+    calls.fail(NOON + 30, 4, 0.25, (503,))
+    assert _alerts(detector, calls).height == 0
+
+
+def test_persistence_off_still_judges_the_failing_minutes(detector: VendorCallsDetector) -> None:
+    eager = VendorCallsDetector(detector.spec.model_copy(update={"persist": "0s"}))
+    calls = Calls(NOON + 360)
+    calls.ramp(NOON - 120, 180, 0.04)
+    calls.fail(NOON + 60, 300, 0.04, (500, 502, 503))
+    found = _after(_alerts(eager, calls), NOON - 180)
+    assert "vendor.failing_minutes" in {_metric(a) for a in found.iter_rows(named=True)}
+
+
+def test_a_vendor_that_settles_at_a_higher_share_becomes_usual(
+    detector: VendorCallsDetector,
+) -> None:
+    """One degradation, one alert per rest; a vendor that stays at 3 % for days is its
+    new normal by the third day."""
+    calls = Calls(4 * DAY)
+    calls.fail(DAY, 3 * DAY, 0.03, (500, 502, 503))
+    alerts = _alerts(detector, calls, minutes=240)
+    assert 1 <= _after(alerts, DAY).height <= 4
+    assert _after(alerts, 3 * DAY).height == 0

@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import numpy as np
+import orjson
 import polars as pl
 from pydantic import Field
 from scipy.special import ndtri, pdtr, pdtrc
@@ -51,7 +52,7 @@ from shopwatch.detect.registry import (
     kind,
     parse_duration,
 )
-from shopwatch.detect.state import KeyedState
+from shopwatch.detect.state import KeyedState, shift_time
 from shopwatch.learn.series import Point, SeriesModel
 
 __all__ = ["VendorCallsDetector", "VendorCallsSpec"]
@@ -61,11 +62,18 @@ METRIC: Final = "shop.metric.name"
 ERRORS: Final = "vendor.error_share"
 SPREAD: Final = "vendor.failing_minutes"
 LATENCY: Final = "vendor.latency.p95_ms"
+CALLS: Final = "vendor.calls"  # the key of the tables of calls and minutes
+#: Vendor names are cut to this many characters (a name comes from the input).
+NAME_CHARS: Final = 200
+#: Calls dated this far after the engine's clock are set aside (counted), not counted in
+#: a minute: a forged date must not hold a minute open or push the judged minutes ahead.
+SKEW: Final = timedelta(minutes=5)
 _MINUTE: Final = timedelta(minutes=1)
 _DATASET: Final = "vendor.minute"  # the samples handed to the series model
 
 _PENDING: Final[dict[str, pl.DataType]] = {
     VENDOR: pl.String(),
+    METRIC: pl.String(),  # CALLS: the tables share the state's keys, so a budget sheds them
     "event.id": pl.String(),
     "_status": pl.Int64(),
     "_failed": pl.Boolean(),
@@ -74,6 +82,7 @@ _PENDING: Final[dict[str, pl.DataType]] = {
 }
 _HOUR: Final[dict[str, pl.DataType]] = {  # a vendor's judged minutes of the last hour
     VENDOR: pl.String(),
+    METRIC: pl.String(),
     "_minute": pl.Datetime("us", "UTC"),
     "_calls": pl.Int64(),
     "_any": pl.Boolean(),  # a call failed in it
@@ -81,6 +90,7 @@ _HOUR: Final[dict[str, pl.DataType]] = {  # a vendor's judged minutes of the las
 }
 _SPREAD: Final[dict[str, pl.DataType]] = {  # a vendor's failing minutes: hold and usual share
     VENDOR: pl.String(),
+    METRIC: pl.String(),
     "_since": pl.Datetime("us", "UTC"),
     "_streak": pl.Int64(),
     "_last": pl.Datetime("us", "UTC"),
@@ -95,6 +105,7 @@ _NO_HOLD: Final[dict[str, Any]] = {"_since": None, "_streak": 0, "_last": None, 
 SPREAD_TEACH: Final = 2.0
 _JUDGED: Final[dict[str, pl.DataType]] = {
     VENDOR: pl.String(),
+    METRIC: pl.String(),
     "_minute": pl.Datetime("us", "UTC"),
     "_ts": pl.Datetime("us", "UTC"),
 }
@@ -127,6 +138,24 @@ def _poisson_z(k: np.ndarray, mean: np.ndarray) -> np.ndarray:
     at = pdtr(k, mean) - np.where(k >= 1, pdtr(k - 1, mean), 0.0)
     tail = np.clip(upper + 0.5 * at, 1e-300, 1.0 - 1e-16)
     return np.asarray(-ndtri(tail), dtype=float)
+
+
+def _metric_of(alert: dict[str, Any]) -> str | None:
+    details = orjson.loads(alert["details"]) if alert["details"] else {}
+    metric = details.get("metric") if isinstance(details, dict) else None
+    return metric if isinstance(metric, str) else None
+
+
+def _drop_told(found: pl.DataFrame, resting: set[str]) -> pl.DataFrame:
+    """``found`` without failing-share alerts of vendors whose failing minutes have just
+    alerted (one outage, one alert, whichever signal tells it first)."""
+    if not resting or found.height == 0:
+        return found
+    keep = [
+        not (a["entity"][VENDOR] in resting and _metric_of(a) == ERRORS)
+        for a in found.iter_rows(named=True)
+    ]
+    return found.filter(pl.Series(keep, dtype=pl.Boolean))
 
 
 def _calls(n: int) -> str:
@@ -171,12 +200,13 @@ class _VendorSeries(MetricAnomalyDetector):
         failures = minute.get("statuses") or {}
         usual = model.usual("value")
         if metric == ERRORS and share is not None:
-            codes = ", ".join(f"{code}: {n}" for code, n in failures.items()) or "none"
+            codes = ", ".join(f"{code}: {n}" for code, n in failures.items())
             over = " over its last ten minutes" if point.feature == "level" else ""
             what = (
                 f"{_num(share.hits)} of {_num(share.trials)} calls failed "
                 f"({share.value:.1%}){over}; its usual share failing is {share.usual:.2%}"
-                f" (this minute: {_calls(calls)}, failures by status {codes})"
+                f" (this minute: {_calls(calls)}"
+                + (f", failures by status {codes})" if codes else ", none failed)")
             )
         else:
             value = float(ev["_value"])
@@ -217,6 +247,8 @@ class VendorCallsDetector:
             }
         )
         self.minutes: dict[tuple[str, datetime], dict[str, Any]] = {}
+        #: Calls set aside for being dated past the engine's clock (see :data:`SKEW`).
+        self.set_aside = 0
         inner = MetricAnomalySpec(
             id=spec.id,
             kind="metric_anomaly",
@@ -253,20 +285,29 @@ class VendorCallsDetector:
         if self._server:
             failed = failed | ((status >= 500) & (status <= 599))
         outcome = col("event.outcome", pl.String())
-        failed = failed | (status.is_null() & (outcome == "failure"))
-        vendor = pl.coalesce([pl.col(n).cast(pl.String) for n in names])
+        # no answer: no status, or a client's status 0, with the call failed
+        failed = failed | ((status.is_null() | (status < 100)) & (outcome == "failure"))
+        vendor = pl.coalesce(
+            [
+                pl.when(pl.col(n).cast(pl.String).str.strip_chars() != "").then(
+                    pl.col(n).cast(pl.String).str.slice(0, NAME_CHARS)
+                )
+                for n in names
+            ]
+        )
         calls = (
             batch.lazy()
             .filter(where & pl.col("@timestamp").is_not_null())
             .select(
                 vendor.alias(VENDOR),
+                pl.lit(CALLS).alias(METRIC),
                 col("event.id", pl.String()).alias("event.id"),
                 status.alias("_status"),
                 failed.fill_null(False).alias("_failed"),
                 (col("event.duration", pl.Float64()) / 1e6).alias("_ms"),
                 pl.col("@timestamp").alias("_ts"),
             )
-            .filter(pl.col(VENDOR).is_not_null() & (pl.col(VENDOR) != ""))
+            .filter(pl.col(VENDOR).is_not_null())
             .collect()
         )
         return calls if calls.height else None
@@ -283,29 +324,48 @@ class VendorCallsDetector:
         newest = batch.get_column("@timestamp").max()
         if not isinstance(newest, datetime):
             return empty_alerts()
-        return self._judge(rows, state, state.now(newest))
+        clock = state.now(newest)
+        ahead = pl.col("_ts") > shift_time(clock, SKEW)
+        if state.clock is not None and rows.select(ahead.any()).item():
+            self.set_aside += int(rows.select(ahead.sum()).item())
+            rows = rows.filter(~ahead)
+        return self._judge(rows, state, clock)
 
     def flush(self, state: KeyedState) -> pl.DataFrame:
         """The end of a replay: the minutes still waiting are judged with what they have."""
         pending = state.table("pending", _PENDING)
         if pending.height == 0:
             return empty_alerts()
-        return self._judge(pending, state, datetime.max.replace(tzinfo=UTC))
+        return self._judge(pending, state, datetime(9999, 12, 31, 23, 0, tzinfo=UTC))
 
     def _judge(self, rows: pl.DataFrame, state: KeyedState, clock: datetime) -> pl.DataFrame:
         """Judge the minutes of ``rows`` (calls) that have ended by ``clock``; the others
         wait in the state."""
         judged = state.table("judged", _JUDGED)
-        # A call older than its vendor's last judged minute counts in the next one.
+        # A call older than its vendor's last judged minute counts in the next one, but
+        # never in a minute past the clock's (then in the judged minute once more).
+        now = pl.lit(clock).dt.truncate("1m")
         rows = rows.join(judged.select(VENDOR, "_minute"), on=VENDOR, how="left").with_columns(
-            pl.max_horizontal(pl.col("_ts").dt.truncate("1m"), pl.col("_minute") + _MINUTE).alias(
-                "_minute"
-            )
+            pl.min_horizontal(
+                pl.max_horizontal(
+                    pl.col("_ts").dt.truncate("1m"), pl.col("_minute").dt.offset_by("1m")
+                ),
+                pl.max_horizontal(now, pl.col("_minute")),
+            ).alias("_minute")
         )
-        ended = pl.col("_minute") + _MINUTE <= clock
-        if rows.height > self.spec.max_pending:  # bounded: past the cap a minute ends early
-            newer = pl.col("_ts").rank("ordinal", descending=True).over(VENDOR)
-            ended = ended | (newer > self.spec.max_pending)
+        ended = pl.col("_minute").dt.offset_by("1m") <= clock
+        if rows.height > self.spec.max_pending:
+            # bounded: past the cap a vendor's oldest whole minutes end early (a minute
+            # ends when it and the later ones hold more calls than the cap)
+            suffix = (
+                rows.group_by(VENDOR, "_minute")
+                .len()
+                .sort(VENDOR, "_minute", descending=[False, True])
+                .with_columns(pl.col("len").cum_sum().over(VENDOR).alias("_suffix"))
+                .select(VENDOR, "_minute", "_suffix")
+            )
+            rows = rows.join(suffix, on=[VENDOR, "_minute"], how="left")
+            ended = ended | (pl.col("_suffix") > self.spec.max_pending)
         rows = rows.with_columns(ended.alias("_ended"))
         done = rows.filter(pl.col("_ended"))
         waiting = rows.filter(~pl.col("_ended"))
@@ -314,7 +374,9 @@ class VendorCallsDetector:
             return empty_alerts()
         self.minutes.clear()
         per, samples = self._samples(done)
-        last = done.group_by(VENDOR).agg(pl.col("_minute").max(), pl.col("_ts").max())
+        last = done.group_by(VENDOR).agg(
+            pl.lit(CALLS).alias(METRIC), pl.col("_minute").max(), pl.col("_ts").max()
+        )
         state.put(
             "judged",
             pl.concat(
@@ -324,8 +386,13 @@ class VendorCallsDetector:
                 ]
             ),
         )
+        resting = {
+            r[VENDOR]
+            for r in state.table("spread", _SPREAD).iter_rows(named=True)
+            if (r["_rest"] or 0) > 0
+        }
         try:
-            found = self.series.detect(samples, state)
+            found = _drop_told(self.series.detect(samples, state), resting)
             spread = self._spread(per, state, found)
         finally:
             self.minutes.clear()
@@ -357,14 +424,12 @@ class VendorCallsDetector:
         spec = self.spec
         # a vendor whose failing share alerted rests from then on, as that series does
         told: dict[str, datetime] = {}
-        if found.height:
-            for vendor, at in zip(
-                found.get_column("entity").struct.field(VENDOR).to_list(),
-                found.get_column("@timestamp").to_list(),
-                strict=True,
-            ):
-                if vendor is not None and (vendor not in told or at < told[vendor]):
-                    told[vendor] = at
+        for alert in found.iter_rows(named=True):
+            vendor, at = alert["entity"][VENDOR], alert["@timestamp"]
+            if _metric_of(alert) != ERRORS or vendor is None:
+                continue
+            if vendor not in told or at < told[vendor]:
+                told[vendor] = at
         windows: dict[str, deque[tuple[datetime, int, bool]]] = {}
         for row in state.table("hour", _HOUR).sort("_minute").iter_rows(named=True):
             windows.setdefault(row[VENDOR], deque()).append(
@@ -378,7 +443,15 @@ class VendorCallsDetector:
             vendor, at, minute = row[VENDOR], row["@timestamp"], row["_minute"]
             calls, failures = int(row["calls"]), int(row["failures"])
             h = holds.setdefault(
-                vendor, {VENDOR: vendor, **_NO_HOLD, "_hits": 0.0, "_trials": 0.0, "_ts": None}
+                vendor,
+                {
+                    VENDOR: vendor,
+                    METRIC: CALLS,
+                    **_NO_HOLD,
+                    "_hits": 0.0,
+                    "_trials": 0.0,
+                    "_ts": None,
+                },
             )
             window = windows.setdefault(vendor, deque())
             window.append((minute, calls, failures > 0))
@@ -389,7 +462,9 @@ class VendorCallsDetector:
             expected = sum(1.0 - (1.0 - p) ** n for _, n, _ in window)
             score = float(_poisson_z(np.array([failing]), np.array([expected]))[0])
             settled = h["_trials"] >= SETTLED
-            if not settled or score < SPREAD_TEACH:
+            # quiet hours teach, and so do the minutes after an alert (a level that stays
+            # becomes the vendor's usual, as in the metric model)
+            if not settled or score < SPREAD_TEACH or h["_rest"] > 0:
                 elapsed = 0.0 if h["_ts"] is None else max(0.0, (at - h["_ts"]).total_seconds())
                 fade = 0.5 ** (elapsed / half_life) if half_life > 0 else 1.0
                 h["_hits"] = h["_hits"] * fade + failures
@@ -403,12 +478,15 @@ class VendorCallsDetector:
                 continue
             if h["_last"] is not None and (at - h["_last"]).total_seconds() > 3 * persist:
                 h["_since"], h["_streak"] = None, 0
-            if not (settled and failing >= 3 and score >= spec.spread_z):
+            # only a minute with a failure of its own counts towards the hold: the hour
+            # remembers a hiccup for an hour, the hold must not
+            if not (settled and failures and failing >= 3 and score >= spec.spread_z):
                 continue
             h["_since"] = h["_since"] or at
             h["_streak"] += 1
             h["_last"] = at
-            if h["_streak"] < 3 or (at - h["_since"]).total_seconds() < persist:
+            held = h["_streak"] < 3 or (at - h["_since"]).total_seconds() < persist
+            if persist > 0 and held:
                 continue
             h.update({**_NO_HOLD, "_rest": spec.rest})
             alerts.append(
@@ -422,7 +500,14 @@ class VendorCallsDetector:
             "hour",
             pl.DataFrame(
                 [
-                    {VENDOR: v, "_minute": m, "_calls": n, "_any": bad, "_ts": m + _MINUTE}
+                    {
+                        VENDOR: v,
+                        METRIC: CALLS,
+                        "_minute": m,
+                        "_calls": n,
+                        "_any": bad,
+                        "_ts": shift_time(m, _MINUTE),
+                    }
                     for v, w in windows.items()
                     for m, n, bad in w
                 ],

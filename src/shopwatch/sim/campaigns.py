@@ -108,6 +108,8 @@ KINDS: Final[dict[str, CampaignKind]] = {
             ("vendor_risk", "anomaly"),
             through_traffic=True,
             stream=3,
+            # the payment provider's failed calls count in its latency samples
+            symptoms=("gateway.latency.p95_ms", "gateway.slow_share"),
         ),
         CampaignKind("flash_sale", True, "anomaly", ("anomaly", "dos", "card_testing"), _ONE),
         CampaignKind(
