@@ -11,7 +11,9 @@
    (an authorization and the placed order each) warm it, then batches of ``--batch``
    events are timed beside a count of each account's orders per hour. The metric model
    (``apm.metric_anomaly``): 20 series warmed with a day of one-minute samples, then
-   batches of ``--batch`` samples, beside a count per series.
+   batches of ``--batch`` samples, beside a count per series. The vendor calls model
+   (``vendor.calls_anomaly``): 20 vendors warmed with a day of calls, one a minute each,
+   then batches of ``--batch`` calls, beside a count per vendor.
 2. Memory: ``--entities`` accounts, each with ``--events-per-entity`` exports over two
    weeks (so every profile is warm and holds sizes, hours, networks and days), through the
    entity baseline; and the same number of accounts' logins (device, country, network)
@@ -21,7 +23,8 @@
    restoring the saved state, per entity (the learning process's own growth mixes in the input and the allocator's
    retained pages, so it says nothing about the state). Then ``--entities`` accounts with
    three orders each through the payment score (its per-account rows, the shared
-   population, addresses and cards), and the metric model's bytes per series after a week.
+   population, addresses and cards), the metric model's bytes per series after a week and
+   the vendor calls model's bytes per vendor after a week.
 """
 
 from __future__ import annotations
@@ -201,6 +204,32 @@ def samples(
     )
 
 
+def calls(rng: np.random.Generator, vendors: int, n: int, start: datetime) -> pl.DataFrame:
+    """``n`` outbound ``vendor.api`` calls to ``vendors`` vendors, one a minute each (about
+    0.3 % failing with a 5xx, durations log-normal around 200 ms)."""
+    from shopwatch.contract import conform
+
+    i = np.arange(n)
+    minute, vendor = i // vendors, i % vendors
+    status = np.where(rng.random(n) < 0.003, 503, 200)
+    return conform(
+        pl.DataFrame(
+            {
+                "@timestamp": [
+                    start + timedelta(minutes=int(m), seconds=float(s))
+                    for m, s in zip(minute, rng.uniform(0, 60, n), strict=True)
+                ],
+                "event.id": [f"v{start.timestamp():.0f}-{k}" for k in i],
+                "event.dataset": ["vendor.api"] * n,
+                "event.outcome": np.where(status < 400, "success", "failure"),
+                "event.duration": (200e6 * rng.lognormal(0, 0.35, n)).astype(np.int64),
+                "http.response.status_code": status,
+                "shop.vendor.name": [f"vendor{k}" for k in vendor],
+            }
+        )
+    ).sort("@timestamp")
+
+
 def loaded_bytes(blobs: dict[str, bytes]) -> int:
     """Resident-memory growth of a fresh interpreter that restores ``blobs``."""
     import pickle
@@ -282,6 +311,16 @@ def cost(batch: int, repeat: int) -> None:
         batch,
         repeat,
         "metric model, shares with counts",
+        warm_days=1,
+    )
+    _cost_of(
+        "vendor.calls_anomaly",
+        {"event.dataset": "vendor.api"},
+        ["shop.vendor.name"],
+        lambda day, n: calls(rng, 20, n, T0 + timedelta(days=day)),
+        batch,
+        repeat,
+        "vendor calls model",
         warm_days=1,
     )
 
@@ -408,6 +447,15 @@ def memory(entities: int, per: int) -> None:
         f"memory, metric model: {summary['entities']} series of a week's one-minute samples: "
         f"{summary['model_bytes'] / summary['entities'] / 1e3:,.0f} KB per series held, "
         f"{mstate.nbytes / summary['entities'] / 1e3:,.0f} KB per series in its table"
+    )
+    vendor = _rule("vendor.calls_anomaly")
+    vstate = KeyedState(vendor.keys, max_age=timedelta(days=90))
+    _learn(vendor, calls(rng, 5, 5 * 7 * 1440, T0), vstate)
+    summary = vendor.model_summary(vstate)
+    print(
+        f"memory, vendor calls model: {summary['entities']} vendors of a week's calls (one a "
+        f"minute): {summary['model_bytes'] / summary['entities'] / 1e3:,.0f} KB per vendor "
+        f"held, {vstate.nbytes / summary['entities'] / 1e3:,.0f} KB per vendor in its tables"
     )
 
 
