@@ -307,7 +307,15 @@ def test_bad_fields_neither_crash_nor_count() -> None:
             "event.duration": ["fast", None, "1000000"],
         }
     )
-    assert d.detect(frame, KeyedState(d.keys)).height == 0
+    state = KeyedState(d.keys)
+    assert d.detect(frame, state).height == 0
+    # the nameless call is left out, the unreadable status and duration are no failure;
+    # the first minute is judged (one call, none failed), the last call waits for its own
+    assert state.table("pending", {}).get_column("event.id").to_list() == ["c"]
+    judged = state.table("judged", {}).row(0, named=True)
+    assert (judged["shop.vendor.name"], judged["_minute"]) == ("dhl", START)
+    hour = state.table("hour", {}).row(0, named=True)
+    assert (hour["_calls"], hour["_any"]) == (1, False)
     with pytest.raises(ValueError, match="5xx"):
         VendorCallsDetector(spec.model_copy(update={"failing": ("server errors",)}))
 

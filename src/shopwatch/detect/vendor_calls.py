@@ -126,8 +126,8 @@ class VendorCallsSpec(SeriesRuleSpec):
     #: The score the failing minutes of an hour need (a standard score: 5 is about one
     #: hour in three and a half million by chance).
     spread_z: float = Field(default=5.0, ge=3.0)
-    #: At most this many calls of one vendor wait for their minute to end (the rest of a
-    #: flood counts in the minute as far as it got).
+    #: At most this many calls of one vendor wait for their minute to end (past it the
+    #: vendor's oldest whole minutes are judged early).
     max_pending: int = Field(default=100_000, ge=1_000)
 
 
@@ -457,7 +457,8 @@ class VendorCallsDetector:
             window.append((minute, calls, failures > 0))
             while window and window[0][0] <= minute - timedelta(minutes=60):
                 window.popleft()
-            p = (h["_hits"] + 0.5) / (h["_trials"] + 1.0)
+            usual = Share(failures / max(calls, 1), calls, h["_hits"], h["_trials"])
+            p = usual.usual
             failing = sum(1 for _, _, bad in window if bad)
             expected = sum(1.0 - (1.0 - p) ** n for _, n, _ in window)
             score = float(_poisson_z(np.array([failing]), np.array([expected]))[0])
@@ -466,9 +467,7 @@ class VendorCallsDetector:
             # becomes the vendor's usual, as in the metric model)
             if not settled or score < SPREAD_TEACH or h["_rest"] > 0:
                 elapsed = 0.0 if h["_ts"] is None else max(0.0, (at - h["_ts"]).total_seconds())
-                fade = 0.5 ** (elapsed / half_life) if half_life > 0 else 1.0
-                h["_hits"] = h["_hits"] * fade + failures
-                h["_trials"] = h["_trials"] * fade + calls
+                h["_hits"], h["_trials"] = usual.learnt(elapsed, half_life)
             h["_ts"] = at
             if vendor in told and at >= told[vendor]:
                 del told[vendor]
