@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gzip
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -144,12 +145,19 @@ def _profiled_case(case: str) -> bool:
     return bool(found) and reads_profiles(found[0])
 
 
+def _text(path: Path) -> str:
+    """A case file's text (gzip files, for the long traffic a learned model needs, too)."""
+    if path.suffix == ".gz":
+        return gzip.decompress(path.read_bytes()).decode()
+    return path.read_text()
+
+
 def fires_lines(case: str) -> list[Line]:
     """Every non-empty line of the case's fires files, in file order."""
     return [
         Line(case, path.name, no, text)
         for path in fires_files(case)
-        for no, text in enumerate(path.read_text().splitlines(), start=1)
+        for no, text in enumerate(_text(path).splitlines(), start=1)
         if text.strip()
     ]
 
@@ -157,7 +165,7 @@ def fires_lines(case: str) -> list[Line]:
 @functools.cache
 def _parse_alone(name: str, text: str) -> pl.DataFrame:
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / name
+        path = Path(tmp) / name.removesuffix(".gz")
         path.write_text(text + "\n")
         return read_events(path)
 

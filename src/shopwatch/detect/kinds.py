@@ -5,6 +5,7 @@ from shopwatch.detect import (
     forms,  # noqa: F401
     intel,  # noqa: F401
     metrics,  # noqa: F401
+    multivariate,  # noqa: F401
     payments,  # noqa: F401
     requests,  # noqa: F401
     sequence,  # noqa: F401

@@ -327,6 +327,9 @@ class Engine:
             | {f for d in gated for f in gate_fields(d.gate)}  # type: ignore[attr-defined]
         )
         self._last_evict: datetime | None = None
+        self._ordered = [d for d in self.detectors if not getattr(d, "sees_alerts", False)] + [
+            d for d in self.detectors if getattr(d, "sees_alerts", False)
+        ]
 
     @property
     def watermark(self) -> datetime | None:
@@ -401,10 +404,15 @@ class Engine:
         except Exception as err:  # a failed pass must not cost the batch: run every rule on it
             gated = {}
             log.warning("gate_failed", error=str(err), rules=len(gates), rows=batch.height)
-        for detector in self.detectors:
+        # Rules that learn only from what raised no alert run last and see the others' alerts.
+        for detector in self._ordered:
             started = time.perf_counter()
             try:
                 state = self.states[detector.id]
+                if outputs and getattr(detector, "sees_alerts", False):
+                    detector.take_alerts(  # type: ignore[attr-defined]
+                        pl.concat(outputs, how="vertical_relaxed"), state
+                    )
                 given = gated.get(detector.id, batch)
                 if self.exemptions is not None and detector.id in self._exemptable:
                     given = self._screen(detector, given)
