@@ -13,7 +13,11 @@
    (``apm.metric_anomaly``): 20 series warmed with a day of one-minute samples, then
    batches of ``--batch`` samples, beside a count per series. The vendor calls model
    (``vendor.calls_anomaly``): 20 vendors warmed with a day of calls, one a minute each,
-   then batches of ``--batch`` calls, beside a count per vendor.
+   then batches of ``--batch`` calls, beside a count per vendor. The client windows
+   model (``web.client_anomaly``): 3,000 addresses' requests, 60 a second, three hours to
+   warm it, then ``--repeat`` hours more in batches of ``--batch``, beside a count per
+   address over the same batches; then its bytes: the model's counts and the open
+   windows' requests per address.
 2. Memory: ``--entities`` accounts, each with ``--events-per-entity`` exports over two
    weeks (so every profile is warm and holds sizes, hours, networks and days), through the
    entity baseline; and the same number of accounts' logins (device, country, network)
@@ -230,6 +234,96 @@ def calls(rng: np.random.Generator, vendors: int, n: int, start: datetime) -> pl
     ).sort("@timestamp")
 
 
+def requests(
+    rng: np.random.Generator, clients: int, per_s: float, seconds: float, start: datetime
+) -> pl.DataFrame:
+    """Access-log requests of ``clients`` addresses at ``per_s`` a second for ``seconds``:
+    pages, assets and API calls, a few 404s and POSTs (each address its own rate)."""
+    from shopwatch.contract import conform
+
+    n = int(per_s * seconds)
+    weight = rng.lognormal(0.0, 1.0, clients)
+    who = rng.choice(clients, n, p=weight / weight.sum())
+    secs = np.sort(rng.uniform(0, seconds, n))
+    kind = rng.random(n)
+    path = np.where(
+        kind < 0.3,
+        "/products/" + rng.integers(1000, 9000, n).astype(str),
+        np.where(
+            kind < 0.9, "/static/" + rng.integers(1, 400, n).astype(str) + ".webp", "/api/v2/cart"
+        ),
+    )
+    return conform(
+        pl.DataFrame(
+            {
+                "@timestamp": [start + timedelta(seconds=float(s)) for s in secs],
+                "event.id": [f"r{start.timestamp():.0f}-{i}" for i in range(n)],
+                "event.dataset": ["http.access"] * n,
+                "source.ip": [f"10.{k // 65536}.{k // 256 % 256}.{k % 256}" for k in who],
+                "http.request.method": np.where(kind > 0.97, "POST", "GET").tolist(),
+                "url.path": path.tolist(),
+                "url.query": np.where(kind > 0.9, "page=1", None).tolist(),
+                "http.response.status_code": np.where(kind < 0.01, 404, 200).tolist(),
+                "http.response.bytes": rng.lognormal(np.log(40_000), 1.0, n).astype(int).tolist(),
+                "user_agent.original": ["Mozilla/5.0"] * n,
+            }
+        )
+    )
+
+
+def client_windows(batch: int, repeat: int, clients: int = 3000, per_s: float = 60.0) -> None:
+    """The multivariate model's cost per 1,000 requests over a stream, and its bytes."""
+    from shopwatch.detect.registry import build
+    from shopwatch.detect.state import KeyedState
+
+    rng = np.random.default_rng(3)
+    model = _rule("web.client_anomaly")
+    count = build(
+        {
+            "id": "bench.requests_per_ip",
+            "kind": "threshold",
+            "category": "dos",
+            "where": {"event.dataset": "http.access"},
+            "group_by": ["source.ip"],
+            "count": {"at_least": 100_000, "within": "10m"},
+        }
+    )
+    states = {d.id: KeyedState(d.keys, max_age=timedelta(hours=3)) for d in (model, count)}
+    hours = 3 + repeat
+    stream = requests(rng, clients, per_s, hours * 3600, T0)
+    warm = stream.filter(pl.col("@timestamp") < T0 + timedelta(hours=3))
+    for i in range(0, warm.height, 20_000):
+        part = warm.slice(i, 20_000)
+        states[model.id].clock = part.get_column("@timestamp").max()
+        model.detect(part, states[model.id])
+    timed = stream.filter(pl.col("@timestamp") >= T0 + timedelta(hours=3))
+    spent = {model.id: 0.0, count.id: 0.0}
+    for i in range(0, timed.height, batch):
+        part = timed.slice(i, batch)
+        for det in (count, model):
+            states[det.id].clock = part.get_column("@timestamp").max()
+            began = time.perf_counter()
+            det.detect(part, states[det.id])
+            spent[det.id] += time.perf_counter() - began
+    base = spent[count.id] / timed.height * 1000
+    ours = spent[model.id] / timed.height * 1000
+    print(
+        f"  (web.client_anomaly: {clients:,} addresses at {per_s:.0f} requests a second, three "
+        f"hours warm, then {timed.height:,} requests in {batch}-request batches)"
+    )
+    print(f"  threshold count (baseline)  {base * 1000:8.1f} ms")
+    print(f"  client windows model        {ours * 1000:8.1f} ms   ratio {ours / base:5.2f}")
+    summary = model.model_summary(states[model.id])
+    state = states[model.id]
+    model_bytes = int(state.table("model", {}).estimated_size())
+    print(
+        f"memory, client windows model: {model_bytes / 1e3:,.0f} KB of counts and histograms "
+        f"(whatever the traffic), {state.nbytes / 1e6:,.1f} MB in all with the open windows' "
+        f"requests of {summary['entities']:,} addresses: "
+        f"{(state.nbytes - model_bytes) / max(summary['entities'], 1):,.0f} bytes per address"
+    )
+
+
 def loaded_bytes(blobs: dict[str, bytes]) -> int:
     """Resident-memory growth of a fresh interpreter that restores ``blobs``."""
     import pickle
@@ -323,6 +417,7 @@ def cost(batch: int, repeat: int) -> None:
         "vendor calls model",
         warm_days=1,
     )
+    client_windows(batch, repeat)
 
 
 def _cost_of(

@@ -74,8 +74,16 @@ class Traffic:
         offsets = np.sort(self.rng.uniform(0, 599, n))
         return [start + timedelta(seconds=float(o)) for o in offsets]
 
-    def add(self, ip: str, t: datetime, method: str, path: str, status: int, size: int,
-            query: str | None = None) -> None:
+    def add(
+        self,
+        ip: str,
+        t: datetime,
+        method: str,
+        path: str,
+        status: int,
+        size: int,
+        query: str | None = None,
+    ) -> None:
         self.rows.append(
             {
                 "@timestamp": t,
@@ -178,7 +186,7 @@ def test_a_scanner_unlike_every_window_alerts_and_a_heavy_shopper_does_not(
 def test_nothing_alerts_before_the_warmup(learned: Traffic) -> None:
     frame = _with_scanner(learned)
     state = KeyedState(("_entity",))
-    assert run(rule(warmup=100_000), [frame], state).height == 0
+    assert run(rule(warmup=600), [frame], state).height == 0
     assert scored(state) > 0  # it scored, it was not yet warm
     assert run(rule(), [frame]).height == 1  # a warm-up it has passed: the scanner alerts
     # the first roll alone is no warm-up: the learned likeness comes with the second
@@ -226,8 +234,38 @@ def test_an_address_another_rule_alerted_on_teaches_nothing(learned: Traffic) ->
     # its windows in the hour after the alert (taint) taught nothing; the others did
     assert 0 < taught(clean) - taught(tainted) <= windows
     # an alert with no such field, or no rows, changes nothing
+    before = tainted.table("alerted", {})
     detector.take_alerts(pl.DataFrame({"@timestamp": [START]}), tainted)
     detector.take_alerts(other.clear(), tainted)
+    assert tainted.table("alerted", {}).equals(before)
+    # a campaign's alert names its members in details.members: they are tainted too
+    members = pl.DataFrame(
+        {
+            "@timestamp": [START],
+            "entity": [{"source.ip": None, "user.name": None}],
+            "details": [json.dumps({"members": {"source.ip": ["81.2.0.9", "81.2.0.10"]}})],
+        }
+    )
+    detector.take_alerts(members, tainted)
+    named = set(tainted.table("alerted", {}).get_column("_entity").to_list())
+    assert {ip, "81.2.0.9", "81.2.0.10"} <= named
+
+
+def test_an_alert_after_a_window_ended_does_not_taint_it(learned: Traffic) -> None:
+    detector = rule(rarity=1e-9, spread=100.0)
+    frame = learned.frame()
+    ip = frame.get_column("source.ip")[0]
+    clean, late, early = (KeyedState(("_entity",)) for _ in range(3))
+    run(detector, [frame], clean)
+    end_of_all = frame.get_column("@timestamp").max() + timedelta(hours=2)
+    for state, at in ((late, end_of_all), (early, START)):
+        detector.take_alerts(
+            pl.DataFrame({"@timestamp": [at], "entity": [{"source.ip": ip, "user.name": None}]}),
+            state,
+        )
+        run(detector, [frame], state)
+    assert taught(late) == taught(clean)  # dated after every window: taints none
+    assert taught(early) < taught(clean)
 
 
 def test_one_address_teaches_at_most_its_weight_per_period() -> None:
@@ -265,6 +303,32 @@ def test_a_far_window_that_does_not_alert_teaches_nothing_once_warm(learned: Tra
     run(rule(teach_floor=0.0, **silent), [frame], without)
     run(rule(teach_floor=0.01, **silent), [frame], floored)
     assert taught(without) - taught(floored) >= 1
+
+
+def test_after_its_own_alert_an_address_teaches_nothing_for_a_while(learned: Traffic) -> None:
+    traffic = Traffic(2)
+    traffic.rows = list(learned.rows)
+    traffic.scanner("45.148.10.7", START + 18 * SLOT)
+    traffic.shop(1, first=18)
+    traffic.shop(1, first=19)
+    traffic.browser("45.148.10.7", START + 20 * SLOT, scale=2.0)  # then it looks ordinary
+    traffic.shop(2, first=20)  # (and its window ends beside the scanner's, in one batch)
+    held, free = KeyedState(("_entity",)), KeyedState(("_entity",))
+    assert run(rule(), [traffic.frame()], held).height == 1
+    assert run(rule(taint="1s"), [traffic.frame()], free).height == 1
+    assert taught(free) - taught(held) == 1  # its ordinary window, twenty minutes on
+
+
+def test_a_far_window_held_back_by_quiet_teaches_nothing(learned: Traffic) -> None:
+    traffic = Traffic(2)
+    traffic.rows = list(learned.rows)
+    for slot in (18, 19):
+        traffic.scanner("45.148.10.7", START + slot * SLOT)
+        traffic.shop(1, first=slot)
+    state = KeyedState(("_entity",))
+    # no taint and no floor: only being far keeps the second window from teaching
+    assert run(rule(teach_floor=0.0, taint="1s"), [traffic.frame()], state).height == 1
+    assert "45.148.10.7" not in state.table("taught", {}).get_column("_entity").to_list()
 
 
 def test_one_alert_per_address_per_quiet(learned: Traffic) -> None:
@@ -310,6 +374,109 @@ def test_events_after_their_window_are_counted_not_scored(learned: Traffic) -> N
     assert detector.detect(late.frame(), state).height == 0
     assert detector.late == 45
     assert detector.flush(state).height == 0
+
+
+def test_past_the_bound_the_newest_slot_keeps_its_largest_windows(learned: Traffic) -> None:
+    """Many addresses of a request each fill the newest slot: they are dropped, counted,
+    and the scanner among them is scored whole, once."""
+    traffic = Traffic(2)
+    traffic.rows = list(learned.rows)
+    at = START + 18 * SLOT
+    traffic.scanner("45.148.10.7", at)
+    for k in range(1200):
+        traffic.add(
+            f"10.9.{k // 250}.{k % 250}", at + timedelta(seconds=k % 590), "GET", "/", 200, 9
+        )
+    traffic.shop(1, first=18)
+    frame = traffic.frame()
+    detector = rule(max_rows=1000)
+    state = KeyedState(("_entity",))
+    out = []
+    for i in range(0, frame.height, 300):
+        batch = frame.slice(i, 300)
+        state.clock = batch.get_column("@timestamp").max()
+        out.append(detector.detect(batch, state))
+        assert state.table("rows", {}).height <= 1000
+    out.append(detector.flush(state))
+    alerts = pl.concat([o for o in out if o.height])
+    assert detector.dropped_windows > 0 and detector.dropped_rows > 0
+    assert state.table("rows", {}).height == 0
+    (row,) = alerts.filter(pl.col("rule.id") == "test.client_anomaly").iter_rows(named=True)
+    assert row["entity"]["source.ip"] == "45.148.10.7"
+    assert json.loads(row["details"])["events"] == 45
+
+
+def test_events_dated_far_ahead_of_the_clock_are_set_aside(learned: Traffic) -> None:
+    detector = rule()
+    state = KeyedState(("_entity",))
+    frame = learned.frame()
+    state.clock = frame.get_column("@timestamp").max()
+    forged = Traffic(7)
+    forged.scanner("45.148.10.7", datetime(9999, 12, 31, 23, 50, tzinfo=UTC))
+    assert detector.detect(pl.concat([frame, forged.frame()]), state).height == 0
+    assert detector.set_aside == 45
+    assert detector.flush(state).height == 0
+    # without the engine's clock (a detector on its own) they are held, and flush ends them
+    alone = rule()
+    other = KeyedState(("_entity",))
+    alone.detect(forged.frame(), other)
+    assert other.table("rows", {}).height == 45
+    alone.flush(other)
+    assert other.table("rows", {}).height == 0
+
+
+def test_a_changed_rule_learns_afresh_instead_of_failing(learned: Traffic) -> None:
+    frame = learned.frame()
+    state = KeyedState(("_entity",))
+    rule().detect(frame.head(frame.height - 500), state)  # no flush: windows stay open
+    held = state.table("rows", {}).height
+    assert held > 0 and state.table("model", {}).height == 1
+    saved = state.snapshot()
+    for changed, rows_dropped in (
+        (
+            {"features": [*FEATURES, {"name": "heads", "share": {"http.request.method": "HEAD"}}]},
+            held,
+        ),
+        ({"features": [*FEATURES, {"name": "largest", "max": "http.response.bytes"}]}, 0),
+        ({"trees": 16}, 0),
+        ({"seed": 3}, 0),
+    ):
+        again = KeyedState(("_entity",))
+        again.restore(saved)
+        detector = rule(**changed)
+        detector.detect(frame.tail(500), again)
+        assert detector.reset_models == 1
+        assert detector.reset_rows == rows_dropped
+        model = again.table("model", {})
+        assert model.height == 0 or model.item(0, "signature") == detector.signature
+    same = KeyedState(("_entity",))
+    same.restore(saved)
+    unchanged = rule()
+    unchanged.detect(frame.tail(500), same)
+    assert unchanged.reset_models == 0 and unchanged.reset_rows == 0
+
+
+def test_rule_settings_that_cannot_work_are_refused() -> None:
+    for bad, error in (
+        ({"warmup": 5000, "period": 100}, "can never be reached"),
+        ({"window": "1500ms"}, "whole minutes"),
+        ({"window": "0s"}, "whole minutes"),
+        ({"seed": -1}, "greater than or equal"),
+    ):
+        with pytest.raises(Exception, match=error):
+            rule(**bad)
+
+
+def test_the_salt_decides_which_windows_of_a_full_slot_teach() -> None:
+    traffic = Traffic(4)
+    traffic.shop(1, clients=(150, 151))
+    taught_by = []
+    for salt in ("", "our own secret"):
+        state = KeyedState(("_entity",))
+        run(rule(period=400, warmup=400, slot_share=0.1, salt=salt), [traffic.frame()], state)
+        taught_by.append(set(state.table("taught", {}).get_column("_entity").to_list()))
+    assert len(taught_by[0]) == len(taught_by[1]) == 40
+    assert taught_by[0] != taught_by[1]
 
 
 def test_open_windows_are_bounded(learned: Traffic) -> None:
@@ -377,15 +544,22 @@ def test_the_engine_runs_it_after_the_others_and_hands_it_their_alerts(learned: 
             "count": {"at_least": 40, "within": "10m"},
         }
     )
-    mine = rule()
+    silent = {"rarity": 1e-9, "spread": 100.0, "teach_floor": 0.0}  # only taint holds it back
+    mine = rule(**silent)
     engine = Engine([mine, counted])
     assert [d.id for d in engine._ordered] == ["test.many_requests", "test.client_anomaly"]
     frame = _with_scanner(learned)
     engine.process(frame)
     engine.flush()
     alerted = engine.states[mine.id].table("alerted", {})
-    others = alerted.filter(~pl.col("own")).get_column("_entity").to_list()
-    assert "45.148.10.7" in others  # the threshold rule's alert, handed over
+    assert "45.148.10.7" in alerted.filter(~pl.col("own")).get_column("_entity").to_list()
+    taught_with = engine.states[mine.id].table("taught", {}).get_column("_entity").to_list()
+    alone = Engine([rule(**silent)])
+    alone.process(frame)
+    alone.flush()
+    taught_alone = alone.states["test.client_anomaly"].table("taught", {})
+    assert "45.148.10.7" in taught_alone.get_column("_entity").to_list()
+    assert "45.148.10.7" not in taught_with
 
 
 def test_shopwatch_models_lists_it(learned: Traffic) -> None:

@@ -1,40 +1,60 @@
 """Kind ``multivariate``: an entity's window of events unlike the windows the shop has seen.
 
 Each entity (by default ``source.ip``) has its matching events cut into tumbling windows
-of ``window`` (event time). When a window has ended (the engine's clock is ``lateness``
-past its end) and holds at least ``min_events`` events, its ``features`` (counts,
-distinct values, shares of events matching a clause, means and maxima; see
+of ``window`` (event time, whole minutes). When a window has ended (the engine's clock is
+``lateness`` past its end) and holds at least ``min_events`` events, its ``features``
+(counts, distinct values, shares of events matching a clause, means and maxima; see
 :class:`FeatureSpec`) are scaled into [0, 1] with fixed scales from the rule (so what is
 "large" is written down, not learned, and cannot be stretched by an attacker) and scored
 by a :class:`~shopwatch.learn.hst.HalfSpaceForest` of every entity's past windows.
 
 **Score.** ``likeness``: the mean over the trees of ``log2(1 + learned windows in the
-window's leaf)``, high where many learned windows were, 0 where none was. What is rare
-is read against the likeness of the windows the model learned (a histogram of them):
-``rarity`` is the share of learned windows that scored as low or lower. A window alerts
-when its rarity is at most ``rarity`` and the model has scored at least ``warmup``
-windows; with the defaults that is about one window in ten thousand of the traffic the
-shop already had, and windows unlike anything it had. The alert names the features
-furthest from the learned windows (each feature's own histogram), with their usual range.
+window's leaf)``, high where many learned windows were, 0 where none was. Each window the
+model learns adds its likeness (scored before it was learned) to a histogram, which
+decays by a tenth at each roll of the forest's reference. A window is *far* when
 
-**What teaches, and the poisoning bound.** Windows are taught in the order of their end
-and entity, so the model is the same however the events were cut into batches. A window
-teaches only when it raised no alert of this rule, and its entity raised none of any rule
-(the engine hands every rule's alerts to this one, ``sees_alerts``) from ``taint`` before
-the window began until it ended. One entity teaches at most ``entity_weight`` windows per
-``period`` (the number of windows between two rolls of the model's reference), so ``E``
-addresses can make up at most ``E * entity_weight / period`` of what the model scores
-against: to make a kind of window normal an attacker has to send it, unalerted, from
-about ``period / (entity_weight * 2^depth)`` addresses in one period, each window of
-which already looked normal enough not to alert. A window unlike anything learned alerts
-and teaches nothing, so the model can only be walked, in small steps from what is already
-normal, never jumped. The bound slows poisoning; it does not prevent it.
+- its ``rarity`` is at most ``rarity`` (0.001): at most that share of the learned windows
+  scored as low as it, or less than :data:`SLACK` (half a bit) above it, and
+- its likeness is ``spread`` (6) robust deviations (1.4826 MAD) or more below the learned
+  windows' median.
 
-State: the model's counts (one row, about ``2 * trees * 2^(depth+1) * 8`` bytes, plus
-two histograms), the events of open windows (bounded by ``max_rows``: past it the oldest
-windows end early, counted in ``ended_early``), how many windows each entity taught this
-period, and the entities alerted on recently. Events that arrive after their window ended
-are counted in ``late`` and not scored.
+A far window alerts, once per entity per ``quiet``, when the model is *warm*: it has rolled
+twice and its histogram holds ``warmup`` windows (that takes ``period`` windows to the
+first roll, then about ``warmup`` more). The alert names the features furthest from the
+learned windows (each feature's own histogram), with their usual range (5th to 95th
+percentile).
+
+**What teaches.** Windows are taught in the order of their slot and, within a slot, of a
+digest of the entity and the slot keyed by ``salt`` (set one of your own: with the
+default, whoever reads this can pick addresses that come first), so the model is the same
+however the events were cut into batches. A window does not teach when it is far (alerted
+or held back by ``quiet``); when, once warm, its rarity is at most ``teach_floor``; when
+any rule (this one too) alerted on its entity from ``taint`` before the window began to
+its end (the engine hands every rule's alerts, campaign members included, to this one:
+``sees_alerts``; alerts handed over after the window was scored cannot count); when its
+entity has taught ``entity_weight`` windows this period, or its slot ``slot_share`` of a
+period.
+
+**Poisoning bound.** Before the model is warm, every window that no rule alerted on
+teaches: what an attacker sends while the model learns its first ``period + warmup``
+windows is learned as normal, up to the caps. Once warm, a kind of window the model has
+not seen is far, alerts and teaches nothing; for it to stop being far, the reference must
+hold a few tens of windows like it in most trees (about ``2^floor``: with the defaults the
+floor is near 6 bits, some 60 windows), taught from at least half as many addresses
+(``entity_weight`` 2) and over several slots (a slot teaches at most 50 windows of a
+``period`` of 500), each of which must itself not have been far when it came. So the
+model can be walked toward a new kind of window, in steps from what is already normal,
+by many addresses over hours; it cannot be jumped. The bound slows poisoning; it does not
+prevent it.
+
+State: the model's counts (one row, about ``2 * trees * 2^(depth+1) * 8`` bytes, plus two
+histograms), the events of open windows (about 70 bytes each, bounded by ``max_rows``:
+past it the oldest slots end early, counted in ``ended_early``, and when the newest slot
+alone is past it, its smallest windows are dropped, counted in ``dropped_windows``), how
+many windows each entity and slot taught this period, and when entities were alerted on.
+Events that arrive after their window was scored are counted in ``late``; events dated
+more than :data:`SKEW` past the engine's clock in ``set_aside``. A rule whose features,
+trees, seed or window changed learns afresh from a restored state (``reset_models``).
 """
 
 from __future__ import annotations
@@ -42,7 +62,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from datetime import UTC, datetime
+from bisect import bisect_left, insort
+from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
 import numpy as np
@@ -60,7 +81,7 @@ from shopwatch.detect.registry import (
     kind,
     parse_duration,
 )
-from shopwatch.detect.state import KeyedState, shift_time
+from shopwatch.detect.state import LATEST, KeyedState, shift_time
 from shopwatch.learn.hst import HalfSpaceForest
 
 __all__ = ["FeatureSpec", "MultivariateDetector", "MultivariateSpec"]
@@ -74,12 +95,14 @@ SLACK: Final = 0.5
 FEATURE_BINS: Final = 20
 #: At a roll, the histograms keep this much of what they held (about ten periods).
 HISTORY_KEEP: Final = 0.9
+#: Periods of windows a warm-up may ask for: the histograms never reach ten.
+HISTORY_CEILING: Final = 5
 #: A feature named in an alert: at most this share of learned windows had its value.
 NAMED_BELOW: Final = 0.05
 #: Events of a window an alert cites.
 EVIDENCE: Final = 20
-#: The end of time, for :meth:`MultivariateDetector.flush`.
-_END: Final = datetime(9999, 12, 31, 23, 0, tzinfo=UTC)
+#: Events dated this far past the engine's clock are set aside (counted), not held.
+SKEW: Final = timedelta(minutes=5)
 ENTITY: Final = "_entity"
 
 Aggregate = Literal["count", "distinct", "share", "mean", "max"]
@@ -187,7 +210,7 @@ class MultivariateSpec(RuleSpec):
     features: tuple[FeatureSpec, ...] = Field(min_length=2, max_length=24)
     trees: int = Field(default=32, ge=4, le=256)
     depth: int = Field(default=8, ge=2, le=12)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
     period: int = Field(default=500, ge=50)
     warmup: int = Field(default=500, ge=1)
     rarity: float = Field(default=0.001, gt=0, lt=0.5)
@@ -199,12 +222,24 @@ class MultivariateSpec(RuleSpec):
     quiet: Duration = "1h"
     max_rows: int = Field(default=500_000, ge=1000)
     noun: str = "events"
+    #: The key of the digest that orders a slot's windows for its cap: set a secret of
+    #: your own, so that nobody who reads this file can pick addresses that come first.
+    salt: str = ""
 
     @model_validator(mode="after")
-    def _names(self) -> MultivariateSpec:
+    def _checked(self) -> MultivariateSpec:
         names = [f.name for f in self.features]
         if len(set(names)) != len(names):
             raise ValueError("feature names must be distinct")
+        window = parse_duration(self.window)
+        seconds = window.total_seconds()
+        if seconds < 60 or seconds != int(seconds) or int(seconds) % 60:
+            raise ValueError(f"window {self.window!r} must be whole minutes, at least 1m")
+        if self.warmup > HISTORY_CEILING * self.period:
+            raise ValueError(
+                f"warmup {self.warmup} can never be reached: the learned likeness holds at "
+                f"most {HISTORY_CEILING} periods ({HISTORY_CEILING * self.period} windows)"
+            )
         return self
 
 
@@ -226,6 +261,7 @@ _MODEL: Final[dict[str, pl.DataType]] = {
     "taught": pl.Int64(),
     "windows": pl.Int64(),
     "alerts": pl.Int64(),
+    "signature": pl.String(),
 }
 _ENDED: Final[dict[str, pl.DataType]] = {"_upto": TIMESTAMP}
 _SLOTS: Final[dict[str, pl.DataType]] = {"_win": TIMESTAMP, "n": pl.Int64(), "_ts": TIMESTAMP}
@@ -235,6 +271,14 @@ _ALERTED: Final[dict[str, pl.DataType]] = {
     "_ts": TIMESTAMP,
     "own": pl.Boolean(),
 }
+
+
+def _alerted_within(times: list[datetime] | None, low: datetime, high: datetime) -> bool:
+    """Whether any of the sorted ``times`` falls in ``[low, high]``."""
+    if not times:
+        return False
+    at = bisect_left(times, low)
+    return at < len(times) and times[at] <= high
 
 
 @kind("multivariate")
@@ -268,43 +312,87 @@ class MultivariateDetector:
         self.forest = HalfSpaceForest(
             len(spec.features), trees=spec.trees, depth=spec.depth, seed=spec.seed
         )
+        #: What the saved counts must have been learnt with to be read (else learnt afresh).
+        self.signature = hashlib.sha256(
+            json.dumps(
+                [
+                    [f.model_dump(mode="json") for f in spec.features],
+                    spec.trees,
+                    spec.depth,
+                    spec.seed,
+                    spec.window,
+                ],
+                sort_keys=True,
+            ).encode()
+        ).hexdigest()[:16]
+        self._salt = hashlib.sha256(f"{spec.id}\x00{spec.salt}".encode()).digest()[:16]
         self._rows = dict(_ROWS_BASE)
+        #: The held column each feature reads (features of one field share one column).
+        self._column: dict[int, str] = {}
         for i, f in enumerate(spec.features):
             if f.aggregate == "share":
+                self._column[i] = f"_f{i}"
                 self._rows[f"_f{i}"] = pl.Boolean()
             elif f.aggregate == "distinct":
-                self._rows[f"_f{i}"] = pl.String()
+                self._column[i] = f"_s:{f.field}"
+                self._rows[f"_s:{f.field}"] = pl.String()
             elif f.aggregate in ("mean", "max"):
-                self._rows[f"_f{i}"] = pl.Float64()
+                self._column[i] = f"_n:{f.field}"
+                self._rows[f"_n:{f.field}"] = pl.Float64()
         #: Events that came after their window had ended (not scored).
         self.late = 0
+        #: Events dated more than :data:`SKEW` past the engine's clock (not held).
+        self.set_aside = 0
         #: Windows ended before their time because the open windows held ``max_rows``.
         self.ended_early = 0
+        #: Windows (and their events) of the newest slot dropped past ``max_rows``.
+        self.dropped_windows = 0
+        self.dropped_rows = 0
+        #: Held events and models of an earlier version of the rule, dropped on load.
+        self.reset_rows = 0
+        self.reset_models = 0
 
     # -- the engine's hand-over of every rule's alerts ---------------------------------
 
     def take_alerts(self, alerts: pl.DataFrame, state: KeyedState) -> None:
         """Remember the entities other rules alerted on (their windows teach nothing)."""
-        if alerts.height == 0 or "entity" not in alerts.columns:
+        if alerts.height == 0 or "@timestamp" not in alerts.columns:
             return
         field = self.spec.entity
-        entity = alerts.get_column("entity")
-        if field not in entity.struct.fields:
-            return
-        seen = alerts.select(
-            pl.col("entity").struct.field(field).cast(pl.String).alias(ENTITY),
-            pl.col("@timestamp").alias("_ts"),
-            pl.lit(False).alias("own"),
-        ).filter(pl.col(ENTITY).is_not_null() & (pl.col(ENTITY) != ""))
-        if seen.height:
-            self._remember(state, seen)
+        named: list[tuple[str, datetime]] = []
+        if "entity" in alerts.columns and field in alerts.get_column("entity").struct.fields:
+            for value, at in alerts.select(
+                pl.col("entity").struct.field(field).cast(pl.String), "@timestamp"
+            ).iter_rows():
+                named.append((value, at))
+        if "details" in alerts.columns:  # a campaign's alert names its members there
+            for details, at in alerts.select("details", "@timestamp").iter_rows():
+                if not details or "members" not in details:
+                    continue
+                try:
+                    members = (json.loads(details).get("members") or {}).get(field) or []
+                except (json.JSONDecodeError, AttributeError):
+                    continue
+                named.extend((str(m), at) for m in members if isinstance(m, str | int))
+        rows = [
+            {ENTITY: v[:200], "_ts": at, "own": False}
+            for v, at in named
+            if v and isinstance(at, datetime)
+        ]
+        if rows:
+            self._remember(state, pl.DataFrame(rows, schema=_ALERTED))
 
     def _remember(self, state: KeyedState, seen: pl.DataFrame) -> None:
+        """Keep when each entity was alerted on, to the minute (the window's taint asks
+        whether any alert fell around it, not only the last)."""
         alerted = state.table("alerted", _ALERTED)
         both = pl.concat([alerted, seen.select(list(_ALERTED))], how="vertical_relaxed")
         state.put(
             "alerted",
-            both.group_by(ENTITY, "own").agg(pl.col("_ts").max()).select(list(_ALERTED)),
+            both.group_by(ENTITY, "own", pl.col("_ts").dt.truncate("1m").alias("_minute"))
+            .agg(pl.col("_ts").max())
+            .sort(ENTITY, "_ts", "own")
+            .select(list(_ALERTED)),
         )
 
     # -- detect ------------------------------------------------------------------------
@@ -326,8 +414,12 @@ class MultivariateDetector:
             col("event.id", pl.String()).alias("event.id"),
         ]
         shares = iter(self.shares)
+        named: set[str] = set()
         for i, f in enumerate(self.spec.features):
-            name = f"_f{i}"
+            name = self._column.get(i)
+            if name is None or name in named:
+                continue
+            named.add(name)
             if f.aggregate == "share":
                 expr = next(shares).for_batch(batch.columns)
                 columns.append(
@@ -335,7 +427,7 @@ class MultivariateDetector:
                 )
             elif f.aggregate == "distinct":
                 columns.append(col(f.field, pl.String()).alias(name))
-            elif f.aggregate in ("mean", "max"):
+            else:
                 columns.append(col(f.field, pl.Float64()).alias(name))
         rows = (
             batch.lazy()
@@ -346,6 +438,22 @@ class MultivariateDetector:
         )
         return rows if rows.height else None
 
+    def _held(self, state: KeyedState) -> pl.DataFrame:
+        """The open windows' events; those of an earlier version of the rule are dropped."""
+        model = state.table("model", _MODEL)
+        if model.height and (
+            model.schema != pl.Schema(_MODEL) or model.item(0, "signature") != self.signature
+        ):  # the rule's features, trees or window changed: the model learns afresh
+            self.reset_models += 1
+            for name, schema in (("model", _MODEL), ("taught", _TAUGHT), ("slots", _SLOTS)):
+                state.put(name, pl.DataFrame(schema=schema))
+        held = state.table("rows", self._rows)
+        if held.schema != pl.Schema(self._rows):
+            self.reset_rows += held.height
+            held = pl.DataFrame(schema=self._rows)
+            state.put("rows", held)
+        return held
+
     def detect(self, batch: pl.DataFrame, state: KeyedState) -> pl.DataFrame:
         """Hold the batch's events in their windows; score the windows that have ended."""
         if batch.height == 0 or "@timestamp" not in batch.columns:
@@ -355,45 +463,95 @@ class MultivariateDetector:
             return empty_alerts()
         clock = state.now(newest)
         events = self._events(batch)
-        held = state.table("rows", self._rows)
+        held = self._held(state)
         if events is not None:
             # an event whose window has already been scored comes too late
             upto = state.table("ended", _ENDED)
             if upto.height:
-                late = pl.col("_win") + self.window + self.lateness <= pl.lit(upto.item())
+                late = pl.col("_win") + self.horizon <= pl.lit(upto.item())
                 n_late = int(events.select(late.sum()).item())
                 if n_late:
                     self.late += n_late
                     events = events.filter(~late)
-            held = pl.concat([held, events], how="vertical_relaxed")
+            # an event dated well past the engine's clock is set aside: its window would
+            # wait for a time that may never come, and hold the bound on open windows
+            if state.clock is not None:
+                ahead = pl.col("_ts") > pl.lit(shift_time(state.clock, SKEW))
+                n_ahead = int(events.select(ahead.sum()).item())
+                if n_ahead:
+                    self.set_aside += n_ahead
+                    events = events.filter(~ahead)
+            # a window keeps the ids of its first events only (its evidence)
+            held = pl.concat([held, events], how="vertical_relaxed").with_columns(
+                pl.when(pl.int_range(pl.len()).over(ENTITY, "_win") < EVIDENCE)
+                .then(pl.col("event.id"))
+                .alias("event.id")
+            )
         if held.height == 0:
             return empty_alerts()
         return self._end(held, state, clock)
 
     def flush(self, state: KeyedState) -> pl.DataFrame:
         """The end of a replay: the open windows are scored with what they hold."""
-        held = state.table("rows", self._rows)
+        held = self._held(state)
         if held.height == 0:
             return empty_alerts()
-        return self._end(held, state, _END)
+        return self._end(held, state, LATEST)
+
+    def _bound(self, held: pl.DataFrame, ended: pl.Expr) -> tuple[pl.DataFrame, pl.Expr, Any]:
+        """Open windows past ``max_rows``: the oldest slots end early; if the newest slot
+        alone is too many, its smallest windows are dropped (counted) until it fits: many
+        addresses of a request or two each are what fills it, and none of them could reach
+        ``min_events``. Returns the rows kept, what ends, and the latest slot ended early."""
+        cap = self.spec.max_rows
+        open_rows = held.filter(~ended)
+        if open_rows.height <= cap:
+            return held, ended, None
+        per = (
+            open_rows.group_by("_win")
+            .len()
+            .sort("_win", descending=True)
+            .with_columns(pl.col("len").cum_sum().alias("_upto"))
+        )
+        kept_slots = per.filter(pl.col("_upto") <= cap)
+        newest = per.get_column("_win").max()
+        if kept_slots.height == 0:  # the newest slot alone is past the cap
+            sizes = (
+                open_rows.filter(pl.col("_win") == newest)
+                .group_by(ENTITY)
+                .len()
+                .sort(["len", ENTITY], descending=[True, False])
+                .with_columns(pl.col("len").cum_sum().alias("_upto"))
+            )
+            dropped = sizes.filter(pl.col("_upto") > cap)
+            self.dropped_windows += dropped.height
+            self.dropped_rows += int(dropped.get_column("len").sum())
+            drop = (pl.col("_win") == newest) & pl.col(ENTITY).is_in(
+                dropped.get_column(ENTITY).implode()
+            )
+            held = held.filter(~drop)
+            oldest_kept = newest
+        else:
+            oldest_kept = kept_slots.get_column("_win").min()
+        early = pl.col("_win") < pl.lit(oldest_kept)
+        self.ended_early += int(held.filter(early & ~ended).select(ENTITY, "_win").n_unique())
+        latest_early = held.filter(early & ~ended).get_column("_win").max()
+        return held, ended | early, latest_early
 
     def _end(self, held: pl.DataFrame, state: KeyedState, clock: datetime) -> pl.DataFrame:
-        ended = pl.col("_win") + self.window + self.lateness <= pl.lit(clock)
-        if held.height > self.spec.max_rows:
-            # bounded: the oldest windows end early until the open ones fit
-            per = held.group_by("_win").len().sort("_win", descending=True)
-            keep = per.with_columns(pl.col("len").cum_sum().alias("_upto")).filter(
-                pl.col("_upto") <= self.spec.max_rows
-            )
-            oldest_kept = keep.get_column("_win").min() if keep.height else None
-            early = pl.lit(True) if oldest_kept is None else pl.col("_win") < pl.lit(oldest_kept)
-            self.ended_early += int(held.filter(early & ~ended).select(ENTITY, "_win").n_unique())
-            ended = ended | early
+        ended = pl.lit(True) if clock == LATEST else pl.col("_win") + self.horizon <= pl.lit(clock)
+        held, ended, latest_early = self._bound(held, ended)
         done = held.filter(ended)
         state.put("rows", held.filter(~ended).select(list(self._rows)))
+        # what has ended, by the clock or early, is scored once: later events for it are late
         upto = state.table("ended", _ENDED)
-        if clock != _END and (upto.height == 0 or upto.item() < clock):
-            state.put("ended", pl.DataFrame({"_upto": [clock]}, schema=_ENDED))
+        marks = [upto.item()] if upto.height else []
+        if clock != LATEST:
+            marks.append(clock)
+        if isinstance(latest_early, datetime):
+            marks.append(shift_time(latest_early, self.horizon))
+        if marks:
+            state.put("ended", pl.DataFrame({"_upto": [max(marks)]}, schema=_ENDED))
         if done.height == 0:
             return empty_alerts()
         return self._score(self._windows(done), state, clock)
@@ -403,10 +561,10 @@ class MultivariateDetector:
         aggs: list[pl.Expr] = [
             pl.len().alias("_n"),
             pl.col("_ts").max().alias("_last"),
-            pl.col("event.id").sort_by("_ts").head(EVIDENCE).alias("_ids"),
+            pl.col("event.id").drop_nulls().head(EVIDENCE).alias("_ids"),
         ]
         for i, f in enumerate(self.spec.features):
-            name = f"_f{i}"
+            name = self._column.get(i, "")
             if f.aggregate == "count":
                 aggs.append(pl.len().cast(pl.Float64).alias(f"_v{i}"))
             elif f.aggregate == "share":
@@ -424,7 +582,9 @@ class MultivariateDetector:
         # within a slot, windows come in an order no entity can choose (a keyed digest of
         # the entity and the slot), so which of them teach under the slot's cap is a fair draw
         order = [
-            hashlib.blake2b(f"{e}\x00{w.isoformat()}".encode(), digest_size=8).hexdigest()
+            hashlib.blake2b(
+                f"{e}\x00{w.isoformat()}".encode(), digest_size=8, key=self._salt
+            ).hexdigest()
             for e, w in zip(
                 windows.get_column(ENTITY).to_list(),
                 windows.get_column("_win").to_list(),
@@ -484,6 +644,7 @@ class MultivariateDetector:
                             for k in ("scores", "scores_latest", "values", "values_latest")
                         },
                         **{k: model[k] for k in ("scored", "taught", "windows", "alerts")},
+                        "signature": self.signature,
                     }
                 ],
                 schema=_MODEL,
@@ -515,12 +676,12 @@ class MultivariateDetector:
         entities = windows.get_column(ENTITY).to_list()
         starts = windows.get_column("_win").to_list()
         alerted = state.table("alerted", _ALERTED)
-        last_any: dict[str, datetime] = {}
+        seen_at: dict[str, list[datetime]] = {}  # every rule's alerts, this one's too
         last_own: dict[str, datetime] = {}
-        for e, ts, own in alerted.iter_rows():
-            book = last_own if own else last_any
-            if e not in book or ts > book[e]:
-                book[e] = ts
+        for e, ts, own in alerted.sort("_ts").iter_rows():
+            seen_at.setdefault(e, []).append(ts)
+            if own:
+                last_own[e] = ts
         taught = {e: n for e, n, _ in state.table("taught", _TAUGHT).iter_rows()}
         slots = {w: n for w, n, _ in state.table("slots", _SLOTS).iter_rows()}
         slot_cap = max(int(spec.slot_share * spec.period), 1)
@@ -541,22 +702,24 @@ class MultivariateDetector:
             for j in range(n):
                 k = i + j
                 e, start = entities[k], starts[k]
-                end = start + self.window
+                end = shift_time(start, self.window)
                 rar = self._rarity(model, like[j]) if warm else 1.0
-                seen = last_own.get(e)
-                far = rar <= spec.rarity and like[j] <= floor
-                if warm and far and (seen is None or seen + self.quiet <= end):
-                    found.append(self._alert(windows.row(k, named=True), x[j], like[j], rar, model))
-                    own_rows.append({ENTITY: e, "_ts": end, "own": True})
-                    last_own[e] = end
-                    model["alerts"] += 1
-                    teach[j] = False
+                far = warm and rar <= spec.rarity and like[j] <= floor
+                told = last_own.get(e)
+                if far:
+                    teach[j] = False  # alerted or held back by quiet, it never teaches
+                    if told is None or shift_time(told, self.quiet) <= end:
+                        found.append(
+                            self._alert(windows.row(k, named=True), x[j], like[j], rar, model)
+                        )
+                        own_rows.append({ENTITY: e, "_ts": end, "own": True})
+                        last_own[e] = end
+                        insort(seen_at.setdefault(e, []), end)
+                        model["alerts"] += 1
                 elif warm and spec.teach_floor > 0 and rar <= spec.teach_floor:
-                    teach[j] = False  # far out: it alerts or not, but it never teaches
-                elif (other := last_any.get(e)) is not None and other >= shift_time(
-                    start, -self.taint
-                ):
-                    teach[j] = False  # another rule alerted on this entity
+                    teach[j] = False  # far out, if not far enough to alert: it never teaches
+                elif _alerted_within(seen_at.get(e), shift_time(start, -self.taint), end):
+                    teach[j] = False  # a rule alerted on this entity around its window
                 elif taught.get(e, 0) >= spec.entity_weight:
                     teach[j] = False  # this entity has taught its share of the period
                 elif slots.get(start, 0) >= slot_cap:
@@ -679,7 +842,7 @@ class MultivariateDetector:
         top = outside[:3] or named[:1]
         entity = row[ENTITY]
         start: datetime = row["_win"]
-        end = start + self.window
+        end = shift_time(start, self.window)
         seen = max(int(model["scores"].sum()), 1)
         words = "; ".join(t[1] for t in top)
         rare = (
@@ -732,7 +895,7 @@ class MultivariateDetector:
                 .get_column(ENTITY)
                 .n_unique()
             ),
-            "events": int(model["taught"]),
+            "events": None,  # it learns windows, not events: windows_taught
             "first": None,
             "last": rows.get_column("_ts").max() if rows.height else None,
             "windows_scored": int(model["scored"]),
@@ -740,6 +903,9 @@ class MultivariateDetector:
             "alerts": int(model["alerts"]),
             "rolls": int(self.forest.rolls),
             "late_events": self.late,
+            "set_aside": self.set_aside,
             "ended_early": self.ended_early,
+            "dropped_windows": self.dropped_windows,
+            "reset_models": self.reset_models,
             "details": json.dumps({"trees": self.spec.trees, "depth": self.spec.depth}),
         }

@@ -407,12 +407,10 @@ class Engine:
         # Rules that learn only from what raised no alert run last and see the others' alerts.
         for detector in self._ordered:
             started = time.perf_counter()
+            if outputs and getattr(detector, "sees_alerts", False):
+                self._hand_alerts(detector, outputs)
             try:
                 state = self.states[detector.id]
-                if outputs and getattr(detector, "sees_alerts", False):
-                    detector.take_alerts(  # type: ignore[attr-defined]
-                        pl.concat(outputs, how="vertical_relaxed"), state
-                    )
                 given = gated.get(detector.id, batch)
                 if self.exemptions is not None and detector.id in self._exemptable:
                     given = self._screen(detector, given)
@@ -474,6 +472,15 @@ class Engine:
         if alerts.height == 0:
             return empty_alerts()
         return self._raise(alerts)
+
+    def _hand_alerts(self, detector: Detector, outputs: list[pl.DataFrame]) -> None:
+        """Give a rule that learns only from what raised no alert the alerts so far."""
+        try:
+            detector.take_alerts(  # type: ignore[attr-defined]
+                pl.concat(outputs, how="vertical_relaxed"), self.states[detector.id]
+            )
+        except Exception as err:  # its detection goes on, with what it was told before
+            log.warning("alerts_not_handed", detector=detector.id, error=str(err))
 
     def _fixed_by_id(self, rules: ExemptionRules) -> ExemptionRules:
         """``rules`` with a Sigma UUID (in written exemptions, ``never`` and ``learn_rules``)
@@ -686,9 +693,11 @@ class Engine:
         )
         # Alerts a detector holds for what comes next (a form rule waiting to see whether
         # the client opens a page), then campaign updates still waiting: the input has ended.
-        waiting = []
-        for detector in self.detectors:
+        waiting: list[pl.DataFrame] = []
+        for detector in self._ordered:
             state, folder = self.states[detector.id], self.folders[detector.id]
+            if waiting and getattr(detector, "sees_alerts", False):
+                self._hand_alerts(detector, waiting)
             release = getattr(detector, "flush", None)
             if release is not None:
                 before = getattr(detector, "undecided", 0)
