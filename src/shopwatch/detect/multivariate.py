@@ -19,8 +19,9 @@ decays by a tenth at each roll of the forest's reference. A window is *far* when
   windows' median.
 
 A far window alerts, once per entity per ``quiet``, when the model is *warm*: it has rolled
-twice and its histogram holds ``warmup`` windows (that takes ``period`` windows to the
-first roll, then about ``warmup`` more). The alert names the features furthest from the
+twice and its histogram holds ``warmup`` windows. The histogram only counts windows
+learnt after the first roll and only at a roll, so that takes ``2 * period`` taught
+windows at least (the defaults: about 1,000), more for a ``warmup`` above ``period``. The alert names the features furthest from the
 learned windows (each feature's own histogram), with their usual range (5th to 95th
 percentile).
 
@@ -36,7 +37,7 @@ entity has taught ``entity_weight`` windows this period, or its slot ``slot_shar
 period.
 
 **Poisoning bound.** Before the model is warm, every window that no rule alerted on
-teaches: what an attacker sends while the model learns its first ``period + warmup``
+teaches: what an attacker sends while the model learns its first ``2 * period`` or more
 windows is learned as normal, up to the caps. Once warm, a kind of window the model has
 not seen is far, alerts and teaches nothing; for it to stop being far, the reference must
 hold a few tens of windows like it in most trees (about ``2^floor``: with the defaults the
@@ -48,13 +49,16 @@ by many addresses over hours; it cannot be jumped. The bound slows poisoning; it
 prevent it.
 
 State: the model's counts (one row, about ``2 * trees * 2^(depth+1) * 8`` bytes, plus two
-histograms), the events of open windows (about 70 bytes each, bounded by ``max_rows``:
-past it the oldest slots end early, counted in ``ended_early``, and when the newest slot
-alone is past it, its smallest windows are dropped, counted in ``dropped_windows``), how
-many windows each entity and slot taught this period, and when entities were alerted on.
-Events that arrive after their window was scored are counted in ``late``; events dated
-more than :data:`SKEW` past the engine's clock in ``set_aside``. A rule whose features,
-trees, seed or window changed learns afresh from a restored state (``reset_models``).
+histograms), the events of open windows (70 to 200 bytes each, most of it the user agent;
+bounded by ``max_rows``, past which, in this order: windows dated after the clock's slot
+are dropped, the slots before it end early, counted in ``ended_early``, and the clock's
+slot keeps at most half the cap of any one window's events and drops its smallest
+windows, counted in ``dropped_windows`` and ``dropped_rows``), how many windows each entity and slot
+taught this period (at most ``period`` rows each, kept whole until the next roll), and
+when entities were alerted on. Events that arrive after their window was scored are
+counted in ``late``. A state learnt by another version of the rule (its features, trees,
+seed, window, entity, clause or ``min_events``), or saved before states carried the
+rule's signature, is dropped and learnt afresh (``reset_models``, ``reset_rows``).
 """
 
 from __future__ import annotations
@@ -63,7 +67,7 @@ import hashlib
 import json
 import math
 from bisect import bisect_left, insort
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Final, Literal
 
 import numpy as np
@@ -101,8 +105,8 @@ HISTORY_CEILING: Final = 5
 NAMED_BELOW: Final = 0.05
 #: Events of a window an alert cites.
 EVIDENCE: Final = 20
-#: Events dated this far past the engine's clock are set aside (counted), not held.
-SKEW: Final = timedelta(minutes=5)
+#: Members of one campaign alert read as alerted entities.
+MAX_MEMBERS: Final = 500
 ENTITY: Final = "_entity"
 
 Aggregate = Literal["count", "distinct", "share", "mean", "max"]
@@ -264,8 +268,12 @@ _MODEL: Final[dict[str, pl.DataType]] = {
     "signature": pl.String(),
 }
 _ENDED: Final[dict[str, pl.DataType]] = {"_upto": TIMESTAMP}
-_SLOTS: Final[dict[str, pl.DataType]] = {"_win": TIMESTAMP, "n": pl.Int64(), "_ts": TIMESTAMP}
-_TAUGHT: Final[dict[str, pl.DataType]] = {ENTITY: pl.String(), "n": pl.Int64(), "_ts": TIMESTAMP}
+#: What each slot and entity taught this period: at most ``period`` rows each, kept whole
+#: until the next roll (no key column and no ``_ts``: age eviction and shedding leave them).
+_SLOTS: Final[dict[str, pl.DataType]] = {"slot": TIMESTAMP, "n": pl.Int64()}
+_TAUGHT: Final[dict[str, pl.DataType]] = {"who": pl.String(), "n": pl.Int64()}
+#: The rule the saved state was learnt by (see ``signature``).
+_SIGNED: Final[dict[str, pl.DataType]] = {"signature": pl.String()}
 _ALERTED: Final[dict[str, pl.DataType]] = {
     ENTITY: pl.String(),
     "_ts": TIMESTAMP,
@@ -321,6 +329,9 @@ class MultivariateDetector:
                     spec.depth,
                     spec.seed,
                     spec.window,
+                    spec.entity,
+                    spec.where,
+                    spec.min_events,
                 ],
                 sort_keys=True,
             ).encode()
@@ -341,8 +352,6 @@ class MultivariateDetector:
                 self._rows[f"_n:{f.field}"] = pl.Float64()
         #: Events that came after their window had ended (not scored).
         self.late = 0
-        #: Events dated more than :data:`SKEW` past the engine's clock (not held).
-        self.set_aside = 0
         #: Windows ended before their time because the open windows held ``max_rows``.
         self.ended_early = 0
         #: Windows (and their events) of the newest slot dropped past ``max_rows``.
@@ -370,10 +379,15 @@ class MultivariateDetector:
                 if not details or "members" not in details:
                     continue
                 try:
-                    members = (json.loads(details).get("members") or {}).get(field) or []
-                except (json.JSONDecodeError, AttributeError):
+                    members = (json.loads(details).get("members") or {}).get(field)
+                except (json.JSONDecodeError, AttributeError, TypeError):
                     continue
-                named.extend((str(m), at) for m in members if isinstance(m, str | int))
+                if isinstance(members, list):
+                    named.extend(
+                        (str(m), at)
+                        for m in members[:MAX_MEMBERS]
+                        if isinstance(m, str | int) and not isinstance(m, bool)
+                    )
         rows = [
             {ENTITY: v[:200], "_ts": at, "own": False}
             for v, at in named
@@ -438,15 +452,30 @@ class MultivariateDetector:
         )
         return rows if rows.height else None
 
+    def _current(self, state: KeyedState) -> bool:
+        """Whether what ``state`` holds was learnt by this rule (or it holds nothing yet)."""
+        signed = state.table("signed", _SIGNED)
+        if signed.height:
+            return bool(signed.item() == self.signature)
+        # a state without the mark: empty, or saved before rules were signed
+        return all(state.table(t, {}).height == 0 for t in ("model", "rows"))
+
     def _held(self, state: KeyedState) -> pl.DataFrame:
-        """The open windows' events; those of an earlier version of the rule are dropped."""
-        model = state.table("model", _MODEL)
-        if model.height and (
-            model.schema != pl.Schema(_MODEL) or model.item(0, "signature") != self.signature
-        ):  # the rule's features, trees or window changed: the model learns afresh
+        """The open windows' events. A state learnt by another version of the rule (other
+        features, trees, seed, window, entity or clause) is dropped, counted, and learnt
+        afresh; so is one saved before states carried the rule's signature."""
+        if not self._current(state):  # another rule's state (features, entity, window...)
             self.reset_models += 1
-            for name, schema in (("model", _MODEL), ("taught", _TAUGHT), ("slots", _SLOTS)):
+            self.reset_rows += state.table("rows", {}).height
+            for name, schema in (
+                ("model", _MODEL),
+                ("taught", _TAUGHT),
+                ("slots", _SLOTS),
+                ("rows", self._rows),
+                ("ended", _ENDED),
+            ):
                 state.put(name, pl.DataFrame(schema=schema))
+        state.put("signed", pl.DataFrame({"signature": [self.signature]}, schema=_SIGNED))
         held = state.table("rows", self._rows)
         if held.schema != pl.Schema(self._rows):
             self.reset_rows += held.height
@@ -473,14 +502,6 @@ class MultivariateDetector:
                 if n_late:
                     self.late += n_late
                     events = events.filter(~late)
-            # an event dated well past the engine's clock is set aside: its window would
-            # wait for a time that may never come, and hold the bound on open windows
-            if state.clock is not None:
-                ahead = pl.col("_ts") > pl.lit(shift_time(state.clock, SKEW))
-                n_ahead = int(events.select(ahead.sum()).item())
-                if n_ahead:
-                    self.set_aside += n_ahead
-                    events = events.filter(~ahead)
             # a window keeps the ids of its first events only (its evidence)
             held = pl.concat([held, events], how="vertical_relaxed").with_columns(
                 pl.when(pl.int_range(pl.len()).over(ENTITY, "_win") < EVIDENCE)
@@ -498,49 +519,59 @@ class MultivariateDetector:
             return empty_alerts()
         return self._end(held, state, LATEST)
 
-    def _bound(self, held: pl.DataFrame, ended: pl.Expr) -> tuple[pl.DataFrame, pl.Expr, Any]:
-        """Open windows past ``max_rows``: the oldest slots end early; if the newest slot
-        alone is too many, its smallest windows are dropped (counted) until it fits: many
-        addresses of a request or two each are what fills it, and none of them could reach
-        ``min_events``. Returns the rows kept, what ends, and the latest slot ended early."""
+    def _bound(
+        self, held: pl.DataFrame, ended: pl.Expr, clock: datetime
+    ) -> tuple[pl.DataFrame, pl.Expr, Any]:
+        """Open windows past ``max_rows``, in this order until they fit: windows of slots
+        after the clock's (dated ahead: they cannot be scored yet) are dropped; the slots
+        before the clock's end early; in the clock's slot the smallest windows are dropped
+        (many addresses of a request or two each are what fills it, and none of them could
+        reach ``min_events``), after each window is cut to its first half of the cap's
+        events. All of it is counted. Returns the rows kept, what ends, and
+        the latest slot ended early."""
         cap = self.spec.max_rows
-        open_rows = held.filter(~ended)
-        if open_rows.height <= cap:
+        if held.filter(~ended).height <= cap:
             return held, ended, None
-        per = (
-            open_rows.group_by("_win")
-            .len()
-            .sort("_win", descending=True)
-            .with_columns(pl.col("len").cum_sum().alias("_upto"))
-        )
-        kept_slots = per.filter(pl.col("_upto") <= cap)
-        newest = per.get_column("_win").max()
-        if kept_slots.height == 0:  # the newest slot alone is past the cap
+        current = pl.lit(clock).dt.truncate(human_duration(self.window))
+        ahead = ~ended & (pl.col("_win") > current)
+        n_ahead = int(held.select(ahead.sum()).item())
+        if n_ahead:
+            self.dropped_windows += held.filter(ahead).select(ENTITY, "_win").n_unique()
+            self.dropped_rows += n_ahead
+            held = held.filter(~ahead)
+        early = ~ended & (pl.col("_win") < current)
+        latest_early = None
+        if held.filter(~ended).height > cap and held.select(early.any()).item():
+            self.ended_early += held.filter(early).select(ENTITY, "_win").n_unique()
+            latest_early = held.filter(early).get_column("_win").max()
+            ended = ended | early
+        if held.filter(~ended).height > cap:  # the clock's slot alone is past the cap
+            # no window keeps more than half the room: one heavy client cannot crowd out
+            # the others (its first events are what it is scored on)
+            over = ~ended & (pl.int_range(pl.len()).over(ENTITY, "_win") >= cap // 2)
+            trimmed = int(held.select(over.sum()).item())
+            if trimmed:
+                self.dropped_rows += trimmed
+                held = held.filter(~over)
+            open_rows = held.filter(~ended)
             sizes = (
-                open_rows.filter(pl.col("_win") == newest)
-                .group_by(ENTITY)
+                open_rows.group_by(ENTITY, "_win")
                 .len()
-                .sort(["len", ENTITY], descending=[True, False])
-                .with_columns(pl.col("len").cum_sum().alias("_upto"))
+                .sort(["len", ENTITY])
+                .with_columns((open_rows.height - pl.col("len").cum_sum()).alias("_after"))
             )
-            dropped = sizes.filter(pl.col("_upto") > cap)
+            # then the smallest go while what would be left is still past the cap
+            dropped = sizes.filter((pl.col("_after") + pl.col("len")) > cap)
             self.dropped_windows += dropped.height
             self.dropped_rows += int(dropped.get_column("len").sum())
-            drop = (pl.col("_win") == newest) & pl.col(ENTITY).is_in(
-                dropped.get_column(ENTITY).implode()
-            )
-            held = held.filter(~drop)
-            oldest_kept = newest
-        else:
-            oldest_kept = kept_slots.get_column("_win").min()
-        early = pl.col("_win") < pl.lit(oldest_kept)
-        self.ended_early += int(held.filter(early & ~ended).select(ENTITY, "_win").n_unique())
-        latest_early = held.filter(early & ~ended).get_column("_win").max()
-        return held, ended | early, latest_early
+            held = held.join(dropped.select(ENTITY, "_win"), on=[ENTITY, "_win"], how="anti")
+        return held, ended, latest_early
 
     def _end(self, held: pl.DataFrame, state: KeyedState, clock: datetime) -> pl.DataFrame:
         ended = pl.lit(True) if clock == LATEST else pl.col("_win") + self.horizon <= pl.lit(clock)
-        held, ended, latest_early = self._bound(held, ended)
+        held, ended, latest_early = (
+            (held, ended, None) if clock == LATEST else self._bound(held, ended, clock)
+        )
         done = held.filter(ended)
         state.put("rows", held.filter(~ended).select(list(self._rows)))
         # what has ended, by the clock or early, is scored once: later events for it are late
@@ -682,8 +713,8 @@ class MultivariateDetector:
             seen_at.setdefault(e, []).append(ts)
             if own:
                 last_own[e] = ts
-        taught = {e: n for e, n, _ in state.table("taught", _TAUGHT).iter_rows()}
-        slots = {w: n for w, n, _ in state.table("slots", _SLOTS).iter_rows()}
+        taught = dict(state.table("taught", _TAUGHT).iter_rows())
+        slots = dict(state.table("slots", _SLOTS).iter_rows())
         slot_cap = max(int(spec.slot_share * spec.period), 1)
         model = self._load(state)
         found: list[dict[str, Any]] = []
@@ -743,19 +774,13 @@ class MultivariateDetector:
                 taught, slots = {}, {}
             i = chunk.stop
         self._save(state, model)
-        last = windows.get_column("_last").max()
         state.put(
             "taught",
-            pl.DataFrame(
-                [{ENTITY: e, "n": n, "_ts": last} for e, n in sorted(taught.items())],
-                schema=_TAUGHT,
-            ),
+            pl.DataFrame([{"who": e, "n": n} for e, n in sorted(taught.items())], schema=_TAUGHT),
         )
         state.put(
             "slots",
-            pl.DataFrame(
-                [{"_win": w, "n": n, "_ts": w} for w, n in sorted(slots.items())], schema=_SLOTS
-            ),
+            pl.DataFrame([{"slot": w, "n": n} for w, n in sorted(slots.items())], schema=_SLOTS),
         )
         if own_rows:
             self._remember(state, pl.DataFrame(own_rows, schema=_ALERTED))
@@ -875,7 +900,9 @@ class MultivariateDetector:
         )
 
     def model_summary(self, state: KeyedState) -> dict[str, Any]:
-        """What this model holds (``shopwatch models``)."""
+        """What this model holds (``shopwatch models``); nothing of another rule's state."""
+        if not self._current(state):
+            state = KeyedState(self.keys)
         model = self._load(state)
         rows = state.table("rows", self._rows)
         return {
@@ -888,7 +915,7 @@ class MultivariateDetector:
                 pl.concat(
                     [
                         rows.select(ENTITY),
-                        state.table("taught", _TAUGHT).select(ENTITY),
+                        state.table("taught", _TAUGHT).select(pl.col("who").alias(ENTITY)),
                         state.table("alerted", _ALERTED).select(ENTITY),
                     ]
                 )
@@ -903,7 +930,6 @@ class MultivariateDetector:
             "alerts": int(model["alerts"]),
             "rolls": int(self.forest.rolls),
             "late_events": self.late,
-            "set_aside": self.set_aside,
             "ended_early": self.ended_early,
             "dropped_windows": self.dropped_windows,
             "reset_models": self.reset_models,
