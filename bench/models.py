@@ -234,6 +234,16 @@ def calls(rng: np.random.Generator, vendors: int, n: int, start: datetime) -> pl
     ).sort("@timestamp")
 
 
+_AGENTS = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like "
+    "Gecko) Version/18.1 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Linux; Android 14; SM-S921B) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Mobile Safari/537.36",
+)
+
+
 def requests(
     rng: np.random.Generator, clients: int, per_s: float, seconds: float, start: datetime
 ) -> pl.DataFrame:
@@ -265,7 +275,7 @@ def requests(
                 "url.query": np.where(kind > 0.9, "page=1", None).tolist(),
                 "http.response.status_code": np.where(kind < 0.01, 404, 200).tolist(),
                 "http.response.bytes": rng.lognormal(np.log(40_000), 1.0, n).astype(int).tolist(),
-                "user_agent.original": ["Mozilla/5.0"] * n,
+                "user_agent.original": [_AGENTS[k % len(_AGENTS)] for k in who],
             }
         )
     )

@@ -21,9 +21,9 @@ decays by a tenth at each roll of the forest's reference. A window is *far* when
 A far window alerts, once per entity per ``quiet``, when the model is *warm*: it has rolled
 twice and its histogram holds ``warmup`` windows. The histogram only counts windows
 learnt after the first roll and only at a roll, so that takes ``2 * period`` taught
-windows at least (the defaults: about 1,000), more for a ``warmup`` above ``period``. The alert names the features furthest from the
-learned windows (each feature's own histogram), with their usual range (5th to 95th
-percentile).
+windows at least (the defaults: about 1,000), more for a ``warmup`` above ``period``.
+The alert names the features furthest from the learned windows (each feature's own
+histogram), with their usual range (5th to 95th percentile).
 
 **What teaches.** Windows are taught in the order of their slot and, within a slot, of a
 digest of the entity and the slot keyed by ``salt`` (set one of your own: with the
@@ -49,16 +49,17 @@ by many addresses over hours; it cannot be jumped. The bound slows poisoning; it
 prevent it.
 
 State: the model's counts (one row, about ``2 * trees * 2^(depth+1) * 8`` bytes, plus two
-histograms), the events of open windows (70 to 200 bytes each, most of it the user agent;
-bounded by ``max_rows``, past which, in this order: windows dated after the clock's slot
-are dropped, the slots before it end early, counted in ``ended_early``, and the clock's
-slot keeps at most half the cap of any one window's events and drops its smallest
-windows, counted in ``dropped_windows`` and ``dropped_rows``), how many windows each entity and slot
-taught this period (at most ``period`` rows each, kept whole until the next roll), and
-when entities were alerted on. Events that arrive after their window was scored are
-counted in ``late``. A state learnt by another version of the rule (its features, trees,
-seed, window, entity, clause or ``min_events``), or saved before states carried the
-rule's signature, is dropped and learnt afresh (``reset_models``, ``reset_rows``).
+histograms), the events of open windows (about 80 bytes each: distinct values are held as
+64-bit digests; bounded by ``max_rows``, past which, in this order: windows dated after
+the clock's slot are dropped, the slots before it end early, counted in ``ended_early``,
+and the clock's slot keeps at most half the cap of any one window's events and drops its
+smallest windows, counted in ``dropped_windows`` and ``dropped_rows``), how many windows
+each entity and slot taught this period (at most ``period`` rows each, kept whole until
+the next roll), and when entities were alerted on. Events that arrive after their window
+was scored are counted in ``late``. A state learnt by another version of the rule (its
+features, trees, seed, window, entity, clause or ``min_events``), or saved before states
+carried the rule's signature, is dropped and learnt afresh (``reset_models``,
+``reset_rows``).
 """
 
 from __future__ import annotations
@@ -344,9 +345,9 @@ class MultivariateDetector:
             if f.aggregate == "share":
                 self._column[i] = f"_f{i}"
                 self._rows[f"_f{i}"] = pl.Boolean()
-            elif f.aggregate == "distinct":
+            elif f.aggregate == "distinct":  # held as a 64-bit digest: 8 bytes, not the text
                 self._column[i] = f"_s:{f.field}"
-                self._rows[f"_s:{f.field}"] = pl.String()
+                self._rows[f"_s:{f.field}"] = pl.UInt64()
             elif f.aggregate in ("mean", "max"):
                 self._column[i] = f"_n:{f.field}"
                 self._rows[f"_n:{f.field}"] = pl.Float64()
@@ -440,7 +441,8 @@ class MultivariateDetector:
                     (expr if expr is not None else pl.lit(False)).fill_null(False).alias(name)
                 )
             elif f.aggregate == "distinct":
-                columns.append(col(f.field, pl.String()).alias(name))
+                text = col(f.field, pl.String())
+                columns.append(pl.when(text.is_not_null()).then(text.hash(seed=7)).alias(name))
             else:
                 columns.append(col(f.field, pl.Float64()).alias(name))
         rows = (
