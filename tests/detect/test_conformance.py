@@ -19,7 +19,11 @@ DETECTORS = {d.id: d for d in ours(load_detectors().detectors)}
 @pytest.fixture(scope="module")
 def stream() -> pl.DataFrame:
     """All case files (attacks and look-alikes) as one event-time ordered stream."""
-    frames = [read_events(p) for p in sorted(CASES.glob("*/*")) if p.stem in ("fires", "benign")]
+    frames = [
+        read_events(p)
+        for p in sorted(CASES.glob("*/*"))
+        if p.name.split(".", 1)[0] in ("fires", "benign") and p.suffix != ".py"
+    ]
     return pl.concat(frames).sort("@timestamp", maintain_order=True)
 
 
@@ -68,7 +72,9 @@ def test_snapshot_restore_mid_stream(rule_id: str, stream: pl.DataFrame) -> None
     restored = KeyedState(detector.keys)
     restored.restore(first_state.snapshot())
     second = run(detector, [stream.slice(half)], restored)
-    if _learns(rule_id):
+    # A rule whose flush scores the windows still open (with their events so far) gives a
+    # run flushed midway other alerts than one that was not; restored or not must not.
+    if _learns(rule_id) or getattr(detector, "partial_at_flush", False):
         # Restored from the snapshot or carried on in memory: the same second half.
         assert second.equals(run(detector, [stream.slice(half)], first_state))
         assert second.height > 0

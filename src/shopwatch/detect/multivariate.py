@@ -297,6 +297,8 @@ class MultivariateDetector:
     Spec = MultivariateSpec
     #: The engine runs this rule after the others and hands it their alerts first.
     sees_alerts = True
+    #: ``flush`` scores the windows still open with their events so far.
+    partial_at_flush = True
 
     def __init__(self, spec: MultivariateSpec) -> None:
         self.spec = spec
