@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shopwatch.learn.hst import HalfSpaceForest, isolated_share
+from shopwatch.learn.hst import HalfSpaceForest
 
 
 def _leaf_likeness(forest: HalfSpaceForest, points: np.ndarray) -> np.ndarray:
@@ -57,18 +57,18 @@ def test_a_roll_averages_the_reference_with_what_came_since() -> None:
     assert (mass[0][~apart] == 20).all()
 
 
-def test_points_far_from_the_learned_ones_are_isolated_early() -> None:
+def test_points_far_from_the_learned_ones_land_in_empty_leaves() -> None:
     rng = np.random.default_rng(3)
     forest = HalfSpaceForest(4, trees=32, depth=8, seed=2)
     forest.learn(rng.normal(0.3, 0.03, (2000, 4)).clip(0, 1))
     forest.roll()
     usual = rng.normal(0.3, 0.03, (200, 4)).clip(0, 1)
     far = np.array([[0.95, 0.3, 0.3, 0.3], [0.9, 0.9, 0.9, 0.9]])
-    near_share = isolated_share(forest.isolation(usual, min_mass=1.0), 4)
-    far_share = isolated_share(forest.isolation(far, min_mass=1.0), 4)
-    assert near_share.max() < 0.2
-    assert far_share[1] > 0.8  # far in every feature: nearly every tree isolates it
-    assert far_share[0] > near_share.max()  # far in one: the trees that cut it isolate it
+    empty_far = (forest.leaf_mass(far) == 0).mean(axis=1)
+    empty_usual = (forest.leaf_mass(usual) == 0).mean(axis=1)
+    assert empty_usual.max() < 0.2
+    assert empty_far[1] > 0.8  # far in every feature: nearly every tree's leaf is empty
+    assert empty_far[0] > empty_usual.max()  # far in one: the trees that cut it
     assert (_leaf_likeness(forest, far) < _leaf_likeness(forest, usual).min()).all()
 
 

@@ -76,6 +76,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shopwatch.contract import TIMESTAMP, empty_alerts
+from shopwatch.detect.campaign import MAX_MEMBERS
 from shopwatch.detect.conditions import Where
 from shopwatch.detect.registry import (
     Duration,
@@ -106,8 +107,6 @@ HISTORY_CEILING: Final = 5
 NAMED_BELOW: Final = 0.05
 #: Events of a window an alert cites.
 EVIDENCE: Final = 20
-#: Members of one campaign alert read as alerted entities.
-MAX_MEMBERS: Final = 500
 ENTITY: Final = "_entity"
 
 Aggregate = Literal["count", "distinct", "share", "mean", "max"]

@@ -14,12 +14,10 @@ counts alone: two float arrays of ``trees x (2^(depth+1) - 1)`` nodes.
   itself and ``latest`` (a window's counts that also remember, at half weight, the
   windows before it), and ``latest`` starts again. The first roll takes ``latest`` whole.
 
-Scoring (:meth:`HalfSpaceForest.isolation`): in each tree a point walks down until a node
-holds fewer than ``min_mass`` reference points; the depth where that happens is where the
-tree *isolates* it (``depth + 1`` when the point reaches a leaf that still holds enough).
-:func:`isolated_share` is the share of trees that isolate a point at most ``at_depth``
-deep, which is what a detector thresholds: a point no learned point came near is isolated
-near the root in nearly every tree.
+Scoring (:meth:`HalfSpaceForest.leaf_mass`): how many reference points share each point's
+leaf, per tree; a point no learned point came near lands in empty or thin leaves in most
+trees. The detector (:mod:`shopwatch.detect.multivariate`) averages log2(1 + that) over
+the trees.
 
 Why not river's ``HalfSpaceTrees``: it walks one point at a time through Python dicts
 (about 40 microseconds a point for 25 trees); here a batch walks all trees at once with
@@ -32,7 +30,7 @@ from typing import Final
 
 import numpy as np
 
-__all__ = ["DEFAULT_SEED", "HalfSpaceForest", "isolated_share"]
+__all__ = ["DEFAULT_SEED", "HalfSpaceForest"]
 
 #: The seed the trees are drawn from unless a rule names another.
 DEFAULT_SEED: Final = 20_111
@@ -42,10 +40,9 @@ class HalfSpaceForest:
     """``trees`` half-space trees of ``depth`` cuts over ``features`` features in [0, 1].
 
     >>> forest = HalfSpaceForest(features=2, trees=8, depth=4, seed=1)
-    >>> normal = np.full((50, 2), 0.2)
-    >>> forest.learn(normal); forest.roll()
-    >>> depths = forest.isolation(np.array([[0.2, 0.2], [0.95, 0.9]]), min_mass=1.0)
-    >>> bool((depths[0] == 5).all()), bool((depths[1] <= 4).all())
+    >>> forest.learn(np.full((50, 2), 0.2)); forest.roll()
+    >>> mass = forest.leaf_mass(np.array([[0.2, 0.2], [0.95, 0.9]]))
+    >>> bool((mass[0] == 50).all()), bool(mass[1].mean() < 50)
     (True, True)
     """
 
@@ -134,19 +131,6 @@ class HalfSpaceForest:
         self.latest = np.zeros_like(self.latest)
         self.rolls += 1
 
-    def isolation(self, points: np.ndarray, *, min_mass: float) -> np.ndarray:
-        """Depth at which each tree isolates each point: ``(N, trees)``, 0..depth + 1.
-
-        The depth of the first node on the point's path whose reference holds fewer than
-        ``min_mass`` points; ``depth + 1`` when even its leaf holds enough.
-        """
-        paths = self.paths(points)
-        tree = np.arange(self.trees)[None, None, :]
-        mass = self.reference[tree, paths]  # (depth + 1, N, trees)
-        thin = mass < min_mass
-        first = np.argmax(thin, axis=0)
-        return np.where(thin.any(axis=0), first, self.depth + 1)
-
     def leaf_mass(self, points: np.ndarray) -> np.ndarray:
         """Reference points in each point's leaf, per tree: ``(N, trees)``."""
         leaves = self.paths(points)[-1]
@@ -167,13 +151,3 @@ class HalfSpaceForest:
         self.reference = ref.reshape(shape).copy()
         self.latest = lat.reshape(shape).copy()
         self.rolls = int(rolls)
-
-
-def isolated_share(depths: np.ndarray, at_depth: int) -> np.ndarray:
-    """Share of trees that isolate each point at most ``at_depth`` deep: ``(N,)``.
-
-    >>> isolated_share(np.array([[1, 2, 9], [9, 9, 9]]), 2).round(2).tolist()
-    [0.67, 0.0]
-    """
-    shares: np.ndarray = (np.asarray(depths) <= at_depth).mean(axis=1)
-    return shares
